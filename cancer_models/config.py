@@ -1,0 +1,119 @@
+"""The model config: everything needed to use a checkpoint with no other knowledge.
+
+It is stored as ``config.json`` beside ``model.safetensors`` and validated on every load, so a
+hand-edited or foreign file fails with a message that names the bad field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_LABELS = ("benign", "malignant")
+FORMAT_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A model config is missing, malformed or describes something we cannot build."""
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    architecture: str
+    model_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    labels: tuple[str, str] = DEFAULT_LABELS
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    # Decision threshold on the calibrated malignant probability.
+    threshold: float = 0.5
+    # Logits are divided by this before the softmax (temperature scaling).
+    temperature: float = 1.0
+    # Free-form facts about training: data, splits, metrics, command line.
+    training: dict[str, Any] = dataclasses.field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        self.labels = tuple(self.labels)
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+        self.validate()
+
+    @property
+    def malignant_label(self) -> str:
+        return self.labels[1]
+
+    def validate(self) -> None:
+        from .models import list_models  # late import: the registry imports this module
+
+        def fail(field: str, problem: str) -> None:
+            raise ConfigError(f"config field '{field}' {problem}")
+
+        if self.architecture not in list_models():
+            fail("architecture", f"names unknown model {self.architecture!r}; known: {', '.join(list_models())}")
+        if not isinstance(self.model_args, dict):
+            fail("model_args", "must be an object")
+        if len(self.labels) != 2 or not all(isinstance(x, str) and x for x in self.labels):
+            fail("labels", f"must be two non-empty names (benign first), got {list(self.labels)}")
+        if len(set(self.labels)) != 2:
+            fail("labels", f"must be two different names, got {list(self.labels)}")
+        if not isinstance(self.input_size, int) or isinstance(self.input_size, bool) or self.input_size < 32:
+            fail("input_size", f"must be an integer >= 32, got {self.input_size!r}")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != 3 or not all(math.isfinite(v) for v in values):
+                fail(name, f"must be three finite numbers, got {list(values)}")
+        if not all(v > 0 for v in self.std):
+            fail("std", f"must be positive, got {list(self.std)}")
+        if not (isinstance(self.threshold, (int, float)) and 0.0 < self.threshold < 1.0):
+            fail("threshold", f"must be a probability strictly between 0 and 1, got {self.threshold!r}")
+        if not (
+            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
+        ):
+            fail("temperature", f"must be a positive number, got {self.temperature!r}")
+        if not isinstance(self.training, dict):
+            fail("training", "must be an object")
+        if self.format_version > FORMAT_VERSION:
+            fail(
+                "format_version",
+                f"is {self.format_version}, newer than this library reads ({FORMAT_VERSION}); upgrade cancer_models",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for key in ("labels", "mean", "std"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        if "architecture" not in data:
+            raise ConfigError("config has no 'architecture' field: not a cancer_models checkpoint")
+        unknown = sorted(set(data) - names)
+        if unknown:
+            warnings.warn(f"ignoring unknown config fields: {', '.join(unknown)}", stacklevel=2)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except (TypeError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"malformed config: {e}") from e
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path} is not valid JSON: {e}") from e
+        return cls.from_dict(data)

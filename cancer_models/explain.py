@@ -1,0 +1,54 @@
+"""Class activation maps through pytorch-grad-cam, for any model that names its target layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from pytorch_grad_cam import (
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from .models import CancerModel
+
+CAM_METHODS = {
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "hirescam": HiResCAM,
+    "xgradcam": XGradCAM,
+    "layercam": LayerCAM,
+    "eigencam": EigenCAM,
+    "scorecam": ScoreCAM,
+}
+
+
+def compute_cam(
+    model: CancerModel, input_tensor: torch.Tensor, class_index: int, method: str = "gradcam"
+) -> np.ndarray:
+    """CAM for one preprocessed image (1, 3, H, W) and class; float32 (H, W) scaled to [0, 1].
+
+    Leaves the model in eval mode with no hooks and no parameter gradients behind.
+    """
+    # An input that requires grad makes the target activations require grad too, so gradient
+    # methods also work when every backbone parameter is frozen.
+    x = input_tensor.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), CAM_METHODS[method](model=model, target_layers=model.cam_target_layers()) as cam:
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(class_index)])
+    model.zero_grad(set_to_none=True)
+    return np.nan_to_num(maps[0].astype(np.float32))
+
+
+def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a [0, 1] heatmap (jet colormap) over an RGB image; ``alpha`` is the heatmap's weight."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    rgb = np.asarray(image, dtype=np.float32) / 255.0
+    return show_cam_on_image(rgb, heatmap, use_rgb=True, image_weight=1.0 - alpha)

@@ -1,0 +1,105 @@
+"""Model cards (the ``README.md`` of a model folder), rendered from the config alone."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .config import ModelConfig
+
+RESEARCH_WARNING = (
+    "**Research software, not a medical device.** This model has not been clinically validated and must not "
+    "be used to diagnose, treat or triage patients. Its outputs are not medical advice."
+)
+
+# Metrics shown in the card, in this order, with their display names.
+CARD_METRICS = {
+    "auc": "ROC AUC",
+    "accuracy": "Accuracy",
+    "sensitivity": "Sensitivity (recall, malignant)",
+    "specificity": "Specificity",
+    "precision": "Precision (PPV)",
+    "f1": "F1",
+    "ece": "Expected calibration error",
+}
+
+
+USAGE = """```python
+from cancer_models import load_pretrained, Predictor
+
+model = load_pretrained("PATH_OR_REPO_ID")
+predictor = Predictor(model)
+print(predictor.predict("image.jpg"))
+explanation = predictor.explain("image.jpg", method="gradcam")
+```"""
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    rows = ["| metric | value | 95% CI |", "|---|---|---|"]
+    for key, name in CARD_METRICS.items():
+        if key in metrics and metrics[key] is not None:
+            ci = metrics.get(f"{key}_ci")
+            ci_text = f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else ""
+            rows.append(f"| {name} | {_fmt(metrics[key])} | {ci_text} |")
+    return "\n".join(rows)
+
+
+def _front_matter(config: ModelConfig) -> str:
+    training = config.training
+    lines = [
+        "---",
+        "library_name: cancer-models",
+        "pipeline_tag: image-classification",
+        "tags:",
+        *[f"- {t}" for t in ("image-classification", "medical-imaging", "pytorch", "grad-cam", config.architecture)],
+    ]
+    if training.get("license"):
+        lines.append(f"license: {training['license']}")
+    if training.get("model_index"):
+        lines.append("model-index: " + json.dumps(training["model_index"]))
+    lines.append("---")
+    return "\n".join(lines)
+
+
+def render_model_card(config: ModelConfig, title: str | None = None) -> str:
+    training = config.training
+    title = title or training.get("name") or f"{config.architecture} benign-vs-malignant classifier"
+    facts = [
+        f"- Architecture: `{config.architecture}` {json.dumps(config.model_args) if config.model_args else ''}".rstrip(),
+        f"- Classes: `{config.labels[0]}` (0), `{config.labels[1]}` (1)",
+        (
+            f"- Input: RGB, resized to {config.input_size}x{config.input_size}, normalised with mean "
+            f"{list(config.mean)} and std {list(config.std)}"
+        ),
+        (
+            f"- Decision threshold on the malignant probability: {config.threshold:.3f}; "
+            f"calibration temperature: {config.temperature:.3f}"
+        ),
+    ]
+    if training.get("task"):
+        facts.append(f"- Task: {training['task']}")
+    parts = [_front_matter(config), f"# {title}", "> " + RESEARCH_WARNING, "## Model", "\n".join(facts)]
+    if training.get("data"):
+        parts += ["## Training data", str(training["data"])]
+    if training.get("splits"):
+        rows = [f"| {name} | {n} |" for name, n in training["splits"].items()]
+        parts.append("\n".join(["| split | images |", "|---|---|", *rows]))
+    for split, metrics in (training.get("metrics") or {}).items():
+        n = metrics.get("n")
+        parts += [f"## Metrics on the {split} split" + (f" (n = {n})" if n else ""), _metrics_table(metrics)]
+    if training.get("recipe"):
+        parts += ["## Training procedure", str(training["recipe"])]
+    parts += [
+        "## Use",
+        USAGE,
+        "## Intended use and limitations",
+        RESEARCH_WARNING
+        + " It was trained on a public research data set whose images come from few institutions and scanners; "
+        "performance on other populations, stains, devices or magnifications is unknown. Grad-CAM maps show which "
+        "regions influenced the score, not where a lesion is.",
+    ]
+    return "\n\n".join(parts) + "\n"

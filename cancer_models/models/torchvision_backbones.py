@@ -1,0 +1,110 @@
+"""Transfer-learning classifiers: a torchvision backbone with the project's dense head.
+
+Head: Dropout(0.5) - Linear(features, 128) - ReLU - Dropout(0.3) - Linear(128, 2). Every variant is one
+registry entry over ``TransferClassifier``; only how to cut the torchvision model into a feature
+extractor differs, and that lives in ``_BACKBONES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torchvision
+from torch import nn
+
+from ._registry import register_model
+from .base import CancerModel
+
+
+@dataclass(frozen=True)
+class _Backbone:
+    weights: str  # torchvision weights enum member, used only with pretrained_backbone=True
+    num_features: int
+    # Turns the torchvision classifier into a module that returns the last feature map.
+    trunk: Callable[[nn.Module], nn.Module]
+
+
+def _resnet_trunk(m: nn.Module) -> nn.Module:
+    return nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2, m.layer3, m.layer4)
+
+
+def _features_trunk(m: nn.Module) -> nn.Module:
+    return m.features
+
+
+_BACKBONES = {
+    "resnet18": _Backbone("ResNet18_Weights.IMAGENET1K_V1", 512, _resnet_trunk),
+    "resnet34": _Backbone("ResNet34_Weights.IMAGENET1K_V1", 512, _resnet_trunk),
+    "resnet50": _Backbone("ResNet50_Weights.IMAGENET1K_V2", 2048, _resnet_trunk),
+    "mobilenet_v2": _Backbone("MobileNet_V2_Weights.IMAGENET1K_V2", 1280, _features_trunk),
+    "efficientnet_b0": _Backbone("EfficientNet_B0_Weights.IMAGENET1K_V1", 1280, _features_trunk),
+    "vgg16": _Backbone("VGG16_Weights.IMAGENET1K_V1", 512, _features_trunk),
+}
+
+
+class TransferClassifier(CancerModel):
+    def __init__(
+        self,
+        backbone: str = "resnet34",
+        pretrained_backbone: bool = False,
+        freeze_backbone: bool = False,
+        head_hidden: int = 128,
+        drop_rate: float = 0.5,
+        head_drop_rate: float = 0.3,
+        num_classes: int = 2,
+    ) -> None:
+        super().__init__()
+        if backbone not in _BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(_BACKBONES)}")
+        spec = _BACKBONES[backbone]
+        # Downloads ImageNet weights through torchvision's cache (needs network the first time).
+        tv_model = torchvision.models.get_model(backbone, weights=spec.weights if pretrained_backbone else None)
+        self.backbone_name = backbone
+        self.features = spec.trunk(tv_model)
+        self.num_features = spec.num_features
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(
+            nn.Dropout(drop_rate),
+            nn.Linear(spec.num_features, head_hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(head_drop_rate),
+            nn.Linear(head_hidden, num_classes),
+        )
+        self.set_backbone_frozen(freeze_backbone)
+
+    def set_backbone_frozen(self, frozen: bool) -> None:
+        """Freeze (or unfreeze) the backbone: no gradients, and its BatchNorm statistics stay fixed."""
+        self.backbone_frozen = frozen
+        self.features.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> TransferClassifier:
+        super().train(mode)
+        if self.backbone_frozen:
+            self.features.eval()
+        return self
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.global_pool(x).flatten(1)
+        return x if pre_logits else self.head(x)
+
+    def cam_target_layers(self) -> list[nn.Module]:
+        last = self.features[-1]
+        if isinstance(last, nn.MaxPool2d):  # VGG: explain the last conv stage, before its pooling
+            last = self.features[-2]
+        return [last]
+
+
+def _register(name: str) -> None:
+    @register_model(name)
+    def build(**kwargs) -> TransferClassifier:
+        return TransferClassifier(backbone=name, **kwargs)
+
+
+for _name in _BACKBONES:
+    _register(_name)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from cancer_models import Predictor, create_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+torch.set_num_threads(2)
+
+
+def fixture_images(task: str = "histopathology", split: str = "test") -> list[Path]:
+    return sorted((FIXTURES / task / split).glob("*/*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def histo_image() -> Path:
+    return fixture_images()[0]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present (only on the project's development machines)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def _briefly_trained_cnn():
+    """A cancer_cnn fitted for a few seconds to the fixture tiles.
+
+    Gradient-based CAMs of a randomly initialised network are often all zero (every channel weighs
+    negatively), so explanation tests need a model that has learned something.
+    """
+    torch.manual_seed(0)
+    model = create_model("cancer_cnn", input_size=96)
+    images = fixture_images("histopathology", "train") + fixture_images("histopathology", "validation")
+    x = Predictor(model).preprocess(images)
+    y = torch.tensor([int(p.parent.name == "malignant") for p in images])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    for step in range(40):
+        batch = torch.flip(x, dims=(3,)) if step % 2 else x
+        loss = torch.nn.functional.cross_entropy(model(batch), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+@pytest.fixture
+def small_cnn(_briefly_trained_cnn):
+    """A fresh copy per test, so tests may change its config freely."""
+    return copy.deepcopy(_briefly_trained_cnn)

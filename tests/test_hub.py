@@ -1,0 +1,174 @@
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cancer_models import CheckpointError, ConfigError, Predictor, create_model, load_pretrained
+from cancer_models.models import CancerCNN, TransferClassifier
+
+
+@pytest.fixture
+def saved_cnn(tmp_path, small_cnn):
+    small_cnn.config.threshold = 0.42
+    small_cnn.config.temperature = 1.7
+    small_cnn.config.training = {"task": "histopathology", "epochs": 3}
+    small_cnn.save_pretrained(tmp_path / "cnn")
+    return small_cnn, tmp_path / "cnn"
+
+
+def test_save_writes_the_hub_folder(saved_cnn):
+    _, folder = saved_cnn
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "cancer_cnn"
+    assert config["labels"] == ["benign", "malignant"]
+    assert config["input_size"] == 96
+    assert config["threshold"] == 0.42 and config["temperature"] == 1.7
+    assert config["training"] == {"task": "histopathology", "epochs": 3}
+    assert len(config["mean"]) == len(config["std"]) == 3
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n") and "not a medical device" in card
+
+
+def test_round_trip_gives_identical_outputs(saved_cnn):
+    model, folder = saved_cnn
+    loaded = load_pretrained(folder)
+    assert isinstance(loaded, CancerCNN) and not loaded.training
+    assert loaded.config == model.config
+    x = torch.randn(3, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_round_trip_transfer_model_keeps_options(tmp_path):
+    model = create_model("resnet34", freeze_backbone=True, input_size=64).eval()
+    model.save_pretrained(tmp_path)
+    loaded = TransferClassifier.from_pretrained(tmp_path)
+    assert loaded.backbone_frozen and loaded.config.model_args == {"freeze_backbone": True}
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_from_pretrained_checks_the_class(saved_cnn):
+    with pytest.raises(TypeError, match="not a TransferClassifier"):
+        TransferClassifier.from_pretrained(saved_cnn[1])
+
+
+def test_missing_weights_and_pickle_only_folders_are_refused(saved_cnn, tmp_path):
+    _, folder = saved_cnn
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="has no model.safetensors.*pickle"):
+        load_pretrained(folder)
+
+
+def test_missing_folder_and_missing_config(tmp_path):
+    with pytest.raises(CheckpointError, match="not a model folder"):
+        load_pretrained(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError, match="has no config.json"):
+        load_pretrained(tmp_path)
+
+
+def test_mismatched_weights_name_the_problem(tmp_path):
+    create_model("resnet34", input_size=64).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["architecture"] = "cancer_cnn"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="do not fit architecture 'cancer_cnn'.*missing.*unexpected"):
+        load_pretrained(tmp_path)
+
+
+def test_wrong_shapes_are_reported(saved_cnn):
+    model, folder = saved_cnn
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["head.1.weight"] = torch.zeros(10, 240)
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"wrong shape.*head\.1\.weight"):
+        load_pretrained(folder)
+
+
+def test_corrupt_weights_file(saved_cnn):
+    _, folder = saved_cnn
+    (folder / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"architecture": "alexnet"}, "unknown model 'alexnet'"),
+        ({"threshold": 1.5}, "'threshold'"),
+        ({"temperature": 0}, "'temperature'"),
+        ({"labels": ["benign"]}, "'labels'"),
+        ({"input_size": "big"}, "'input_size'"),
+        ({"std": [0.2, 0.0, 0.2]}, "'std'"),
+        ({"format_version": 99}, "upgrade cancer_models"),
+        ({"model_args": {"widths": 3}}, "bad model_args"),
+    ],
+)
+def test_invalid_config_is_refused(saved_cnn, change, message):
+    _, folder = saved_cnn
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ConfigError, match=message):
+        load_pretrained(folder)
+
+
+def test_config_that_is_not_ours(saved_cnn):
+    _, folder = saved_cnn
+    (folder / "config.json").write_text(json.dumps({"model_type": "vit", "hidden_size": 768}))
+    with pytest.raises(ConfigError, match="no 'architecture' field"):
+        load_pretrained(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_pretrained(folder)
+
+
+def _lay_out_as_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str = "a" * 40) -> None:
+    """Write ``folder`` into ``cache`` the way huggingface_hub stores a downloaded snapshot."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for f in folder.iterdir():
+        blob = repo / "blobs" / hashlib.sha256(f.read_bytes()).hexdigest()
+        blob.write_bytes(f.read_bytes())
+        (snapshot / f.name).symlink_to(os.path.relpath(blob, snapshot))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_load_from_hub_cache_offline(saved_cnn, tmp_path, histo_image):
+    model, folder = saved_cnn
+    cache = tmp_path / "hf-cache"
+    _lay_out_as_hub_cache(cache, "cancer-models/test-cnn", folder)
+    expected = Predictor(model).predict(histo_image).malignant_probability
+    script = textwrap.dedent(
+        f"""
+        import json
+        from cancer_models import CheckpointError, Predictor, load_pretrained
+        model = load_pretrained("cancer-models/test-cnn")
+        out = {{"p": Predictor(model).predict({str(histo_image)!r}).malignant_probability}}
+        try:
+            load_pretrained("cancer-models/not-downloaded")
+        except CheckpointError as e:
+            out["error"] = str(e)
+        print(json.dumps(out))
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["p"] == pytest.approx(expected, abs=1e-6)
+    assert "not in the Hugging Face cache" in out["error"]
