@@ -153,6 +153,7 @@ def push_folder_to_hub(
     commit_message: str = "Upload model",
     revision: str | None = None,
     token: str | None = None,
+    ignore_patterns: list[str] | None = None,
 ) -> str:
     """Upload a saved model folder to a Hub model repo (created if missing); returns the commit URL."""
     api = HfApi(token=token, library_name=LIBRARY_NAME)
@@ -160,7 +161,12 @@ def push_folder_to_hub(
     if revision is not None:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     info = api.upload_folder(
-        repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, revision=revision, repo_type="model"
+        repo_id=repo_id,
+        folder_path=str(folder),
+        commit_message=commit_message,
+        revision=revision,
+        repo_type="model",
+        ignore_patterns=ignore_patterns,
     )
     return str(info.commit_url)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms import v2 as T
+from torchvision.transforms.v2 import functional as TF
 
 # Refuse anything larger before decoding it: 8000 x 8000 is far beyond any tile or photo we classify,
 # and a small file that claims more is a decompression bomb.
@@ -136,13 +137,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         raise ImageError(f"unsupported image mode {mode!r}: {e}") from e
 
 
-def eval_transform(input_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> T.Compose:
-    """PIL RGB image -> normalised float tensor (3, input_size, input_size)."""
-    return T.Compose(
-        [
-            T.PILToTensor(),
-            T.Resize((input_size, input_size), antialias=True),
-            T.ToDtype(torch.float32, scale=True),
-            T.Normalize(mean, std),
-        ]
-    )
+def to_uint8_tensor(image: Image.Image, size: int) -> torch.Tensor:
+    """RGB image -> uint8 tensor (3, size, size); the resize every model input goes through."""
+    return TF.resize(TF.pil_to_tensor(image), [size, size], antialias=True)
+
+
+def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 normalised with ``mean``/``std`` given on the [0, 1] scale."""
+    x = batch.float().div_(255)
+    mean_t = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return x.sub_(mean_t).div_(std_t)

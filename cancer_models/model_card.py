@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from huggingface_hub import EvalResult, ModelCardData
+
 from .config import ModelConfig
 
 RESEARCH_WARNING = (
@@ -24,6 +26,8 @@ CARD_METRICS = {
 }
 
 
+_SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
+
 USAGE = """```python
 from cancer_models import load_pretrained, Predictor
 
@@ -38,7 +42,7 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def _metrics_table(metrics: dict[str, Any]) -> str:
+def metrics_table(metrics: dict[str, Any]) -> str:
     rows = ["| metric | value | 95% CI |", "|---|---|---|"]
     for key, name in CARD_METRICS.items():
         if key in metrics and metrics[key] is not None:
@@ -48,21 +52,32 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _front_matter(config: ModelConfig) -> str:
+def _front_matter(config: ModelConfig, title: str) -> str:
+    """YAML metadata for the Hub, with the test metrics as model-index results."""
     training = config.training
-    lines = [
-        "---",
-        "library_name: cancer-models",
-        "pipeline_tag: image-classification",
-        "tags:",
-        *[f"- {t}" for t in ("image-classification", "medical-imaging", "pytorch", "grad-cam", config.architecture)],
-    ]
-    if training.get("license"):
-        lines.append(f"license: {training['license']}")
-    if training.get("model_index"):
-        lines.append("model-index: " + json.dumps(training["model_index"]))
-    lines.append("---")
-    return "\n".join(lines)
+    results = []
+    test = (training.get("metrics") or {}).get("test") or {}
+    for key, hub_type in (("auc", "roc_auc"), ("accuracy", "accuracy"), ("sensitivity", "recall"), ("f1", "f1")):
+        if test.get(key) is not None:
+            results.append(
+                EvalResult(
+                    task_type="image-classification",
+                    dataset_type=training.get("data", "custom"),
+                    dataset_name=training.get("task") or training.get("data", "custom"),
+                    dataset_split="test",
+                    metric_type=hub_type,
+                    metric_value=round(test[key], 4),
+                )
+            )
+    data = ModelCardData(
+        library_name="cancer-models",
+        pipeline_tag="image-classification",
+        license=training.get("license"),
+        tags=["image-classification", "medical-imaging", "pytorch", "grad-cam", config.architecture],
+        model_name=title if results else None,
+        eval_results=results or None,
+    )
+    return f"---\n{data.to_yaml()}\n---"
 
 
 def render_model_card(config: ModelConfig, title: str | None = None) -> str:
@@ -82,15 +97,20 @@ def render_model_card(config: ModelConfig, title: str | None = None) -> str:
     ]
     if training.get("task"):
         facts.append(f"- Task: {training['task']}")
-    parts = [_front_matter(config), f"# {title}", "> " + RESEARCH_WARNING, "## Model", "\n".join(facts)]
+    parts = [_front_matter(config, title), f"# {title}", "> " + RESEARCH_WARNING, "## Model", "\n".join(facts)]
     if training.get("data"):
         parts += ["## Training data", str(training["data"])]
     if training.get("splits"):
-        rows = [f"| {name} | {n} |" for name, n in training["splits"].items()]
-        parts.append("\n".join(["| split | images |", "|---|---|", *rows]))
-    for split, metrics in (training.get("metrics") or {}).items():
+        counts = training.get("class_counts", {})
+        rows = [
+            f"| {name} | {n} | " + " | ".join(str(c) for c in counts.get(name, ["", ""])) + " |"
+            for name, n in sorted(training["splits"].items(), key=lambda kv: _SPLIT_ORDER.get(kv[0], 9))
+        ]
+        header = f"| split | images | {config.labels[0]} | {config.labels[1]} |"
+        parts.append("\n".join([header, "|---|---|---|---|", *rows]))
+    for split, metrics in sorted((training.get("metrics") or {}).items(), key=lambda kv: -_SPLIT_ORDER.get(kv[0], 9)):
         n = metrics.get("n")
-        parts += [f"## Metrics on the {split} split" + (f" (n = {n})" if n else ""), _metrics_table(metrics)]
+        parts += [f"## Metrics on the {split} split" + (f" (n = {n})" if n else ""), metrics_table(metrics)]
     if training.get("recipe"):
         parts += ["## Training procedure", str(training["recipe"])]
     parts += [

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from .explain import CAM_METHODS, compute_cam, overlay_heatmap
-from .images import ImageInput, eval_transform, load_image
+from .images import ImageInput, load_image, normalize, to_uint8_tensor
 from .models import CancerModel
 
 
@@ -58,22 +58,23 @@ class Predictor:
         self.config = model.config
         self.tta = tta
         self.batch_size = batch_size
-        self.transform = eval_transform(self.config.input_size, self.config.mean, self.config.std)
         self._lock = threading.Lock()
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        return torch.stack([self.transform(load_image(im)) for im in images])
+        """Decode and resize to a uint8 batch (N, 3, S, S); normalisation happens on the device."""
+        return torch.stack([to_uint8_tensor(load_image(im), self.config.input_size) for im in images])
 
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor, tta: bool | None = None) -> torch.Tensor:
-        """Calibrated class probabilities (N, 2) for a preprocessed batch."""
+        """Calibrated class probabilities (N, 2) for a uint8 batch from ``preprocess``."""
         tta = self.tta if tta is None else tta
         views = dihedral_views(batch) if tta else [batch]
         out = []
         with self._lock:
             for start in range(0, len(batch), self.batch_size):
-                chunk = [v[start : start + self.batch_size].to(self.device) for v in views]
-                logits = self.model(torch.cat(chunk)) / self.config.temperature
+                chunk = torch.cat([v[start : start + self.batch_size] for v in views]).to(self.device)
+                x = normalize(chunk, self.config.mean, self.config.std).contiguous(memory_format=torch.channels_last)
+                logits = self.model(x) / self.config.temperature
                 probs = logits.float().softmax(dim=1).view(len(views), -1, logits.shape[1]).mean(dim=0)
                 out.append(probs.cpu())
         return torch.cat(out)
@@ -106,11 +107,12 @@ class Predictor:
         if label is not None and label not in self.config.labels:
             raise ValueError(f"unknown label {label!r}; the model's labels are {self.config.labels}")
         rgb = load_image(image)
-        x = self.transform(rgb)[None]
+        x = to_uint8_tensor(rgb, self.config.input_size)[None]
         prediction = self._to_prediction(self.probabilities(x, tta=False)[0].tolist())
         explained = label or prediction.label
         with self._lock:
-            cam = compute_cam(self.model, x.to(self.device), self.config.labels.index(explained), method)
+            x = normalize(x.to(self.device), self.config.mean, self.config.std)
+            cam = compute_cam(self.model, x, self.config.labels.index(explained), method)
         heatmap = np.asarray(Image.fromarray(cam).resize(rgb.size, Image.BILINEAR)).clip(0, 1)
         return Explanation(
             prediction=prediction,

@@ -5,6 +5,7 @@ from conftest import fixture_images
 from PIL import Image
 
 from cancer_models import Prediction, Predictor
+from cancer_models.images import normalize
 
 
 def test_single_and_batch_prediction_agree(small_cnn):
@@ -23,7 +24,7 @@ def test_single_and_batch_prediction_agree(small_cnn):
 
 def test_probabilities_are_temperature_calibrated(small_cnn, histo_image):
     predictor = Predictor(small_cnn)
-    x = predictor.preprocess([histo_image])
+    x = normalize(predictor.preprocess([histo_image]), small_cnn.config.mean, small_cnn.config.std)
     with torch.no_grad():
         logits = small_cnn(x)[0]
     small_cnn.config.temperature = 3.0

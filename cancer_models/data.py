@@ -1,0 +1,191 @@
+"""Image sets through Hugging Face ``datasets``: load, check, map labels, split by group, decode.
+
+Every source (a local ``imagefolder`` directory or a Hub dataset id) becomes the same three splits with
+the same columns: ``image``, ``target`` (0 benign, 1 malignant), ``group`` and ``source``. Checks run
+before any image is decoded, so a wrong path or column fails in seconds, not after an epoch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset
+from datasets import Image as ImageFeature
+from sklearn.model_selection import StratifiedGroupKFold
+
+from .images import ImageError, load_image, to_uint8_tensor
+
+SPLITS = ("train", "validation", "test")
+_SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation"}
+_TARGET_NAMES = {"benign": 0, "malignant": 1}
+
+
+class DataError(ValueError):
+    """A data source, column or label that training cannot use; the message says which."""
+
+
+@dataclass
+class DataSpec:
+    """Where the images are and how to read them."""
+
+    sources: Sequence[str]
+    image_column: str = "image"
+    label_column: str = "label"
+    # Near-copies of one source image share a group; used when the column exists.
+    group_column: str = "group"
+    # Raw label -> "benign" / "malignant". Labels already named benign/malignant need no entry.
+    label_map: dict[str, str] = field(default_factory=dict)
+    # Used only for sources without their own validation / test splits.
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """``"lung_n=benign,lung_aca=malignant"`` -> dict, checking the targets."""
+    if not text:
+        return {}
+    mapping = {}
+    for item in text.split(","):
+        raw, sep, target = item.partition("=")
+        if not sep or target.strip().lower() not in _TARGET_NAMES:
+            raise DataError(f"bad label map entry {item!r}: expected RAW=benign or RAW=malignant")
+        mapping[raw.strip()] = target.strip().lower()
+    return mapping
+
+
+def load_splits(spec: DataSpec) -> DatasetDict:
+    """Load, check and combine the sources into train / validation / test."""
+    if not spec.sources:
+        raise DataError("no data source given")
+    parts = [_load_source(source, spec) for source in spec.sources]
+    return DatasetDict({split: concatenate_datasets([p[split] for p in parts]) for split in SPLITS})
+
+
+def load_raw(source: str) -> DatasetDict:
+    """A local imagefolder directory or a Hub dataset id, as loaded, with split names normalised."""
+    path = Path(source).expanduser()
+    if path.exists() or source.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise DataError(f"data directory {source} does not exist")
+        raw = load_dataset("imagefolder", data_dir=str(path))
+    else:
+        try:
+            raw = load_dataset(source)
+        except Exception as e:  # datasets raises many types for "cannot find or reach this"
+            raise DataError(
+                f"cannot load dataset {source!r} (not a local folder, or not reachable on the Hub): {e}"
+            ) from e
+    if not isinstance(raw, DatasetDict):
+        raw = DatasetDict({"train": raw})
+    raw = DatasetDict({_SPLIT_ALIASES.get(name, name): ds for name, ds in raw.items()})
+    unknown = set(raw) - set(SPLITS)
+    if unknown:
+        raise DataError(f"{source}: unexpected split(s) {sorted(unknown)}; expected {list(SPLITS)}")
+    return raw
+
+
+def _load_source(source: str, spec: DataSpec) -> DatasetDict:
+    raw = load_raw(source)
+    if "train" not in raw:
+        raise DataError(f"{source}: no train split (found {sorted(raw)})")
+    splits = DatasetDict({name: standardise(ds, spec, f"{source}/{name}", source) for name, ds in raw.items()})
+    missing = [s for s in SPLITS if s not in splits]
+    if missing:
+        splits = _split_by_group(splits, missing, spec)
+    return splits
+
+
+def standardise(ds: Dataset, spec: DataSpec, where: str, source: str) -> Dataset:
+    columns = ds.column_names
+    for role, name in (("image", spec.image_column), ("label", spec.label_column)):
+        if name not in columns:
+            raise DataError(f"{where}: no {role} column {name!r}; columns are {columns}")
+    if len(ds) == 0:
+        raise DataError(f"{where}: no images")
+    feature = ds.features[spec.label_column]
+    raw = ds[spec.label_column]
+    names = [feature.int2str(v) for v in raw] if isinstance(feature, ClassLabel) else [str(v) for v in raw]
+    targets = []
+    unmapped = Counter()
+    for name in names:
+        target = spec.label_map.get(name, name).strip().lower()
+        if target in _TARGET_NAMES:
+            targets.append(_TARGET_NAMES[target])
+        else:
+            unmapped[name] += 1
+    if unmapped:
+        raise DataError(
+            f"{where}: labels {dict(unmapped)} are neither benign/malignant nor in the label map "
+            f"(--label-map 'RAW=benign,RAW=malignant')"
+        )
+    if spec.group_column in columns:
+        groups = [f"{source}:{g}" for g in ds[spec.group_column]]
+    else:
+        groups = [f"{source}:{where}:{i}" for i in range(len(ds))]  # each image its own group
+    out = ds.select_columns([spec.image_column])
+    if spec.image_column != "image":
+        out = out.rename_column(spec.image_column, "image")
+    out = out.add_column("target", targets).add_column("group", groups).add_column("source", [source] * len(ds))
+    return out
+
+
+def _split_by_group(splits: DatasetDict, missing: list[str], spec: DataSpec) -> DatasetDict:
+    """Carve the missing validation/test splits out of train, stratified, never cutting a group."""
+    train = splits["train"]
+    for name in missing:
+        fraction = spec.validation_fraction if name == "validation" else spec.test_fraction
+        keep, take = group_split(train["target"], train["group"], fraction, spec.seed)
+        splits[name] = train.select(take)
+        train = train.select(keep)
+    splits["train"] = train
+    return splits
+
+
+def group_split(
+    targets: Sequence[int], groups: Sequence[str], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, take) with about ``fraction`` of the images in ``take``, stratified by target;
+    every group falls wholly on one side."""
+    if not 0 < fraction < 1:
+        raise DataError(f"split fraction must be in (0, 1), got {fraction}")
+    n_folds = max(2, round(1 / fraction))
+    n_groups = len(set(groups))
+    if n_groups < n_folds:
+        raise DataError(f"only {n_groups} groups: too few to split off {fraction:.0%} without cutting one")
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    keep, take = next(folds.split(np.zeros(len(targets)), targets, groups))
+    return keep, take
+
+
+@dataclass
+class DecodedSplit:
+    """A split decoded once to uint8 tensors at the model's input size (augmentation works on these)."""
+
+    images: torch.Tensor  # uint8 (N, 3, S, S)
+    targets: torch.Tensor  # int64 (N,)
+    groups: list[str]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.targets, minlength=2).tolist()
+
+
+def decode_split(ds: Dataset, size: int) -> DecodedSplit:
+    """Decode every image through ``load_image`` (the Predictor's path) and resize to ``size``."""
+    ds = ds.cast_column("image", ImageFeature(decode=False))
+    images = torch.empty((len(ds), 3, size, size), dtype=torch.uint8)
+    for i, item in enumerate(ds["image"]):
+        source = item["bytes"] if item.get("bytes") else item["path"]
+        try:
+            images[i] = to_uint8_tensor(load_image(source), size)
+        except ImageError as e:
+            raise DataError(f"image {i} ({item.get('path') or 'embedded'}): {e}") from e
+    return DecodedSplit(images, torch.tensor(ds["target"], dtype=torch.int64), list(ds["group"]))

@@ -1,0 +1,123 @@
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import FIXTURES, fixture_images
+from datasets import Image as ImageFeature
+from PIL import Image
+
+from cancer_models.data import DataError, DataSpec, decode_split, group_split, load_splits, parse_label_map
+
+HISTO = FIXTURES / "histopathology"
+
+
+def test_imagefolder_with_metadata_reads_the_label_column():
+    splits = load_splits(DataSpec([str(HISTO)]))
+    assert {k: len(v) for k, v in splits.items()} == {"train": 12, "validation": 6, "test": 6}
+    assert splits["train"].column_names == ["image", "target", "group", "source"]
+    with open(HISTO / "train" / "metadata.csv") as f:
+        expected = sorted(int(r["label"] == "malignant") for r in csv.DictReader(f))
+    assert sorted(splits["train"]["target"]) == expected
+
+
+def test_label_map_over_another_column():
+    mapping = parse_label_map("colon_n=benign,lung_n=benign,colon_aca=malignant,lung_aca=malignant,lung_scc=malignant")
+    splits = load_splits(DataSpec([str(HISTO)], label_column="subtype", label_map=mapping))
+    assert sorted(splits["test"]["target"]) == [0, 0, 0, 1, 1, 1]
+
+
+def test_bad_label_map_entries():
+    with pytest.raises(DataError, match="RAW=benign"):
+        parse_label_map("lung_n=healthy")
+
+
+def _flat_copy(tmp_path: Path, with_groups: bool) -> Path:
+    """A train-only imagefolder: the fixture tiles, each copied 3 times as a group of near-copies."""
+    root = tmp_path / "flat"
+    rows = []
+    for i, src in enumerate(fixture_images("histopathology", "train") + fixture_images("histopathology", "test")):
+        label = src.parent.name
+        for copy in range(3):
+            name = f"{label}/img{i}_{copy}.png"
+            (root / "train" / label).mkdir(parents=True, exist_ok=True)
+            Image.open(src).rotate(90 * copy).save(root / "train" / name)
+            rows.append({"file_name": name, "label": label, "group": f"g{i}"})
+    if with_groups:
+        with open(root / "train" / "metadata.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["file_name", "label", "group"])
+            writer.writeheader()
+            writer.writerows(rows)
+    return root
+
+
+def test_missing_splits_are_made_without_cutting_groups(tmp_path):
+    root = _flat_copy(tmp_path, with_groups=True)
+    splits = load_splits(DataSpec([str(root)], validation_fraction=0.2, test_fraction=0.2))
+    groups = {name: set(ds["group"]) for name, ds in splits.items()}
+    assert sum(len(ds) for ds in splits.values()) == 54
+    assert all(len(ds) % 3 == 0 for ds in splits.values()), "a group of 3 copies was cut"
+    assert not (groups["train"] & groups["validation"]) and not (groups["train"] & groups["test"])
+    assert not (groups["validation"] & groups["test"])
+    for ds in splits.values():  # stratified: both classes everywhere
+        assert set(ds["target"]) == {0, 1}
+
+
+def test_folder_labels_without_metadata(tmp_path):
+    root = _flat_copy(tmp_path, with_groups=False)
+    splits = load_splits(DataSpec([str(root)]))
+    assert sum(sum(ds["target"]) for ds in splits.values()) == 27  # 9 malignant tiles x 3 copies
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_group_split_never_cuts_a_group(seed):
+    rng = np.random.default_rng(seed)
+    groups = [f"g{g}" for g in rng.integers(0, 60, 400)]
+    targets = [int(g[1:]) % 3 == 0 for g in groups]  # label is a property of the group, as in real data
+    keep, take = group_split(targets, groups, 0.2, seed)
+    assert len(keep) + len(take) == 400
+    assert not {groups[i] for i in keep} & {groups[i] for i in take}
+    assert 0.1 < len(take) / 400 < 0.3
+
+
+def test_several_sources_are_combined(tmp_path):
+    second = tmp_path / "second"
+    shutil.copytree(HISTO, second)
+    splits = load_splits(DataSpec([str(HISTO), str(second)]))
+    assert len(splits["train"]) == 24
+    assert set(splits["train"]["source"]) == {str(HISTO), str(second)}
+    # the same group name in two sources is two different groups
+    assert len(set(splits["train"]["group"])) == 2 * len(set(load_splits(DataSpec([str(HISTO)]))["train"]["group"]))
+
+
+def test_clear_errors_for_bad_paths_and_columns(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_splits(DataSpec([str(tmp_path / "nowhere")]))
+    with pytest.raises(DataError, match="no label column 'diagnosis'.*columns are"):
+        load_splits(DataSpec([str(HISTO)], label_column="diagnosis"))
+    with pytest.raises(DataError, match="no image column 'img'"):
+        load_splits(DataSpec([str(HISTO)], image_column="img"))
+    with pytest.raises(DataError, match="neither benign/malignant nor in the label map"):
+        load_splits(DataSpec([str(HISTO)], label_column="subtype"))
+    with pytest.raises(DataError, match="no train split"):
+        load_splits(DataSpec([str(FIXTURES / "dermoscopy")]))
+
+
+def test_decoding_matches_the_predictor_and_reports_corrupt_files(tmp_path, small_cnn):
+    from cancer_models import Predictor
+
+    splits = load_splits(DataSpec([str(HISTO)]))
+    decoded = decode_split(splits["test"], 96)
+    assert decoded.images.shape == (6, 3, 96, 96) and decoded.class_counts() == [3, 3]
+    # Training sees exactly the pixels the Predictor will see at inference.
+    first_path = splits["test"].cast_column("image", ImageFeature(decode=False))[0]["image"]["path"]
+    assert torch.equal(Predictor(small_cnn).preprocess([first_path])[0], decoded.images[0])
+
+    broken = tmp_path / "broken"
+    shutil.copytree(HISTO, broken)
+    victim = next((broken / "test" / "benign").glob("*.jpg"))
+    victim.write_bytes(victim.read_bytes()[:200])
+    with pytest.raises(DataError, match=victim.name):
+        decode_split(load_splits(DataSpec([str(broken)]))["test"], 64)

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from cancer_models.metrics import binary_metrics, choose_threshold, expected_calibration_error, fit_temperature
+
+Y = [0, 0, 1, 1, 1]
+P = [0.1, 0.6, 0.4, 0.8, 0.9]
+
+
+def test_metrics_against_hand_computed_values():
+    m = binary_metrics(Y, P, threshold=0.5, n_bootstrap=0)
+    # TP = 0.8, 0.9; FN = 0.4; FP = 0.6; TN = 0.1
+    assert m["confusion_matrix"] == [[1, 1], [1, 2]]
+    assert (m["n"], m["n_benign"], m["n_malignant"]) == (5, 2, 3)
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["sensitivity"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(1 / 2)
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    # 6 (benign, malignant) pairs; 5 ranked correctly (0.6 > 0.4 is the miss)
+    assert m["auc"] == pytest.approx(5 / 6)
+    # confidences 0.9, 0.6, 0.6, 0.8, 0.9; bins: {0.9, 0.9} all right, {0.6, 0.6} all wrong, {0.8} right
+    assert m["ece"] == pytest.approx(2 / 5 * 0.1 + 2 / 5 * 0.6 + 1 / 5 * 0.2)
+    assert expected_calibration_error(np.array(Y), np.array(P)) == pytest.approx(0.32)
+
+
+def test_threshold_moves_the_confusion_matrix():
+    assert binary_metrics(Y, P, threshold=0.35, n_bootstrap=0)["confusion_matrix"] == [[1, 1], [0, 3]]
+
+
+def test_single_class_data_has_no_auc():
+    m = binary_metrics([1, 1, 1], [0.2, 0.7, 0.9], 0.5, n_bootstrap=50)
+    assert m["auc"] is None and m["specificity"] is None and m["sensitivity"] == pytest.approx(2 / 3)
+
+
+def test_bootstrap_intervals_contain_the_estimate_and_groups_widen_them():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    p = np.clip(y * 0.3 + rng.random(60) * 0.7, 0, 1)
+    # 8 near-copies of each image, as LC25000 has: resampling copies alone overstates the evidence
+    y8, p8 = np.repeat(y, 8), np.repeat(p, 8)
+    groups = np.repeat(np.arange(60), 8).astype(str)
+    by_image = binary_metrics(y8, p8, 0.5, n_bootstrap=300)
+    by_group = binary_metrics(y8, p8, 0.5, groups=groups, n_bootstrap=300)
+    for m in (by_image, by_group):
+        lo, hi = m["auc_ci"]
+        assert lo <= m["auc"] <= hi
+        assert m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
+    width = lambda m: m["auc_ci"][1] - m["auc_ci"][0]
+    assert width(by_group) > 2 * width(by_image)
+    assert by_group["bootstrap"] == {"resamples": 300, "unit": "group"}
+
+
+def test_threshold_rules():
+    y = [0, 0, 0, 1, 1, 1]
+    p = [0.1, 0.2, 0.45, 0.4, 0.7, 0.9]
+    assert choose_threshold(y, p, "youden") in (0.7, 0.4)
+    assert choose_threshold(y, p, "sensitivity=1.0") == pytest.approx(0.4)
+    assert choose_threshold(y, p, "0.3") == 0.3
+    with pytest.raises(ValueError, match="youden"):
+        choose_threshold(y, p, "best")
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        choose_threshold(y, p, "1.5")
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    torch.manual_seed(0)
+    z = torch.randn(20000, 2) * 3
+    y = torch.distributions.Categorical(logits=z / 2.5).sample()
+    assert fit_temperature(z, y) == pytest.approx(2.5, rel=0.05)
