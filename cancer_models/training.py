@@ -304,8 +304,9 @@ def train(cfg: TrainConfig) -> Path:
 
         _save_checkpoint(accelerator, checkpoint, {"config": dataclasses.asdict(cfg), "state": state})
 
-    accelerator.end_training()
-    return _finish(cfg, accelerator, model, val_loader, test_loader, decoded, state, mean, std)
+    result = _finish(cfg, accelerator, model, val_loader, test_loader, decoded, state, mean, std)
+    accelerator.end_training()  # also ends the process group, so it comes after the last collective
+    return result
 
 
 def _save_checkpoint(accelerator: Accelerator, checkpoint: Path, trainer_state: dict) -> None:
@@ -331,7 +332,7 @@ def _finish(cfg, accelerator, model, val_loader, test_loader, decoded, state, me
     out = Path(cfg.output_dir)
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    load_model(unwrapped, str(out / BEST_WEIGHTS), device=str(accelerator.device))
+    load_model(unwrapped, str(out / BEST_WEIGHTS))  # read on the CPU, copied into the parameters wherever they live
     val_logits, val_targets = _predict(model, val_loader, accelerator, cfg, mean, std)
     test_logits, test_targets = _predict(model, test_loader, accelerator, cfg, mean, std)
     if not accelerator.is_main_process:
