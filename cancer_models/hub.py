@@ -55,15 +55,17 @@ def load_pretrained(
     device: str | torch.device = "cpu",
     cache_dir: str | Path | None = None,
     token: str | bool | None = None,
+    local_files_only: bool = False,
 ) -> CancerModel:
     """Load any cancer_models checkpoint from a local folder or a Hub repo id, in eval mode.
 
     A repo id goes through the Hugging Face cache, so it also works offline (``HF_HUB_OFFLINE=1``)
-    once downloaded.
+    once downloaded; ``local_files_only=True`` never touches the network.
     """
-    config_file = _resolve(name_or_path, CONFIG_NAME, revision, cache_dir, token)
+    hub = {"revision": revision, "cache_dir": cache_dir, "token": token, "local_files_only": local_files_only}
+    config_file = _resolve(name_or_path, CONFIG_NAME, **hub)
     config = ModelConfig.load(config_file)
-    weights_file = _resolve(name_or_path, WEIGHTS_NAME, revision, cache_dir, token)
+    weights_file = _resolve(name_or_path, WEIGHTS_NAME, **hub)
     # Never fetch ImageNet weights for a model whose trained weights we are about to load.
     if config.model_args.get("pretrained_backbone"):
         config.model_args = {**config.model_args, "pretrained_backbone": False}
@@ -80,7 +82,7 @@ def load_pretrained(
     return model.to(device).eval()
 
 
-def _resolve(name_or_path: str | Path, filename: str, revision: str | None, cache_dir, token) -> Path:
+def _resolve(name_or_path: str | Path, filename: str, *, revision, cache_dir, token, local_files_only) -> Path:
     local = Path(name_or_path)
     if local.is_dir():
         path = local / filename
@@ -104,6 +106,7 @@ def _resolve(name_or_path: str | Path, filename: str, revision: str | None, cach
                 revision=revision,
                 cache_dir=cache_dir,
                 token=token,
+                local_files_only=local_files_only,
                 library_name=LIBRARY_NAME,
             )
         )

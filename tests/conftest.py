@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,17 @@ def _briefly_trained_cnn():
 def small_cnn(_briefly_trained_cnn):
     """A fresh copy per test, so tests may change its config freely."""
     return copy.deepcopy(_briefly_trained_cnn)
+
+
+def lay_out_as_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str = "a" * 40) -> None:
+    """Write ``folder`` into ``cache`` the way huggingface_hub stores a downloaded snapshot."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for f in folder.iterdir():
+        blob = repo / "blobs" / hashlib.sha256(f.read_bytes()).hexdigest()
+        blob.write_bytes(f.read_bytes())
+        (snapshot / f.name).symlink_to(os.path.relpath(blob, snapshot))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)

@@ -1,13 +1,12 @@
-import hashlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import lay_out_as_hub_cache
 from safetensors.torch import save_file
 
 from cancer_models import CheckpointError, ConfigError, Predictor, create_model, load_pretrained
@@ -132,24 +131,10 @@ def test_config_that_is_not_ours(saved_cnn):
         load_pretrained(folder)
 
 
-def _lay_out_as_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str = "a" * 40) -> None:
-    """Write ``folder`` into ``cache`` the way huggingface_hub stores a downloaded snapshot."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / commit
-    (repo / "blobs").mkdir(parents=True)
-    snapshot.mkdir(parents=True)
-    for f in folder.iterdir():
-        blob = repo / "blobs" / hashlib.sha256(f.read_bytes()).hexdigest()
-        blob.write_bytes(f.read_bytes())
-        (snapshot / f.name).symlink_to(os.path.relpath(blob, snapshot))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-
-
 def test_load_from_hub_cache_offline(saved_cnn, tmp_path, histo_image):
     model, folder = saved_cnn
     cache = tmp_path / "hf-cache"
-    _lay_out_as_hub_cache(cache, "cancer-models/test-cnn", folder)
+    lay_out_as_hub_cache(cache, "cancer-models/test-cnn", folder)
     expected = Predictor(model).predict(histo_image).malignant_probability
     script = textwrap.dedent(
         f"""

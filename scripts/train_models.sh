@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Rebuild the project's models from ../shared/data (or DATA=...), from scratch, on CPU or GPU.
+# Usage: scripts/train_models.sh [NAME ...]   (default: all). Re-running resumes an interrupted run.
+# Each run writes runs/NAME (checkpoints, logs); scripts/export_model.py then copies the publishable
+# files to models/NAME.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+LAUNCH=${LAUNCH:-accelerate launch --num_processes 1 --mixed_precision no}
+
+train() {  # NAME ARGS...
+  local name=$1; shift
+  local resume=()
+  [ -f "runs/$name/checkpoint/trainer_state.json" ] && resume=(--resume)
+  $LAUNCH train.py --output-dir "runs/$name" "$@" "${resume[@]}"
+}
+
+declare -A RECIPES=(
+  [histopathology-cancer-cnn]="--data $DATA/histopathology --task histopathology --model cancer_cnn --input-size 128 --augment histopathology --epochs 15 --patience 5 --lr 2e-3 --weight-decay 0.05"
+  [dermoscopy-cancer-cnn]="--data $DATA/dermoscopy --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 40 --patience 10 --lr 2e-3 --weight-decay 0.05"
+  [ultrasound-cancer-cnn]="--data $DATA/ultrasound --task ultrasound --model cancer_cnn --input-size 128 --augment ultrasound --epochs 60 --patience 15 --lr 1e-3 --weight-decay 0.05 --batch-size 32"
+  [histopathology-resnet34]="--data $DATA/histopathology --task histopathology --model resnet34 --input-size 96 --augment histopathology --epochs 12 --patience 4 --lr 1e-3 --weight-decay 0.05"
+  [dermoscopy-resnet34]="--data $DATA/dermoscopy --task dermoscopy --model resnet34 --input-size 96 --augment dermoscopy --epochs 30 --patience 8 --lr 1e-3 --weight-decay 0.05"
+)
+
+names=("$@")
+[ ${#names[@]} -eq 0 ] && names=(histopathology-cancer-cnn dermoscopy-cancer-cnn ultrasound-cancer-cnn histopathology-resnet34 dermoscopy-resnet34)
+for name in "${names[@]}"; do
+  [ -n "${RECIPES[$name]:-}" ] || { echo "unknown model $name; known: ${!RECIPES[*]}" >&2; exit 2; }
+  # shellcheck disable=SC2086
+  train "$name" ${RECIPES[$name]}
+done

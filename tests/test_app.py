@@ -1,0 +1,198 @@
+"""The Gradio app, served for real: API calls through gradio_client, and a headless Chromium session."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import fixture_images, lay_out_as_hub_cache
+
+from cancer_models import Predictor
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = "Histopathology · test CNN"
+HUB = "Histopathology · test CNN (Hub)"
+BROKEN = "Dermoscopy · missing"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, _briefly_trained_cnn):
+    """app.py in a subprocess, with a catalog of a local model, a Hub-cached copy and a missing one."""
+    tmp = tmp_path_factory.mktemp("app")
+    _briefly_trained_cnn.save_pretrained(tmp / "model")
+    lay_out_as_hub_cache(tmp / "hf-cache", "cancer-models/test-cnn", tmp / "model")
+    catalog = [
+        {"name": LOCAL, "modality": "histopathology", "local_dir": "model"},
+        {"name": HUB, "modality": "histopathology", "repo_id": "cancer-models/test-cnn"},
+        {"name": BROKEN, "modality": "dermoscopy", "local_dir": "does-not-exist"},
+    ]
+    (tmp / "catalog.json").write_text(json.dumps(catalog))
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CANCER_MODELS_CATALOG": str(tmp / "catalog.json"),
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp / "hf-cache"),
+        "OMP_NUM_THREADS": "2",
+    }
+    with open(tmp / "server.log", "w") as log:  # the child keeps its own handle
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"app did not start:\n{(tmp / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield {"url": url, "model": _briefly_trained_cnn, "tmp": tmp}
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return Client(served["url"], verbose=False)
+
+
+def _predict(client, path, model=LOCAL, method="gradcam", tta=False):
+    return client.predict(handle_file(str(path)), model, method, 0.5, tta, api_name="/predict")
+
+
+def test_single_prediction_matches_the_library(client, served):
+    image = fixture_images()[0]
+    label, decision, overlay, panel = _predict(client, image)
+    expected = Predictor(served["model"]).predict(image)
+    assert label["label"] == expected.label
+    confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+    assert confidences["malignant"] == pytest.approx(expected.malignant_probability, abs=1e-4)
+    assert expected.label.capitalize() in decision and "not a diagnosis" in decision
+    assert Path(overlay).is_file()
+    assert "bundled folder" in panel and "Research" in panel
+
+
+def test_hub_model_comes_from_the_hub_cache(client):
+    *_, panel = _predict(client, fixture_images()[1], model=HUB)
+    assert "Hugging Face Hub (cancer-models/test-cnn)" in panel
+
+
+def test_tta_and_other_cam_methods(client):
+    _, decision, overlay, _ = _predict(client, fixture_images()[2], method="layercam", tta=True)
+    assert "8 orientations" in decision and Path(overlay).is_file()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "empty"), (b"just some text", "not an image file"), (None, "corrupt or truncated")],
+    ids=["empty", "text", "truncated"],
+)
+def test_bad_files_get_a_readable_message(client, tmp_path, content, message):
+    bad = tmp_path / "upload.jpg"
+    bad.write_bytes(content if content is not None else fixture_images()[0].read_bytes()[:300])
+    with pytest.raises(AppError, match=message) as info:
+        _predict(client, bad)
+    assert "/tmp/gradio" not in str(info.value) and "Traceback" not in str(info.value)
+    _predict(client, fixture_images()[0])  # still serving
+
+
+def test_unavailable_model_is_reported(client):
+    with pytest.raises(AppError, match="unavailable.*not a model folder"):
+        _predict(client, fixture_images()[0], model=BROKEN)
+
+
+def test_batch_returns_a_table_and_csv(client, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    files = [*fixture_images()[:3], bad]
+    table, csv_path = client.predict([handle_file(str(f)) for f in files], LOCAL, False, api_name="/predict_batch")
+    rows = {row[0]: row for row in table["data"]}
+    assert set(rows) == {f.name for f in files}
+    assert rows["broken.png"][1] == "" and "not an image file" in rows["broken.png"][4]
+    for f in files[:3]:
+        assert rows[f.name][1] in ("benign", "malignant") and 0 <= rows[f.name][2] <= 1
+    lines = Path(csv_path).read_text().strip().splitlines()
+    assert lines[0] == "file,label,p_malignant,threshold,error" and len(lines) == 5
+
+
+def test_twenty_concurrent_requests(client, served):
+    images = (fixture_images() + fixture_images("histopathology", "validation")) * 2
+    images = images[:20]
+    expected = [p.label for p in Predictor(served["model"]).predict(images)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda im: _predict(Client(served["url"], verbose=False), im)[0]["label"], images))
+    assert results == expected
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    return path
+
+
+def test_in_a_real_browser(served, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+    ]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=args)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(served["url"])
+        warning = page.get_by_text("Research software, not a medical device.")
+        sync_api.expect(warning).to_be_visible(timeout=30_000)
+        assert warning.bounding_box()["y"] < 900, "the warning must be visible without scrolling"
+
+        page.locator("input[type=file]").first.set_input_files(str(fixture_images()[0]))
+        page.get_by_role("button", name="Analyse", exact=True).click()
+        decision = page.locator("#decision")
+        sync_api.expect(decision).to_contain_text("threshold", timeout=60_000)
+        assert any(word in decision.inner_text() for word in ("Benign", "Malignant"))
+        overlay = page.locator("#overlay img")
+        sync_api.expect(overlay.first).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "app-prediction.png"), full_page=True)
+
+        corrupt = tmp_path / "corrupt.jpg"
+        corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+        page.get_by_role("button", name="Remove Image").first.click()
+        page.locator("input[type=file]").first.set_input_files(str(corrupt))
+        page.get_by_role("button", name="Analyse", exact=True).click()
+        sync_api.expect(page.get_by_text("cannot be analysed").first).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "app-bad-file.png"))  # the viewport: error toasts are fixed-position
+        browser.close()
+
+
+def test_uploads_over_the_limit_are_refused(client, tmp_path):
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\x89PNG" + b"\0" * (21 * 1024 * 1024))
+    with pytest.raises(Exception, match="(?i)maximum|too large|exceeds|413"):
+        _predict(client, big)
+    _predict(client, fixture_images()[0])  # still serving
