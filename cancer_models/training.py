@@ -64,7 +64,7 @@ class TrainConfig:
     weight_decay: float = _opt(1e-4, "AdamW weight decay")
     warmup_epochs: float = _opt(1.0, "linear warm-up before the cosine decay")
     scheduler: str = _opt("cosine", "learning-rate schedule", choices=["cosine", "plateau"])
-    patience: int = _opt(8, "early stopping: epochs without a better validation AUC")
+    patience: int = _opt(8, "early stopping: epochs without a better validation AUC (ties: lower validation loss)")
     clip_grad: float = _opt(1.0, "gradient norm clipping (0 disables)")
     loss: str = _opt("ce", "loss", choices=["ce", "focal"])
     focal_gamma: float = _opt(2.0, "focal loss gamma")
@@ -157,7 +157,7 @@ def _check(cfg: TrainConfig) -> None:
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, loader: DataLoader, accelerator: Accelerator, cfg: TrainConfig, mean, std):
+def _predict(model: nn.Module, loader: DataLoader, accelerator: Accelerator, mean, std):
     """Logits and targets over a whole split, gathered from every process without duplicates."""
     model.eval()
     all_logits, all_targets = [], []
@@ -212,7 +212,15 @@ def train(cfg: TrainConfig) -> Path:
     train_loader = loader(decoded["train"], shuffle=True)
     val_loader, test_loader = loader(decoded["validation"], False), loader(decoded["test"], False)
     optimizer = torch.optim.AdamW(_param_groups(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "stale_epochs": 0, "lr_scale": 1.0, "history": []}
+    state = {
+        "epoch": 0,
+        "best_auc": -1.0,
+        "best_val_loss": math.inf,
+        "best_epoch": 0,
+        "stale_epochs": 0,
+        "lr_scale": 1.0,
+        "history": [],
+    }
     # Accelerate steps a prepared scheduler once per process per step, so lengths are in unsharded steps.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambdas(cfg, len(train_loader), model, state))
     criterion = _loss_fn(cfg, decoded["train"].class_counts())
@@ -259,7 +267,7 @@ def train(cfg: TrainConfig) -> Path:
             seen += len(targets)
             bar.set_postfix(loss=f"{total_loss / seen:.4f}")
 
-        val_logits, val_targets = _predict(model, val_loader, accelerator, cfg, mean, std)
+        val_logits, val_targets = _predict(model, val_loader, accelerator, mean, std)
         val_probs = val_logits.softmax(dim=1)[:, 1].numpy()
         val = binary_metrics(val_targets.numpy(), val_probs, 0.5, n_bootstrap=0)
         val_loss = nn.functional.cross_entropy(val_logits, val_targets).item()
@@ -278,9 +286,10 @@ def train(cfg: TrainConfig) -> Path:
         }
         accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"}, step=epoch)
         state["history"].append(row)
-        improved = auc > state["best_auc"]
+        # AUC saturates on easy data (1.0 on several epochs); the validation loss breaks such ties.
+        improved = auc > state["best_auc"] or (auc == state["best_auc"] and val_loss < state["best_val_loss"])
         if improved:
-            state.update(best_auc=auc, best_epoch=epoch, stale_epochs=0)
+            state.update(best_auc=auc, best_val_loss=val_loss, best_epoch=epoch, stale_epochs=0)
         else:
             state["stale_epochs"] += 1
             if state["stale_epochs"] % 2 == 0:
@@ -333,8 +342,8 @@ def _finish(cfg, accelerator, model, val_loader, test_loader, decoded, state, me
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
     load_model(unwrapped, str(out / BEST_WEIGHTS))  # read on the CPU, copied into the parameters wherever they live
-    val_logits, val_targets = _predict(model, val_loader, accelerator, cfg, mean, std)
-    test_logits, test_targets = _predict(model, test_loader, accelerator, cfg, mean, std)
+    val_logits, val_targets = _predict(model, val_loader, accelerator, mean, std)
+    test_logits, test_targets = _predict(model, test_loader, accelerator, mean, std)
     if not accelerator.is_main_process:
         return out
     temperature = fit_temperature(val_logits, val_targets)
