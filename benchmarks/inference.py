@@ -66,8 +66,8 @@ def run(name: str, size: int, device: torch.device, allow_compile: bool, repeats
         if reference is None:
             reference = probs
         one = batch[:1]
-        latency = summary_ms(time_calls(lambda: infer(one), repeats, device, warmup=3))
-        big = time_calls(lambda: infer(batch), max(3, repeats // 10), device, warmup=1)
+        latency = summary_ms(time_calls(lambda x=one: infer(x), repeats, device, warmup=3))
+        big = time_calls(lambda x=batch: infer(x), max(3, repeats // 10), device, warmup=1)
         results[label] = {
             "batch1_latency": latency,
             "batch64_images_per_s": round(64 / min(big), 1),

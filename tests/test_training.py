@@ -207,14 +207,41 @@ def test_two_processes_count_every_image_once(tmp_path):
     batches; gather_for_metrics must drop the padding so every image counts exactly once."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "train.py", "--data", HISTO,
-         "--output-dir", str(tmp_path), "--epochs", "2", "--input-size", "64", "--batch-size", "4",
-         "--model", "resnet34", "--freeze-epochs", "1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "train.py",
+            "--data",
+            HISTO,
+            "--output-dir",
+            str(tmp_path),
+            "--epochs",
+            "2",
+            "--input-size",
+            "64",
+            "--batch-size",
+            "4",
+            "--model",
+            "resnet34",
+            "--freeze-epochs",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["validation"]["n"] == 6 and metrics["test"]["n"] == 6
     assert sum(map(sum, metrics["test"]["confusion_matrix"])) == 6
     assert "x 2 process(es)" in (tmp_path / "README.md").read_text()
-    assert {p.name for p in (tmp_path / "checkpoint").glob("random_states_*")} == {"random_states_0.pkl", "random_states_1.pkl"}
+    assert {p.name for p in (tmp_path / "checkpoint").glob("random_states_*")} == {
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    }
