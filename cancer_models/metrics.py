@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, roc_auc_score, roc_curve
 
 
@@ -85,6 +86,9 @@ def _bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed) -> dict:
     else:
         _, codes = np.unique(np.asarray(groups), return_inverse=True)
         members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    unit_of = np.empty(len(y), dtype=int)
+    for g, idx in enumerate(members):
+        unit_of[idx] = g
     samples: dict[str, list[float]] = {k: [] for k in _CI_METRICS}
     for _ in range(n_bootstrap):
         idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
@@ -100,6 +104,20 @@ def _bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed) -> dict:
         for k, v in samples.items()
     }
     out["bootstrap"] = {"resamples": n_bootstrap, "unit": "group" if groups is not None else "image"}
+    predicted = p >= threshold
+    exact = []
+    for key, subset in (("accuracy", np.ones(len(y), bool)), ("sensitivity", y == 1), ("specificity", y == 0)):
+        ci = out[f"{key}_ci"]
+        if ci is not None and ci[0] == ci[1] and subset.any():
+            # Every resample agrees (no error at all, say): a zero-width interval claims certainty.
+            # Use the exact binomial interval over the independent units instead.
+            units = np.unique(unit_of[subset])
+            wrong = np.unique(unit_of[subset & (predicted != (y == 1))])
+            low, high = binomtest(len(units) - len(wrong), len(units)).proportion_ci(0.95, method="exact")
+            out[f"{key}_ci"] = [float(low), float(high)]
+            exact.append(key)
+    if exact:
+        out["bootstrap"]["exact_binomial_for"] = exact
     return out
 
 
@@ -110,13 +128,16 @@ def choose_threshold(y_true: Sequence[int], p_malignant: Sequence[float], rule: 
     keeps that sensitivity (missing fewer cancers at the cost of false alarms); a number is used as is.
     """
     y, p = np.asarray(y_true), np.asarray(p_malignant, dtype=np.float64)
-    if rule == "youden":
-        fpr, tpr, thresholds = roc_curve(y, p)
-        best = thresholds[np.argmax(tpr - fpr)]
-    elif rule.startswith("sensitivity="):
-        target = float(rule.split("=", 1)[1])
-        fpr, tpr, thresholds = roc_curve(y, p)
-        best = thresholds[np.flatnonzero(tpr >= target)[0]]
+    if rule == "youden" or rule.startswith("sensitivity="):
+        fpr, tpr, thresholds = roc_curve(y, p, drop_intermediate=False)
+        if rule == "youden":
+            i = int(np.argmax(np.round(tpr - fpr, 12)))  # rounding: exact ties go to the highest threshold
+        else:
+            i = int(np.flatnonzero(tpr >= float(rule.split("=", 1)[1]))[0])
+        # Every cut between this score and the next lower one classifies validation the same way;
+        # the midpoint leaves the most margin on both sides (thresholds[0] is +inf, never chosen).
+        lower = thresholds[i + 1] if i + 1 < len(thresholds) else 0.0
+        best = (thresholds[i] + lower) / 2
     else:
         try:
             best = float(rule)
@@ -124,7 +145,7 @@ def choose_threshold(y_true: Sequence[int], p_malignant: Sequence[float], rule: 
             raise ValueError(f"threshold rule must be 'youden', 'sensitivity=S' or a number, got {rule!r}") from None
         if not 0 < best < 1:
             raise ValueError(f"a fixed threshold must be in (0, 1), got {best}")
-    return float(np.clip(best, 1e-6, 1 - 1e-6))  # roc_curve's first threshold is inf
+    return float(np.clip(best, 1e-6, 1 - 1e-6))
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:

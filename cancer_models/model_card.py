@@ -49,7 +49,22 @@ def metrics_table(metrics: dict[str, Any]) -> str:
             ci = metrics.get(f"{key}_ci")
             ci_text = f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else ""
             rows.append(f"| {name} | {_fmt(metrics[key])} | {ci_text} |")
+    boot = metrics.get("bootstrap")
+    if boot:
+        note = f"Intervals: 95% bootstrap over {boot['resamples']} resamples of {boot['unit']}s"
+        if boot.get("exact_binomial_for"):
+            note += (
+                f"; for {', '.join(boot['exact_binomial_for'])} every resample agreed, so the interval is the exact "
+                f"(Clopper-Pearson) binomial one over {boot['unit']}s"
+            )
+        rows.append(f"\n{note}.")
     return "\n".join(rows)
+
+
+def _dataset_type(data: str) -> str:
+    """A Hub dataset id as is; local folders are 'imagefolder' (their path means nothing elsewhere)."""
+    looks_like_hub_id = data and "," not in data and data.count("/") <= 1 and not data.startswith((".", "/", "~"))
+    return data if looks_like_hub_id else "imagefolder"
 
 
 def _front_matter(config: ModelConfig, title: str) -> str:
@@ -62,7 +77,7 @@ def _front_matter(config: ModelConfig, title: str) -> str:
             results.append(
                 EvalResult(
                     task_type="image-classification",
-                    dataset_type=training.get("data", "custom"),
+                    dataset_type=_dataset_type(training.get("data", "")),
                     dataset_name=training.get("task") or training.get("data", "custom"),
                     dataset_split="test",
                     metric_type=hub_type,
@@ -82,7 +97,8 @@ def _front_matter(config: ModelConfig, title: str) -> str:
 
 def render_model_card(config: ModelConfig, title: str | None = None) -> str:
     training = config.training
-    title = title or training.get("name") or f"{config.architecture} benign-vs-malignant classifier"
+    task = f" for {training['task']}" if training.get("task") else ""
+    title = title or training.get("name") or f"{config.architecture} benign-vs-malignant classifier{task}"
     facts = [
         f"- Architecture: `{config.architecture}` {json.dumps(config.model_args) if config.model_args else ''}".rstrip(),
         f"- Classes: `{config.labels[0]}` (0), `{config.labels[1]}` (1)",

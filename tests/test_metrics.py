@@ -55,8 +55,10 @@ def test_bootstrap_intervals_contain_the_estimate_and_groups_widen_them():
 def test_threshold_rules():
     y = [0, 0, 0, 1, 1, 1]
     p = [0.1, 0.2, 0.45, 0.4, 0.7, 0.9]
-    assert choose_threshold(y, p, "youden") in (0.7, 0.4)
-    assert choose_threshold(y, p, "sensitivity=1.0") == pytest.approx(0.4)
+    # Youden is best (J = 2/3) from 0.7 down to just above 0.45: the midpoint of that gap
+    assert choose_threshold(y, p, "youden") == pytest.approx((0.7 + 0.45) / 2)
+    # all malignant found from 0.4 down to just above 0.2
+    assert choose_threshold(y, p, "sensitivity=1.0") == pytest.approx((0.4 + 0.2) / 2)
     assert choose_threshold(y, p, "0.3") == 0.3
     with pytest.raises(ValueError, match="youden"):
         choose_threshold(y, p, "best")
@@ -64,8 +66,25 @@ def test_threshold_rules():
         choose_threshold(y, p, "1.5")
 
 
+def test_separable_validation_gets_a_threshold_in_the_middle_of_the_gap():
+    assert choose_threshold([0, 0, 1, 1], [0.01, 0.02, 0.98, 0.99]) == pytest.approx(0.5)
+
+
 def test_temperature_scaling_recovers_a_known_temperature():
     torch.manual_seed(0)
     z = torch.randn(20000, 2) * 3
     y = torch.distributions.Categorical(logits=z / 2.5).sample()
     assert fit_temperature(z, y) == pytest.approx(2.5, rel=0.05)
+
+
+def test_perfect_results_get_an_exact_interval_not_a_zero_width_one():
+    # 40 groups of 5 near-copies, all classified correctly: the bootstrap can only ever say 1.0.
+    y = np.repeat(np.arange(40) % 2, 5)
+    p = np.where(y == 1, 0.9, 0.1)
+    groups = np.repeat(np.arange(40), 5).astype(str)
+    m = binary_metrics(y, p, 0.5, groups=groups, n_bootstrap=200)
+    assert m["accuracy"] == 1.0
+    # Clopper-Pearson for 40/40 independent units: lower bound 0.025 ** (1 / 40)
+    assert m["accuracy_ci"][0] == pytest.approx(0.025 ** (1 / 40), abs=1e-6) and m["accuracy_ci"][1] == 1.0
+    assert m["sensitivity_ci"][0] == pytest.approx(0.025 ** (1 / 20), abs=1e-6)
+    assert set(m["bootstrap"]["exact_binomial_for"]) == {"accuracy", "sensitivity", "specificity"}
