@@ -2,8 +2,8 @@
 
     python scripts/export_model.py runs/histopathology-cancer-cnn [--dest models]
 
-Copies config.json, model.safetensors, the model card, metrics, history and plots; never checkpoints or
-logs. Refuses a folder that does not load, and one whose weights exceed the 15 MB budget per model.
+Copies config.json, model.safetensors, metrics, history and plots, and renders the model card afresh from
+the config; never checkpoints or logs. Refuses a folder that does not load, and one whose weights exceed the 15 MB budget per model.
 """
 
 import argparse
@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cancer_models import load_pretrained  # noqa: E402
+from cancer_models.model_card import render_model_card  # noqa: E402
 
 SHIPPED = ["config.json", "model.safetensors", "README.md", "metrics.json", "history.csv", "plots"]
 MAX_BYTES = 15_000_000
@@ -23,7 +24,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--dest", type=Path, default=Path(__file__).resolve().parents[1] / "models")
     args = parser.parse_args()
-    load_pretrained(args.run)  # must load before it ships
+    model = load_pretrained(args.run)  # must load before it ships
     dest = args.dest / args.run.name
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
@@ -33,6 +34,7 @@ def main() -> None:
             shutil.copytree(src, dest / name)
         elif src.is_file():
             shutil.copy2(src, dest / name)
+    (dest / "README.md").write_text(render_model_card(model.config))  # the card as this version renders it
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     if size > MAX_BYTES:
         shutil.rmtree(dest)

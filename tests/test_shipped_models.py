@@ -1,0 +1,38 @@
+"""The models the repository ships: they load, they work on real images, and their recorded numbers hold."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cancer_models import Predictor, load_pretrained
+from cancer_models.catalog import DEFAULT_CATALOG, load_catalog
+from cancer_models.evaluate import evaluate
+from conftest import fixture_images
+
+SHIPPED = [Path(e.local_dir) for e in load_catalog(DEFAULT_CATALOG)]
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_shipped_model_loads_and_is_small(folder):
+    model = load_pretrained(folder)
+    assert model.config.training["metrics"]["test"]["n"] > 0
+    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) <= 15_000_000
+
+
+def test_histopathology_model_gets_the_fixture_tiles_right():
+    predictor = Predictor(load_pretrained(Path(DEFAULT_CATALOG).parent / "models" / "histopathology-cancer-cnn"))
+    images = fixture_images("histopathology", "test") + fixture_images("histopathology", "validation")
+    labels = [p.label for p in predictor.predict(images)]
+    assert labels == [image.parent.name for image in images]
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_recorded_test_metrics_are_reproduced(folder, shared_data):
+    model = load_pretrained(folder)
+    recorded = json.loads((folder / "metrics.json").read_text())["test"]
+    task = model.config.training["task"]
+    metrics, _ = evaluate(model, shared_data / task, split="test")
+    assert metrics["n"] == recorded["n"]
+    assert metrics["confusion_matrix"] == recorded["confusion_matrix"]
+    assert metrics["auc"] == pytest.approx(recorded["auc"], abs=1e-4)
