@@ -12,6 +12,17 @@ if TYPE_CHECKING:
     from ..config import ModelConfig
 
 
+def dense_head(in_features: int, hidden: int, drop_rate: float, head_drop_rate: float, num_classes: int) -> nn.Sequential:
+    """Dropout - Linear - ReLU - Dropout - Linear: the classifier every family puts after pooling."""
+    return nn.Sequential(
+        nn.Dropout(drop_rate),
+        nn.Linear(in_features, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(head_drop_rate),
+        nn.Linear(hidden, num_classes),
+    )
+
+
 class CancerModel(nn.Module):
     """A binary classifier: images in, logits ``[benign, malignant]`` out.
 
@@ -21,12 +32,15 @@ class CancerModel(nn.Module):
     """
 
     config: ModelConfig
+    global_pool: nn.Module
+    head: nn.Module
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        raise NotImplementedError
+        x = self.global_pool(x).flatten(1)
+        return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ._registry import register_model
-from .base import CancerModel
+from .base import CancerModel, dense_head
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1) -> nn.Sequential:
@@ -134,13 +134,7 @@ class CancerCNN(CancerModel):
         )
         self.num_features = 240
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Sequential(
-            nn.Dropout(drop_rate),
-            nn.Linear(self.num_features, head_hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(head_drop_rate),
-            nn.Linear(head_hidden, num_classes),
-        )
+        self.head = dense_head(self.num_features, head_hidden, drop_rate, head_drop_rate, num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -157,10 +151,6 @@ class CancerCNN(CancerModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stage4(self.stage3(self.stage2(self.stem(x))))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        return x if pre_logits else self.head(x)
 
     def cam_target_layers(self) -> list[nn.Module]:
         return [self.stage4[-1]]

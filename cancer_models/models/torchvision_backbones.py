@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 
 from ._registry import register_model
-from .base import CancerModel
+from .base import CancerModel, dense_head
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,7 @@ class TransferClassifier(CancerModel):
         self.features = spec.trunk(tv_model)
         self.num_features = spec.num_features
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Sequential(
-            nn.Dropout(drop_rate),
-            nn.Linear(spec.num_features, head_hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(head_drop_rate),
-            nn.Linear(head_hidden, num_classes),
-        )
+        self.head = dense_head(spec.num_features, head_hidden, drop_rate, head_drop_rate, num_classes)
         self.set_backbone_frozen(freeze_backbone)
 
     def set_backbone_frozen(self, frozen: bool) -> None:
@@ -88,10 +82,6 @@ class TransferClassifier(CancerModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        return x if pre_logits else self.head(x)
 
     def cam_target_layers(self) -> list[nn.Module]:
         last = self.features[-1]
