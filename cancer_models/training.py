@@ -307,7 +307,9 @@ def train(cfg: TrainConfig) -> Path:
         if accelerator.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             if improved:
-                save_model(accelerator.unwrap_model(model), str(out / (BEST_WEIGHTS + ".tmp")))
+                save_model(
+                    accelerator.unwrap_model(model, keep_torch_compile=False), str(out / (BEST_WEIGHTS + ".tmp"))
+                )
                 (out / (BEST_WEIGHTS + ".tmp")).replace(out / BEST_WEIGHTS)
             _write_history(out, state["history"])
 
@@ -340,7 +342,7 @@ def _finish(cfg, accelerator, model, val_loader, test_loader, decoded, state, me
     """Best weights -> temperature and threshold from validation -> one look at the test split -> folder."""
     out = Path(cfg.output_dir)
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
     load_model(unwrapped, str(out / BEST_WEIGHTS))  # read on the CPU, copied into the parameters wherever they live
     val_logits, val_targets = _predict(model, val_loader, accelerator, mean, std)
     test_logits, test_targets = _predict(model, test_loader, accelerator, mean, std)

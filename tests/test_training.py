@@ -245,3 +245,11 @@ def test_two_processes_count_every_image_once(tmp_path):
         "random_states_0.pkl",
         "random_states_1.pkl",
     }
+
+
+def test_compiled_training_saves_loadable_weights(tmp_path):
+    # torch.compile wraps the model; saved names must not carry its "_orig_mod." prefix.
+    result = run("train.py", "--data", HISTO, "--output-dir", str(tmp_path), "--epochs", "1", "--compile", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = load_pretrained(tmp_path)
+    assert not any(k.startswith("_orig_mod") for k in model.state_dict())

@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from ..config import ModelConfig
 
 
-def dense_head(in_features: int, hidden: int, drop_rate: float, head_drop_rate: float, num_classes: int) -> nn.Sequential:
+def dense_head(
+    in_features: int, hidden: int, drop_rate: float, head_drop_rate: float, num_classes: int
+) -> nn.Sequential:
     """Dropout - Linear - ReLU - Dropout - Linear: the classifier every family puts after pooling."""
     return nn.Sequential(
         nn.Dropout(drop_rate),
