@@ -1,8 +1,9 @@
 """Inference speed: latency at batch 1 (p50/p95) and throughput at batch 64, eager fp32 against the faster
 options (channels_last, bf16 autocast where the hardware has it, torch.compile). Also checks that each
-option gives the same predictions on real images, so a speed-up never silently costs accuracy.
+option gives the same predictions on real images (with a shipped, trained model), so a speed-up never
+silently costs accuracy.
 
-    python benchmarks/inference.py [--models cancer_cnn resnet34] [--sizes 128 224] [--compile]
+    python benchmarks/inference.py [--models histopathology-cancer-cnn resnet34] [--sizes 128 224] [--compile]
 
 Prints one JSON object.
 """
@@ -16,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from _common import DATA, machine, summary_ms, time_calls  # noqa: E402
 
-from cancer_models import create_model  # noqa: E402
+from cancer_models import create_model, load_pretrained  # noqa: E402
 from cancer_models.data import DataSpec, decode_split, load_splits  # noqa: E402
 from cancer_models.images import normalize  # noqa: E402
 
@@ -47,7 +49,9 @@ def variants(device: torch.device, allow_compile: bool) -> dict:
 
 def run(name: str, size: int, device: torch.device, allow_compile: bool, repeats: int) -> dict:
     torch.manual_seed(0)
-    base = create_model(name, input_size=size).eval().to(device)
+    trained = ROOT / "models" / name
+    base = load_pretrained(trained) if trained.is_dir() else create_model(name, input_size=size)
+    base = base.eval().to(device)
     images = real_batch(size)
     x64 = normalize(images, base.config.mean, base.config.std).to(device)
     results = {}
@@ -86,7 +90,12 @@ def run(name: str, size: int, device: torch.device, allow_compile: bool, repeats
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["cancer_cnn", "resnet34"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["histopathology-cancer-cnn", "resnet34"],
+        help="shipped model folders under models/ (trained weights) or registry names (random weights)",
+    )
     parser.add_argument("--sizes", nargs="+", type=int, default=[128, 224])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to warm up)")
