@@ -143,8 +143,12 @@ def to_uint8_tensor(image: Image.Image, size: int) -> torch.Tensor:
 
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float32 normalised with ``mean``/``std`` given on the [0, 1] scale."""
-    x = batch.float().div_(255)
+    """uint8-scale (N, 3, H, W) -> float32 normalised with ``mean``/``std`` given on the [0, 1] scale.
+
+    Never modifies ``batch`` (``.float()`` of a float tensor is the same tensor, so the first step is
+    out of place).
+    """
+    x = batch.float() / 255
     mean_t = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
     return x.sub_(mean_t).div_(std_t)

@@ -2,6 +2,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cancer_models import ImageError, Predictor, load_image
@@ -181,3 +182,12 @@ def test_predictor_accepts_every_mode(small_cnn, tile, mode):
     image = tile.convert(mode) if mode != "I;16" else Image.fromarray(np.asarray(tile.convert("L"), np.uint16) * 256)
     prediction = Predictor(small_cnn).predict(image)
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_normalize_leaves_its_input_alone():
+    from cancer_models.images import normalize
+
+    batch = torch.full((1, 3, 2, 2), 255.0)
+    out = normalize(batch, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert torch.equal(batch, torch.full((1, 3, 2, 2), 255.0))
+    assert torch.allclose(out, torch.ones_like(out))
