@@ -20,8 +20,8 @@ HISTO = str(FIXTURES / "histopathology")
 FAST = ["--input-size", "64", "--batch-size", "6", "--warmup-epochs", "0.5", "--augment", "histopathology"]
 
 
-def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+def run(*args: str, timeout: int = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2", **(env or {})}
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -186,15 +186,8 @@ def test_push_to_hub_dry_run_and_offline_failures(trained_cnn, tmp_path):
     assert "model.safetensors" in listed and "config.json" in listed and "README.md" in listed
     assert "checkpoint" not in listed and "best.safetensors" not in listed
 
-    env_no_token = {**os.environ, "HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf")}
-    no_token = subprocess.run(
-        [sys.executable, "push_to_hub.py", str(trained_cnn), "someone/cancer-cnn"],
-        cwd=ROOT,
-        env=env_no_token,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    no_token = run(
+        "push_to_hub.py", str(trained_cnn), "someone/cancer-cnn", env={"HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf")}
     )
     assert no_token.returncode == 2 and "no Hugging Face token" in no_token.stderr
 
@@ -205,37 +198,12 @@ def test_push_to_hub_dry_run_and_offline_failures(trained_cnn, tmp_path):
 def test_two_processes_count_every_image_once(tmp_path):
     """Distributed run on the CPU (gloo): 6 validation/test images over 2 processes x batch 4 means padded
     batches; gather_for_metrics must drop the padding so every image counts exactly once."""
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "train.py",
-            "--data",
-            HISTO,
-            "--output-dir",
-            str(tmp_path),
-            "--epochs",
-            "2",
-            "--input-size",
-            "64",
-            "--batch-size",
-            "4",
-            "--model",
-            "resnet34",
-            "--freeze-epochs",
-            "1",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run(
+        "-m", "torch.distributed.run", "--nproc_per_node", "2", "train.py", "--data", HISTO,
+        "--output-dir", str(tmp_path), "--epochs", "2", "--input-size", "64", "--batch-size", "4",
+        "--model", "resnet34", "--freeze-epochs", "1",
+        env={"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["validation"]["n"] == 6 and metrics["test"]["n"] == 6
