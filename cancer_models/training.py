@@ -156,6 +156,12 @@ def _check(cfg: TrainConfig) -> None:
         raise ConfigError(f"--resume: no checkpoint in {Path(cfg.output_dir) / CHECKPOINT_DIR}")
 
 
+def training_batch(images: torch.Tensor, augment: nn.Module, mean, std) -> torch.Tensor:
+    """What the model trains on: a uint8 batch augmented in [0, 1], then normalised like at inference."""
+    x = augment(images.float().div(255)).mul(255)
+    return normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
+
+
 @torch.no_grad()
 def _predict(model: nn.Module, loader: DataLoader, accelerator: Accelerator, mean, std):
     """Logits and targets over a whole split, gathered from every process without duplicates."""
@@ -207,7 +213,12 @@ def train(cfg: TrainConfig) -> Path:
     mean, std, labels = model.config.mean, model.config.std, model.config.labels
 
     def loader(split: DecodedSplit, shuffle: bool) -> DataLoader:
-        return DataLoader(TensorDataset(split.images, split.targets), batch_size=cfg.batch_size, shuffle=shuffle)
+        return DataLoader(
+            TensorDataset(split.images, split.targets),
+            batch_size=cfg.batch_size,
+            shuffle=shuffle,
+            pin_memory=accelerator.device.type == "cuda",
+        )
 
     train_loader = loader(decoded["train"], shuffle=True)
     val_loader, test_loader = loader(decoded["validation"], False), loader(decoded["test"], False)
@@ -231,6 +242,7 @@ def train(cfg: TrainConfig) -> Path:
     criterion, augment = criterion.to(accelerator.device), augment.to(accelerator.device)
     if cfg.compile:
         model = torch.compile(model)
+    torch.backends.cudnn.benchmark = True  # one input size throughout, so cuDNN's timing run pays off
 
     checkpoint = out / CHECKPOINT_DIR
     if cfg.resume:
@@ -247,14 +259,13 @@ def train(cfg: TrainConfig) -> Path:
             break
         model.train()
         train_loader.set_epoch(epoch)
-        total_loss, seen = 0.0, 0
+        summed_loss, seen = torch.zeros((), device=accelerator.device), 0
         bar = tqdm(
             train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not accelerator.is_local_main_process, leave=False
         )
-        for images, targets in bar:
+        for step, (images, targets) in enumerate(bar, 1):
             with torch.no_grad():
-                x = augment(images.float().div(255)).mul(255)  # augment in [0, 1], then the shared normalisation
-                x = normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
+                x = training_batch(images, augment, mean, std)
             with accelerator.autocast():
                 loss = criterion(model(x).float(), targets)
             accelerator.backward(loss)
@@ -263,9 +274,11 @@ def train(cfg: TrainConfig) -> Path:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            total_loss += loss.item() * len(targets)
+            summed_loss += loss.detach() * len(targets)
             seen += len(targets)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+            if step % 10 == 0:  # reading the loss waits for the GPU to finish, so not every step
+                bar.set_postfix(loss=f"{summed_loss.item() / seen:.4f}")
+        total_loss = summed_loss.item()
 
         val_logits, val_targets = _predict(model, val_loader, accelerator, mean, std)
         val_probs = val_logits.softmax(dim=1)[:, 1].numpy()
