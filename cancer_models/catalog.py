@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
 
+import torch
 from huggingface_hub import constants as hf_constants
 
 from .config import ConfigError
@@ -92,9 +93,9 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 class ModelStore:
     """Loads each catalog model once per process, on first use, and shares it between requests."""
 
-    def __init__(self, entries: list[CatalogEntry], device: str = "cpu") -> None:
+    def __init__(self, entries: list[CatalogEntry], device: str | None = None) -> None:
         self.entries = {e.name: e for e in entries}
-        self.device = device
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._models: dict[str, LoadedModel] = {}
         self._locks = {name: threading.Lock() for name in self.entries}
 
