@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -189,6 +190,12 @@ def train(cfg: TrainConfig) -> Path:
     )
     set_seed(cfg.seed)
     log = accelerator.print
+    cores = len(os.sched_getaffinity(0)) // accelerator.num_processes
+    if accelerator.device.type == "cpu" and torch.get_num_threads() < cores:
+        log(
+            f"warning: PyTorch uses {torch.get_num_threads()} thread(s) where {cores} cores are free per process; "
+            "`accelerate launch` sets OMP_NUM_THREADS=1 unless given --num_cpu_threads_per_process N"
+        )
 
     spec = DataSpec(
         sources=cfg.data,
