@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,12 @@ def machine() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def command() -> str:
+    """How this benchmark was started, as recorded in its JSON."""
+    data = f"CANCER_DATA={os.environ['CANCER_DATA']} " if "CANCER_DATA" in os.environ else ""
+    return f"{data}python {' '.join(sys.argv)}"
 
 
 def sync(device: torch.device) -> None:

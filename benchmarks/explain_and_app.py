@@ -24,21 +24,19 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import machine, summary_ms, time_calls  # noqa: E402
+from _common import command, machine, summary_ms, time_calls  # noqa: E402
 
 from cancer_models import CAM_METHODS, Predictor, load_pretrained  # noqa: E402
 
 IMAGE = ROOT / "examples" / "histopathology_malignant_colonca100.jpg"
 
 
-def cam_latency(model_dir: Path, repeats: int) -> dict:
-    predictor = Predictor(load_pretrained(model_dir))
+def cam_latency(model_dir: Path, repeats: int, device: torch.device) -> dict:
+    predictor = Predictor(load_pretrained(model_dir, device=device))
     out = {}
     for method in CAM_METHODS:
         n = max(3, repeats // 5) if method == "scorecam" else repeats  # ScoreCAM runs a forward pass per channel
-        out[method] = summary_ms(
-            time_calls(lambda m=method: predictor.explain(IMAGE, method=m), n, torch.device("cpu"))
-        )
+        out[method] = summary_ms(time_calls(lambda m=method: predictor.explain(IMAGE, method=m), n, device))
     return out
 
 
@@ -69,6 +67,8 @@ def app_timings(model_dir: Path, repeats: int) -> dict:
                 urllib.request.urlopen(url, timeout=1)
                 break
             except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"app.py exited with status {proc.returncode} before serving a page")
                 time.sleep(0.1)
         page_ready = time.perf_counter() - start
         client = Client(url, verbose=False)
@@ -93,12 +93,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "histopathology-cancer-cnn")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="(the app picks its own)"
+    )
     args = parser.parse_args()
     report = {
         "benchmark": "explain_and_app",
+        "command": command(),
         "machine": machine(),
         "model": str(args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model),
-        "cam_latency": cam_latency(args.model, args.repeats),
+        "device": args.device,
+        "cam_latency": cam_latency(args.model, args.repeats, torch.device(args.device)),
         "app": app_timings(args.model, args.repeats),
     }
     print(json.dumps(report, indent=1))

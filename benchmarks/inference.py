@@ -19,7 +19,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import DATA, machine, summary_ms, time_calls  # noqa: E402
+from _common import DATA, command, machine, summary_ms, time_calls  # noqa: E402
 
 from cancer_models import create_model, load_pretrained  # noqa: E402
 from cancer_models.data import DataSpec, decode_split, load_splits  # noqa: E402
@@ -49,6 +49,7 @@ def variants(device: torch.device, allow_compile: bool) -> dict:
 
 def run(name: str, size: int, device: torch.device, allow_compile: bool, repeats: int) -> dict:
     torch.manual_seed(0)
+    torch._dynamo.reset()  # compiled graphs of the previous model/size would count towards the recompile limit
     trained = ROOT / "models" / name
     base = load_pretrained(trained) if trained.is_dir() else create_model(name, input_size=size)
     base = base.eval().to(device)
@@ -58,7 +59,7 @@ def run(name: str, size: int, device: torch.device, allow_compile: bool, repeats
     reference = None
     for label, v in variants(device, allow_compile).items():
         model = base.to(memory_format=torch.channels_last if v["channels_last"] else torch.contiguous_format)
-        forward = torch.compile(model) if v["compile"] else model
+        forward = torch.compile(model, dynamic=False) if v["compile"] else model  # one graph per batch size
         batch = x64.contiguous(memory_format=torch.channels_last) if v["channels_last"] else x64.contiguous()
 
         @torch.inference_mode()
@@ -102,7 +103,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    report = {"benchmark": "inference", "machine": machine(), "device": str(device), "results": {}}
+    report = {
+        "benchmark": "inference",
+        "command": command(),
+        "machine": machine(),
+        "device": str(device),
+        "results": {},
+    }
     for name in args.models:
         for size in args.sizes:
             report["results"][f"{name}@{size}"] = run(name, size, device, args.compile, args.repeats)

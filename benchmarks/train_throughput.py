@@ -1,12 +1,13 @@
 """Training throughput (images/s) of our pipeline against a plain reference loop, same model, data and machine.
 
 Ours: images decoded once to uint8 tensors at the input size (timed separately, once per run), augmented
-per batch on the device with kornia, channels_last. Reference: torchvision ImageFolder + DataLoader
-(2 workers) with per-image PIL transforms of the same kind (flips, 90-degree rotation, affine, colour
-jitter), the textbook step. Both: AdamW, batch 64, cross-entropy, fp32 (bf16 autocast trains about
-10x slower than fp32 on this CPU).
+per batch on the device with kornia, channels_last, through train.py's own `training_batch`. Reference:
+torchvision ImageFolder + DataLoader (one worker per core, at most 8) with per-image PIL transforms of the
+same kind (flips, 90-degree rotation, affine, colour jitter), the textbook step. Both: the same pool of
+training tiles, cycled; AdamW, cross-entropy, batch 64 and fp32 unless --batch-size / --mixed-precision
+bf16 (which trains about 10x slower than fp32 on a CPU without AMX).
 
-    python benchmarks/train_throughput.py [--models cancer_cnn resnet34] [--sizes 96 160 224] [--steps 6]
+    python benchmarks/train_throughput.py [--models cancer_cnn resnet34] [--sizes 96 160 224] [--steps 12]
 
 Prints one JSON object.
 """
@@ -14,7 +15,9 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,29 +29,42 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchvision.transforms import v2 as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import DATA, machine  # noqa: E402
+from _common import DATA, command, machine  # noqa: E402
 
 from cancer_models import create_model  # noqa: E402
 from cancer_models.augment import build_augmentation  # noqa: E402
 from cancer_models.data import DataSpec, decode_split, load_splits  # noqa: E402
-from cancer_models.images import normalize  # noqa: E402
+from cancer_models.training import training_batch  # noqa: E402
 
-BATCH = 64
+WARMUP_STEPS = 3  # the first steps pay for allocator growth and kernel selection
+WORKERS = min(8, os.cpu_count() or 1)
 
 
-def timed_steps(model, batches, step, n_steps: int) -> float:
-    """images/s over n_steps after one untimed warm-up step."""
+def timed_steps(model, batches, step, n_steps: int, device) -> float:
+    """images/s over n_steps after WARMUP_STEPS untimed ones."""
     it = iter(batches)
-    step(model, *next(it))
+    for _ in range(WARMUP_STEPS):
+        step(model, *next(it))
+    _sync(device)
     start, seen = time.perf_counter(), 0
     for _ in range(n_steps):
         images, targets = next(it)
         step(model, images, targets)
         seen += len(targets)
+    _sync(device)
     return seen / (time.perf_counter() - start)
 
 
-def ours(name: str, size: int, n_images: int, n_steps: int, device) -> dict:
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _autocast(device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def ours(name: str, size: int, batch: int, n_images: int, n_steps: int, device, bf16: bool) -> dict:
     start = time.perf_counter()
     split = load_splits(DataSpec([str(DATA / "histopathology")]))["train"].shuffle(seed=0).select(range(n_images))
     decoded = decode_split(split, size)
@@ -56,25 +72,31 @@ def ours(name: str, size: int, n_images: int, n_steps: int, device) -> dict:
     model = create_model(name, input_size=size).to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
     augment = build_augmentation("histopathology").to(device)
-    loader = DataLoader(TensorDataset(decoded.images, decoded.targets), batch_size=BATCH, shuffle=True, drop_last=True)
+    loader = DataLoader(
+        TensorDataset(decoded.images, decoded.targets),
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+    )
 
     def step(model, images, targets):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with torch.no_grad():
-            x = augment(images.float().div(255)).mul(255)
-            x = normalize(x, model.config.mean, model.config.std).contiguous(memory_format=torch.channels_last)
-        loss = nn.functional.cross_entropy(model(x), targets)
+            x = training_batch(images, augment, model.config.mean, model.config.std)
+        with _autocast(device, bf16):
+            loss = nn.functional.cross_entropy(model(x), targets)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     return {
-        "images_per_s": round(timed_steps(model, _cycle(loader), step, n_steps), 1),
+        "images_per_s": round(timed_steps(model, _cycle(loader), step, n_steps, device), 1),
         "one_time_decode_s": round(decode_s, 1),
     }
 
 
-def reference(name: str, size: int, n_images: int, n_steps: int, device) -> dict:
+def reference(name: str, size: int, batch: int, n_images: int, n_steps: int, device, bf16: bool) -> dict:
     transform = T.Compose(
         [
             T.Resize((size, size)),
@@ -90,18 +112,27 @@ def reference(name: str, size: int, n_images: int, n_steps: int, device) -> dict
     )
     folder = torchvision.datasets.ImageFolder(str(DATA / "histopathology" / "train"), transform=transform)
     subset = Subset(folder, torch.randperm(len(folder), generator=torch.Generator().manual_seed(0))[:n_images].tolist())
-    loader = DataLoader(subset, batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True, persistent_workers=True)
+    loader = DataLoader(
+        subset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=WORKERS,
+        drop_last=True,
+        persistent_workers=True,
+        pin_memory=device.type == "cuda",
+    )
     model = create_model(name, input_size=size).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
 
     def step(model, images, targets):
         images, targets = images.to(device), targets.to(device)
-        loss = nn.functional.cross_entropy(model(images), targets)
+        with _autocast(device, bf16):
+            loss = nn.functional.cross_entropy(model(images), targets)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
 
-    return {"images_per_s": round(timed_steps(model, _cycle(loader), step, n_steps), 1)}
+    return {"images_per_s": round(timed_steps(model, _cycle(loader), step, n_steps, device), 1)}
 
 
 def _cycle(loader):
@@ -113,26 +144,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["cancer_cnn", "resnet34"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[96, 160, 224])
-    parser.add_argument("--steps", type=int, default=6, help="timed steps of batch 64 per measurement")
+    parser.add_argument("--steps", type=int, default=12, help="timed steps per measurement")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--images", type=int, default=1024, help="training tiles in the pool both loops cycle over")
+    parser.add_argument("--mixed-precision", choices=["no", "bf16"], default="no")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if not (DATA / "histopathology").is_dir():
         sys.exit(f"needs the data set at {DATA} (set CANCER_DATA)")
     device = torch.device(args.device)
-    n_images = BATCH * (args.steps + 2)
+    torch.backends.cudnn.benchmark = True  # for both loops: one input size each
+    bf16 = args.mixed_precision == "bf16"
     report = {
         "benchmark": "train_throughput",
+        "command": command(),
         "machine": machine(),
         "device": str(device),
-        "batch": BATCH,
+        "batch": args.batch_size,
+        "precision": "bf16 autocast" if bf16 else "fp32",
+        "reference_workers": WORKERS,
+        "timed_steps": args.steps,
         "results": {},
     }
     for name in args.models:
         for size in args.sizes:
             torch.manual_seed(0)
-            ref = reference(name, size, n_images, args.steps, device)
+            ref = reference(name, size, args.batch_size, args.images, args.steps, device, bf16)
             torch.manual_seed(0)
-            our = ours(name, size, n_images, args.steps, device)
+            our = ours(name, size, args.batch_size, args.images, args.steps, device, bf16)
             report["results"][f"{name}@{size}"] = {
                 "ours": our,
                 "reference": ref,
