@@ -1,4 +1,5 @@
-"""Print the README's results table from the shipped models' metrics.json files (so no number is typed by hand).
+"""Print the README's results table from the models' config.json files (so no number is typed by hand): the
+shipped models in models/, and those too large to ship, whose cards are in model_cards/.
 
     python scripts/readme_results.py
 """
@@ -21,12 +22,15 @@ def cell(m: dict, key: str) -> str:
 
 print("| model | data | test images (benign / malignant) | AUC | accuracy | sensitivity | specificity |")
 print("|---|---|---|---|---|---|---|")
-for folder in sorted((ROOT / "models").iterdir()):
+folders = sorted((ROOT / "models").iterdir()) + sorted((ROOT / "model_cards").glob("*/"))
+for folder in folders:
     config = json.loads((folder / "config.json").read_text())
     m = config["training"]["metrics"]["test"]
     task = config["training"]["task"]
+    where = folder.relative_to(ROOT).as_posix()
+    shipped = "" if (folder / "model.safetensors").is_file() else " (card only; weights not in the repo)"
     print(
-        f"| [`{folder.name}`](models/{folder.name}) | {DATA.get(task, task)} | {m['n']} ({m['n_benign']} / {m['n_malignant']}) | "
+        f"| [`{folder.name}`]({where}){shipped} | {DATA.get(task, task)} | {m['n']} ({m['n_benign']} / {m['n_malignant']}) | "
         + " | ".join(cell(m, k) for k in ("auc", "accuracy", "sensitivity", "specificity"))
         + " |"
     )

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cancer_models import Predictor, load_pretrained
+from cancer_models import ModelConfig, Predictor, load_pretrained
 from cancer_models.catalog import DEFAULT_CATALOG, load_catalog
 from cancer_models.evaluate import evaluate
 from conftest import fixture_images
@@ -36,3 +36,16 @@ def test_recorded_test_metrics_are_reproduced(folder, shared_data):
     assert metrics["n"] == recorded["n"]
     assert metrics["confusion_matrix"] == recorded["confusion_matrix"]
     assert metrics["auc"] == pytest.approx(recorded["auc"], abs=1e-4)
+
+
+CARDS = sorted((Path(DEFAULT_CATALOG).parent / "model_cards").glob("*/"))
+
+
+@pytest.mark.parametrize("folder", CARDS, ids=lambda p: p.name)
+def test_card_only_folders_hold_a_valid_config_and_the_cards_numbers(folder):
+    """Models too large to ship keep their config, card and metrics in the repo; the weights go to the Hub."""
+    config = ModelConfig.load(folder / "config.json")
+    recorded = json.loads((folder / "metrics.json").read_text())["test"]
+    assert config.training["metrics"]["test"]["auc"] == recorded["auc"]
+    assert f"{recorded['auc']:.3f}" in (folder / "README.md").read_text()
+    assert not (folder / "model.safetensors").exists()
