@@ -190,7 +190,8 @@ def train(cfg: TrainConfig) -> Path:
     )
     set_seed(cfg.seed)
     log = accelerator.print
-    cores = len(os.sched_getaffinity(0)) // accelerator.num_processes
+    free = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)  # not on macOS
+    cores = len(free) // accelerator.num_processes
     if accelerator.device.type == "cpu" and torch.get_num_threads() < cores:
         log(
             f"warning: PyTorch uses {torch.get_num_threads()} thread(s) where {cores} cores are free per process; "
