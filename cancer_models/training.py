@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,7 +158,9 @@ def _check(cfg: TrainConfig) -> None:
         raise ConfigError(f"--resume: no checkpoint in {Path(cfg.output_dir) / CHECKPOINT_DIR}")
 
 
-def training_batch(images: torch.Tensor, augment: nn.Module, mean, std) -> torch.Tensor:
+def training_batch(
+    images: torch.Tensor, augment: nn.Module, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
     """What the model trains on: a uint8 batch augmented in [0, 1], then normalised like at inference."""
     x = augment(images.float().div(255)).mul(255)
     return normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
