@@ -77,6 +77,15 @@ def test_temperature_scaling_recovers_a_known_temperature():
     assert fit_temperature(z, y) == pytest.approx(2.5, rel=0.05)
 
 
+def test_temperature_is_left_at_one_when_validation_has_no_errors():
+    """Perfectly separated logits have no finite NLL optimum; fitting would push T to its floor (all p ~ 0 or 1)."""
+    z = torch.tensor([[2.0, -1.0], [1.5, 0.0], [-0.5, 1.0], [0.0, 3.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    assert fit_temperature(z, y) == 1.0
+    y_with_one_error = torch.tensor([0, 1, 1, 1])
+    assert fit_temperature(z, y_with_one_error) != 1.0
+
+
 def test_perfect_results_get_an_exact_interval_not_a_zero_width_one():
     # 40 groups of 5 near-copies, all classified correctly: the bootstrap can only ever say 1.0.
     y = np.repeat(np.arange(40) % 2, 5)
