@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchvision.transforms import v2 as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import DATA, command, machine  # noqa: E402
+from _common import DATA, command, machine, sync  # noqa: E402
 
 from cancer_models import create_model  # noqa: E402
 from cancer_models.augment import build_augmentation  # noqa: E402
@@ -45,19 +45,14 @@ def timed_steps(model, batches, step, n_steps: int, device) -> float:
     it = iter(batches)
     for _ in range(WARMUP_STEPS):
         step(model, *next(it))
-    _sync(device)
+    sync(device)
     start, seen = time.perf_counter(), 0
     for _ in range(n_steps):
         images, targets = next(it)
         step(model, images, targets)
         seen += len(targets)
-    _sync(device)
+    sync(device)
     return seen / (time.perf_counter() - start)
-
-
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _autocast(device, bf16: bool):
