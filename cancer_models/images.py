@@ -6,6 +6,7 @@ upright 8-bit RGB PIL image here, or an ``ImageError`` that says what is wrong w
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -149,6 +150,11 @@ def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     out of place).
     """
     x = batch.float() / 255
-    mean_t = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    mean_t, std_t = _channel_stats(tuple(mean), tuple(std), x.device)
     return x.sub_(mean_t).div_(std_t)
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    # Cached: a tensor built from Python values on a GPU is a copy that first waits for all queued GPU work.
+    return tuple(torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (mean, std))
