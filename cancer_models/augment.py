@@ -1,4 +1,9 @@
-"""Training augmentation, applied per sample to whole batches on the training device (kornia).
+"""Training augmentation: per-sample random transforms applied to whole batches on the training device.
+
+Each transform draws its parameters for the whole batch with one call on the batch's device and applies them
+with one batched op (a grid sample, a 3x3 colour matrix), so nothing waits on the GPU and nothing runs per
+sample in Python. (kornia, which this replaced, drew parameters on the CPU and selected the samples to change
+with masks; that cost more than the model step on a GPU at small sizes.)
 
 Presets by modality: tissue tiles and dermoscopy photos have no 'up', so all 8 flips/rotations are fair;
 an ultrasound image does (the transducer is at the top), so it only gets horizontal flips.
@@ -6,20 +11,138 @@ an ultrasound image does (the transducer is at the top), so it only gets horizon
 
 from __future__ import annotations
 
-import kornia.augmentation as K
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+# ITU-R BT.601 luma, the grey that saturation blends towards, as a matrix taking a pixel to its grey.
+_GREY = torch.tensor([0.299, 0.587, 0.114]).expand(3, 3).clone()
+# Cross-product matrix of the grey axis (1, 1, 1) / sqrt(3), for rotations about it.
+_GREY_AXIS_CROSS = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]) / math.sqrt(3)
 # Ruifrok & Johnston (2001) stain vectors for haematoxylin, eosin and DAB, as rows (skimage's rgb_from_hed).
 _RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
 _RGB_FROM_HED = _RGB_FROM_HED / _RGB_FROM_HED.norm(dim=1, keepdim=True)
+
+
+def _uniform(size: int | tuple[int, ...], low: float, high: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.empty(size, device=like.device, dtype=like.dtype).uniform_(low, high)
+
+
+def _coin(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
+    """Per sample, True with probability p."""
+    return torch.rand(n, device=like.device) < p
+
+
+class RandomGeometry(nn.Module):
+    """Random orientation, then (with probability p) a small affine warp, as one grid sample per batch.
+
+    Orientation: a horizontal flip, or with `all_orientations` any of the 8 flips and 90-degree rotations
+    (a transposition is one of the three coin flips, so non-square images keep their flips only).
+    Affine: rotation within +-degrees, translation within +-translate of the size, isotropic scale in
+    `scale`, x-shear within +-shear degrees; borders reflect. A sample left unwarped is resampled exactly at
+    pixel centres, so its values are unchanged up to float rounding.
+    """
+
+    def __init__(
+        self,
+        all_orientations: bool = True,
+        degrees: float = 10.0,
+        translate: float = 0.05,
+        scale: tuple[float, float] = (0.9, 1.1),
+        shear: float = 5.0,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.all_orientations, self.degrees, self.translate = all_orientations, degrees, translate
+        self.scale, self.shear, self.p = scale, shear, p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W)
+        n, _, h, w = x.shape
+        one = torch.ones(n, device=x.device)  # float32 for the matrix maths, whatever x's dtype
+
+        # Orientation O as a map in centred pixel coordinates: flips negate an axis, a transposition swaps them.
+        sx = torch.where(_coin(n, 0.5, one), -one, one)
+        sy = torch.where(_coin(n, 0.5, one), -one, one) if self.all_orientations else one
+        swap = _coin(n, 0.5, one) & (h == w and self.all_orientations)
+        orient = torch.diag_embed(torch.stack([sx, sy], 1))
+        orient = torch.where(swap[:, None, None], orient.flip(-1), orient)
+
+        # Affine A = translation after rotation * shear * scale; the identity where the coin says no.
+        warp = _coin(n, self.p, one)
+        angle = torch.deg2rad(_uniform(n, -self.degrees, self.degrees, one)) * warp
+        tan = torch.tan(torch.deg2rad(_uniform(n, -self.shear, self.shear, one))) * warp
+        zoom = torch.where(warp, _uniform(n, *self.scale, one), 1.0)
+        shift = torch.stack([_uniform(n, -1, 1, one) * w, _uniform(n, -1, 1, one) * h], 1)
+        shift = shift * self.translate * warp[:, None]
+
+        # grid_sample wants, per output pixel, where to read: the inverse map (A O)^-1 = O^T shear^-1 rot^-1 / zoom,
+        # then in grid_sample's [-1, 1] coordinates.
+        cos, sin, zero = torch.cos(angle), torch.sin(angle), torch.zeros_like(one)
+        rot_inv = torch.stack([cos, sin, -sin, cos], 1).view(n, 2, 2)
+        shear_inv = torch.stack([one, -tan, zero, one], 1).view(n, 2, 2)
+        inverse = orient.mT @ shear_inv @ rot_inv / zoom[:, None, None]
+        to_unit = torch.stack([one * (2 / w), one * (2 / h)], 1)  # built on the device: no host-to-GPU copy
+        theta_linear = to_unit[:, :, None] * inverse / to_unit[:, None, :]
+        theta_shift = -to_unit * (inverse @ shift[:, :, None]).squeeze(-1)
+        theta = torch.cat([theta_linear, theta_shift[:, :, None]], 2).to(x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+class ColorJitter(nn.Module):
+    """With probability p per image: brightness, contrast, saturation and hue, folded into one 3x3 matrix.
+
+    Factors are drawn like torchvision's: brightness, contrast and saturation multipliers in [1 - v, 1 + v],
+    hue a fraction of a turn in [-hue, hue]. Brightness scales; contrast scales about the image's mean grey;
+    saturation blends each pixel with its grey; hue rotates colours about the grey axis (a linear stand-in for
+    an HSV hue shift). All four are linear in RGB, so they compose into one matrix and one offset per image,
+    applied in that order and clamped once, at the end.
+    """
+
+    def __init__(
+        self, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0, hue: float = 0.0, p: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+        # Constants live in buffers: a tensor built from Python values on a GPU costs a synchronising copy.
+        self.register_buffer("grey", _GREY.clone(), persistent=False)
+        self.register_buffer("grey_axis_cross", _GREY_AXIS_CROSS.clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) in [0, 1]
+        n = x.shape[0]
+        apply = _coin(n, self.p, x)
+        grey, cross = self.grey.to(x.dtype), self.grey_axis_cross.to(x.dtype)
+
+        def factor(v: float) -> torch.Tensor:
+            return torch.where(apply, _uniform(n, 1 - v, 1 + v, x), 1.0)
+
+        b, c, s = factor(self.brightness), factor(self.contrast), factor(self.saturation)
+        angle = torch.where(apply, _uniform(n, -self.hue, self.hue, x), 0.0) * 2 * math.pi
+        eye = torch.eye(3, device=x.device, dtype=x.dtype)
+        saturate = s[:, None, None] * eye + (1 - s)[:, None, None] * grey
+        matrix = _hue_rotation(angle, cross) @ saturate * (b * c)[:, None, None]
+        # Contrast pulls toward the brightened image's mean grey; saturation and hue keep grey, so it adds as is.
+        mean_grey = x.mean(dim=(2, 3)) @ grey[0]
+        offset = ((1 - c) * b * mean_grey)[:, None, None]
+        return torch.baddbmm(offset, matrix, x.flatten(2)).view_as(x).clamp_(0, 1)
+
+
+def _hue_rotation(angle: torch.Tensor, axis_cross: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) rotations of RGB space about the grey axis (Rodrigues' formula); each keeps grey pixels grey."""
+    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
+    eye = torch.eye(3, device=angle.device, dtype=angle.dtype)
+    outer = torch.full((3, 3), 1 / 3, device=angle.device, dtype=angle.dtype)  # k k^T for the unit grey axis k
+    return cos * eye + sin * axis_cross + (1 - cos) * outer
 
 
 class HEDJitter(nn.Module):
     """H&E stain augmentation: per image, scale and shift each stain's optical density (Tellez et al., 2018).
 
     torchstain's augmentors fit a stain matrix per image (Macenko), too slow per sample per epoch; this
-    uses the fixed Ruifrok matrix and is a few batched matrix products.
+    uses the fixed Ruifrok matrix, so the whole jitter is one 3x3 matrix and offset per image on the
+    optical density: OD' = rgb_from_hed^T (alpha * (hed_from_rgb^T OD) + beta).
     """
 
     def __init__(self, sigma: float = 0.05, bias: float = 0.05, p: float = 0.5) -> None:
@@ -30,31 +153,23 @@ class HEDJitter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) in [0, 1]
         n = x.shape[0]
-        od = -torch.log(x.clamp_min(1e-6)).permute(0, 2, 3, 1)  # optical density, channels last
-        hed = od @ self.hed_from_rgb.to(x.dtype)
-        alpha = 1 + (torch.rand(n, 1, 1, 3, device=x.device, dtype=x.dtype) * 2 - 1) * self.sigma
-        beta = (torch.rand(n, 1, 1, 3, device=x.device, dtype=x.dtype) * 2 - 1) * self.bias
-        jittered = torch.exp(-((hed * alpha + beta) @ self.rgb_from_hed.to(x.dtype))).clamp(0, 1).permute(0, 3, 1, 2)
-        apply = (torch.rand(n, 1, 1, 1, device=x.device) < self.p).to(x.dtype)
-        return apply * jittered + (1 - apply) * x
-
-
-def _geometry(all_orientations: bool) -> list[nn.Module]:
-    flips: list[nn.Module] = [K.RandomHorizontalFlip()]
-    if all_orientations:
-        flips += [K.RandomVerticalFlip(), K.RandomRotation90(times=(0, 3), p=1.0)]
-    return [
-        *flips,
-        K.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.9, 1.1), shear=5, padding_mode="reflection", p=0.5),
-    ]
+        apply = _coin(n, self.p, x)[:, None]
+        alpha = torch.where(apply, _uniform((n, 3), 1 - self.sigma, 1 + self.sigma, x), 1.0)
+        beta = torch.where(apply, _uniform((n, 3), -self.bias, self.bias, x), 0.0)
+        to_rgb = self.rgb_from_hed.to(x.dtype).T
+        # An image left alone gets the identity (to_rgb @ from_rgb = I), so it changes only by float rounding.
+        matrix = to_rgb @ (alpha[:, :, None] * self.hed_from_rgb.to(x.dtype).T)
+        offset = (beta @ self.rgb_from_hed.to(x.dtype))[:, :, None]
+        density = -torch.log(x.clamp_min(1e-6)).flatten(2)
+        return torch.exp(-torch.baddbmm(offset, matrix, density)).view_as(x).clamp_(0, 1)
 
 
 AUGMENTATIONS = {
     "none": list,
-    "default": lambda: [*_geometry(True), K.ColorJitter(0.15, 0.15, 0.1, 0.02, p=0.8)],
-    "histopathology": lambda: [*_geometry(True), K.ColorJitter(0.1, 0.1, 0.1, 0.02, p=0.5), HEDJitter()],
-    "dermoscopy": lambda: [*_geometry(True), K.ColorJitter(0.2, 0.2, 0.15, 0.03, p=0.8)],
-    "ultrasound": lambda: [*_geometry(False), K.ColorJitter(0.2, 0.2, 0.0, 0.0, p=0.8)],
+    "default": lambda: [RandomGeometry(), ColorJitter(0.15, 0.15, 0.1, 0.02, p=0.8)],
+    "histopathology": lambda: [RandomGeometry(), ColorJitter(0.1, 0.1, 0.1, 0.02, p=0.5), HEDJitter()],
+    "dermoscopy": lambda: [RandomGeometry(), ColorJitter(0.2, 0.2, 0.15, 0.03, p=0.8)],
+    "ultrasound": lambda: [RandomGeometry(all_orientations=False), ColorJitter(0.2, 0.2, 0.0, 0.0, p=0.8)],
 }
 
 
