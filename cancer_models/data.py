@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset
 from datasets import Image as ImageFeature
+from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
 from .images import ImageError, load_image, to_uint8_tensor
@@ -73,7 +74,16 @@ def load_raw(source: str) -> DatasetDict:
     if path.exists() or source.startswith((".", "/", "~")):
         if not path.is_dir():
             raise DataError(f"data directory {source} does not exist")
-        raw = load_dataset("imagefolder", data_dir=str(path))
+        no_images = DataError(
+            f"data directory {source} has no image files in imagefolder layout "
+            "(SPLIT/LABEL/*.jpg, or LABEL/*.jpg; folders reached through symbolic links are not searched)"
+        )
+        if not any(p.suffix.lower() in Image.registered_extensions() for p in path.rglob("*")):
+            raise no_images
+        try:
+            raw = load_dataset("imagefolder", data_dir=str(path))
+        except FileNotFoundError as e:  # datasets' EmptyDatasetError: e.g. the images are behind a link
+            raise no_images from e
     else:
         try:
             raw = load_dataset(source)

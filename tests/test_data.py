@@ -103,6 +103,10 @@ def test_clear_errors_for_bad_paths_and_columns(tmp_path):
         load_splits(DataSpec([str(HISTO)], label_column="subtype"))
     with pytest.raises(DataError, match="no train split"):
         load_splits(DataSpec([str(FIXTURES / "dermoscopy")]))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no images here")
+    with pytest.raises(DataError, match="has no image files in imagefolder layout"):
+        load_splits(DataSpec([str(tmp_path / "notes")]))
 
 
 def test_decoding_matches_the_predictor_and_reports_corrupt_files(tmp_path, small_cnn):
