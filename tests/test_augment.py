@@ -139,6 +139,16 @@ def test_unknown_preset_is_a_clear_error():
         build_augmentation("sharpen")
 
 
+@pytest.mark.parametrize("name", list(AUGMENTATIONS))
+def test_presets_never_read_tensor_values_back(name):
+    """On the meta device (shapes, no data) every value read (.item(), masks, nonzero, `if t.all()`) raises:
+    a preset that runs there never makes the CPU wait for a GPU result. (Copies of constants to the GPU,
+    the other kind of wait, only show on a GPU: see the next test.)"""
+    augment = build_augmentation(name).to("meta")
+    out = augment(torch.empty(8, 3, 48, 48, device="meta"))
+    assert out.shape == (8, 3, 48, 48)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("name", list(AUGMENTATIONS))
 def test_presets_never_wait_for_the_gpu(name):
