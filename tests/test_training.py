@@ -221,3 +221,25 @@ def test_compiled_training_saves_loadable_weights(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     model = load_pretrained(tmp_path)
     assert not any(k.startswith("_orig_mod") for k in model.state_dict())
+
+
+@pytest.mark.parametrize("architecture", ["cancer_cnn", "resnet34"])
+def test_a_training_step_never_reads_tensor_values_back(architecture):
+    """The step of train.py's loop on the meta device, where any value read (.item(), masks, `if t > 0`) raises:
+    on a GPU such a read makes the CPU wait every step instead of queuing the next one."""
+    from torch import nn
+
+    from cancer_models import create_model
+    from cancer_models.augment import build_augmentation
+    from cancer_models.training import training_batch
+
+    with torch.device("meta"):
+        model = create_model(architecture, input_size=64).train()
+    optimizer = torch.optim.AdamW(model.parameters(), foreach=True)  # fused has no meta kernel
+    images = torch.empty(8, 3, 64, 64, dtype=torch.uint8, device="meta")
+    x = training_batch(images, build_augmentation("histopathology").to("meta"), model.config.mean, model.config.std)
+    loss = nn.functional.cross_entropy(model(x), torch.zeros(8, dtype=torch.long, device="meta"))
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    assert all(p.grad is not None for p in model.parameters())
