@@ -3,7 +3,7 @@
 Each transform draws its parameters for the whole batch with one call on the batch's device and applies them
 with one batched op (a grid sample, a 3x3 colour matrix), so nothing waits on the GPU and nothing runs per
 sample in Python. (kornia, which this replaced, drew parameters on the CPU and selected the samples to change
-with masks; that cost more than the model step on a GPU at small sizes.)
+with masks, which makes the CPU wait for the GPU.)
 
 Presets by modality: tissue tiles and dermoscopy photos have no 'up', so all 8 flips/rotations are fair;
 an ultrasound image does (the transducer is at the top), so it only gets horizontal flips.
