@@ -159,7 +159,7 @@ class HEDJitter(nn.Module):
         to_rgb = self.rgb_from_hed.to(x.dtype).T
         # An image left alone gets the identity (to_rgb @ from_rgb = I), so it changes only by float rounding.
         matrix = to_rgb @ (alpha[:, :, None] * self.hed_from_rgb.to(x.dtype).T)
-        offset = (beta @ self.rgb_from_hed.to(x.dtype))[:, :, None]
+        offset = to_rgb @ beta[:, :, None]
         density = -torch.log(x.clamp_min(1e-6)).flatten(2)
         return torch.exp(-torch.baddbmm(offset, matrix, density)).view_as(x).clamp_(0, 1)
 

@@ -121,6 +121,18 @@ def test_hed_jitter_leaves_unselected_images_and_white_background_alone():
     assert (out - x).abs().amax(dim=(1, 2, 3)).min() > 0.01, "every image should be re-stained"
 
 
+def test_hed_bias_shifts_every_pixels_optical_density_alike():
+    torch.manual_seed(0)
+    x = 0.3 + tiles() * 0.6  # no clamping at either end
+    jitter = HEDJitter(sigma=0.0, bias=0.05, p=1.0)
+    out = jitter(x)
+    shift = (-out.log() + x.log()).flatten(2)  # optical density out - in, per pixel
+    assert torch.allclose(shift, shift.mean(dim=2, keepdim=True), atol=1e-4)
+    # ... and by at most `bias` of each stain: in stain space (od = hed @ rgb_from_hed, per row) the shift is beta.
+    stain_shift = shift.mean(dim=2) @ jitter.hed_from_rgb
+    assert stain_shift.abs().max() <= 0.05 + 1e-4 and stain_shift.abs().max() > 0.01
+
+
 @pytest.mark.parametrize("name", list(AUGMENTATIONS))
 def test_presets_keep_shape_range_and_are_reproducible(name):
     x = tiles()
