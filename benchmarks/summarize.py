@@ -1,6 +1,6 @@
 """Render the tables of benchmarks/README.md from benchmarks/results/*.json.
 
-python benchmarks/summarize.py
+    python benchmarks/summarize.py
 """
 
 import json
@@ -26,7 +26,10 @@ for name, r in load("train_throughput-*.json"):
         f"{r.get('timed_steps', 6)} timed steps; the reference loads with {r.get('reference_workers', 2)} workers."
         f"{' ' + r['note'] + '.' if r.get('note') else ''}\n"
     )
-    print("| model @ px | ours (img/s) | reference (img/s) | speed-up | model step alone (img/s) | our one-time decode (s) |")
+    print(
+        "| model @ px | ours (img/s) | reference (img/s) | speed-up | model step alone (img/s) "
+        "| our one-time decode (s) |"
+    )
     print("|---|---|---|---|---|---|")
     for key, v in r["results"].items():
         ceiling = v["ours"].get("model_step_only_images_per_s", "not measured")
