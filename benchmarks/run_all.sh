@@ -5,8 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p benchmarks/results
 suffix=${1:-cpu}
+gpu=$(python -c "import torch; print(int(torch.cuda.is_available()))")
 # A GPU step takes milliseconds, so it needs many more timed steps than a CPU step of seconds.
-steps=$(python -c "import torch; print(100 if torch.cuda.is_available() else 12)")
+steps=$((gpu ? 100 : 12))
 python benchmarks/train_throughput.py --steps "$steps" > "benchmarks/results/train_throughput-$suffix.json"
+# Compiled training: measured once on the CPU, where it gains nothing; on a GPU it fuses kernels.
+if ((gpu)); then
+  python benchmarks/train_throughput.py --steps "$steps" --compile \
+    > "benchmarks/results/train_throughput-$suffix-compile.json"
+fi
 python benchmarks/inference.py --compile > "benchmarks/results/inference-$suffix.json"
 python benchmarks/explain_and_app.py > "benchmarks/results/explain_and_app-$suffix.json"

@@ -10,7 +10,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def load(pattern: str) -> list[tuple[str, dict]]:
-    return [(p.stem, json.loads(p.read_text())) for p in sorted(RESULTS.glob(pattern))]
+    # By stem, so that "x-cpu" comes before its variant "x-cpu-compile".
+    return [(p.stem, json.loads(p.read_text())) for p in sorted(RESULTS.glob(pattern), key=lambda p: p.stem)]
 
 
 def machine_line(report: dict) -> str:
@@ -22,7 +23,8 @@ def machine_line(report: dict) -> str:
 for name, r in load("train_throughput-*.json"):
     print(f"### Training throughput ({name}; `{r['command']}`)\n")
     print(
-        f"Machine: {machine_line(r)}. Batch {r['batch']}, {r.get('precision', 'fp32')}, "
+        f"Machine: {machine_line(r)}. Batch {r['batch']}, {r.get('precision', 'fp32')}"
+        f"{', ours compiled' if r.get('compiled') else ''}, "
         f"{r.get('timed_steps', 6)} timed steps; the reference loads with {r.get('reference_workers', 2)} workers."
         f"{' ' + r['note'] + '.' if r.get('note') else ''}\n"
     )

@@ -6,10 +6,11 @@ train.py's own `training_batch` and `build_optimizer` (fused AdamW), with its gr
 torchvision ImageFolder + DataLoader (one worker per core, at most 8) with per-image PIL transforms of the
 same kind (flips, 90-degree rotation, affine, colour jitter), the textbook step. Both: the same pool of
 training tiles, cycled; AdamW, cross-entropy, batch 64 and fp32 unless --batch-size / --mixed-precision
-bf16 (which trains about 10x slower than fp32 on a CPU without AMX). Also timed: our model update alone on
-one batch already on the device, the ceiling that no input pipeline can pass.
+bf16 (which trains about 10x slower than fp32 on a CPU without AMX). --compile compiles our model as
+train.py --compile does (the reference stays eager). Also timed: our model update alone on one batch
+already on the device, the ceiling that no input pipeline can pass.
 
-    python benchmarks/train_throughput.py [--models cancer_cnn resnet34] [--sizes 96 160 224] [--steps 12]
+    python benchmarks/train_throughput.py [--models cancer_cnn resnet34] [--sizes 96 160 224] [--steps 12] [--compile]
 
 Prints one JSON object.
 """
@@ -62,13 +63,14 @@ def _autocast(device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
-def ours(name: str, size: int, batch: int, n_images: int, n_steps: int, device, bf16: bool) -> dict:
+def ours(name: str, size: int, batch: int, n_images: int, n_steps: int, device, bf16: bool, compiled: bool) -> dict:
     start = time.perf_counter()
     split = load_splits(DataSpec([str(DATA / "histopathology")]))["train"].shuffle(seed=0).select(range(n_images))
     decoded = decode_split(split, size)
     decode_s = time.perf_counter() - start
     model = create_model(name, input_size=size).to(device, memory_format=torch.channels_last).train()
     optimizer = build_optimizer(model, 1e-3, 1e-4)
+    net = torch.compile(model) if compiled else model
     augment = build_augmentation("histopathology").to(device)
     loader = DataLoader(
         TensorDataset(decoded.images, decoded.targets),
@@ -80,7 +82,7 @@ def ours(name: str, size: int, batch: int, n_images: int, n_steps: int, device, 
 
     def update(model, x, targets):
         with _autocast(device, bf16):
-            loss = nn.functional.cross_entropy(model(x), targets)
+            loss = nn.functional.cross_entropy(net(x), targets)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -157,6 +159,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--images", type=int, default=1024, help="training tiles in the pool both loops cycle over")
     parser.add_argument("--mixed-precision", choices=["no", "bf16"], default="no")
+    parser.add_argument("--compile", action="store_true", help="torch.compile our model (warm-up pays for it)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if not (DATA / "histopathology").is_dir():
@@ -171,6 +174,7 @@ def main() -> None:
         "device": str(device),
         "batch": args.batch_size,
         "precision": "bf16 autocast" if bf16 else "fp32",
+        "compiled": args.compile,
         "reference_workers": WORKERS,
         "timed_steps": args.steps,
         "results": {},
@@ -180,7 +184,8 @@ def main() -> None:
             torch.manual_seed(0)
             ref = reference(name, size, args.batch_size, args.images, args.steps, device, bf16)
             torch.manual_seed(0)
-            our = ours(name, size, args.batch_size, args.images, args.steps, device, bf16)
+            torch._dynamo.reset()  # the previous size's graphs would count towards the recompile limit
+            our = ours(name, size, args.batch_size, args.images, args.steps, device, bf16, args.compile)
             report["results"][f"{name}@{size}"] = {
                 "ours": our,
                 "reference": ref,

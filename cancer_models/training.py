@@ -76,7 +76,7 @@ class TrainConfig:
     mixed_precision: str = _opt(
         None, "default: what `accelerate launch` was configured with", choices=["no", "bf16", "fp16"]
     )
-    compile: bool = _opt(False, "torch.compile the model")
+    compile: bool = _opt(False, "torch.compile the model (for GPUs: no faster on the CPU, see benchmarks/README.md)")
     seed: int = _opt(0, "random seed")
     task: str = _opt("", "what the model is for, shown in its card, e.g. 'histopathology (LC25000)'")
     resume: bool = _opt(False, "continue from output_dir/checkpoint after an interruption")
