@@ -62,7 +62,10 @@ class Predictor:
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Decode and resize to a uint8 batch (N, 3, S, S); normalisation happens on the device."""
-        return torch.stack([to_uint8_tensor(load_image(im), self.config.input_size) for im in images])
+        size = self.config.input_size
+        if not images:
+            return torch.empty((0, 3, size, size), dtype=torch.uint8)
+        return torch.stack([to_uint8_tensor(load_image(im), size) for im in images])
 
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor, tta: bool | None = None) -> torch.Tensor:
@@ -77,7 +80,7 @@ class Predictor:
                 logits = self.model(x) / self.config.temperature
                 probs = logits.float().softmax(dim=1).view(len(views), -1, logits.shape[1]).mean(dim=0)
                 out.append(probs.cpu())
-        return torch.cat(out)
+        return torch.cat(out) if out else torch.empty((0, len(self.config.labels)))
 
     def predict(
         self, images: ImageInput | Sequence[ImageInput], tta: bool | None = None

@@ -22,6 +22,12 @@ def test_single_and_batch_prediction_agree(small_cnn):
         assert p.label == ("malignant" if p.malignant_probability >= p.threshold else "benign")
 
 
+def test_an_empty_list_gives_an_empty_list(small_cnn):
+    predictor = Predictor(small_cnn, batch_size=4)
+    assert predictor.predict([]) == [] and predictor.predict([], tta=True) == []
+    assert predictor.probabilities(predictor.preprocess([])).shape == (0, 2)
+
+
 def test_probabilities_are_temperature_calibrated(small_cnn, histo_image):
     predictor = Predictor(small_cnn)
     x = normalize(predictor.preprocess([histo_image]), small_cnn.config.mean, small_cnn.config.std)
