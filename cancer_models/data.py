@@ -1,8 +1,9 @@
 """Image sets through Hugging Face ``datasets``: load, check, map labels, split by group, decode.
 
-Every source (a local ``imagefolder`` directory or a Hub dataset id) becomes the same three splits with
-the same columns: ``image``, ``target`` (0 benign, 1 malignant), ``group`` and ``source``. Checks run
-before any image is decoded, so a wrong path or column fails in seconds, not after an epoch.
+Every source (a local ``imagefolder`` directory, a Hub dataset id, or that dataset's parquet files downloaded
+to a folder) becomes the same three splits with the same columns: ``image``, ``target`` (0 benign,
+1 malignant), ``group`` and ``source``. Checks run before any image is decoded, so a wrong path or column
+fails in seconds, not after an epoch.
 """
 
 from __future__ import annotations
@@ -69,28 +70,29 @@ def load_splits(spec: DataSpec) -> DatasetDict:
 
 
 def load_raw(source: str) -> DatasetDict:
-    """A local imagefolder directory or a Hub dataset id, as loaded, with split names normalised."""
+    """A local directory (imagefolder, or a Hub dataset's parquet files) or a Hub dataset id, as loaded,
+    with split names normalised."""
     path = Path(source).expanduser()
     if path.exists() or source.startswith((".", "/", "~")):
         if not path.is_dir():
             raise DataError(f"data directory {source} does not exist")
         no_images = DataError(
             f"data directory {source} has no image files in imagefolder layout "
-            "(SPLIT/LABEL/*.jpg, or LABEL/*.jpg; folders reached through symbolic links are not searched)"
+            "(SPLIT/LABEL/*.jpg, or LABEL/*.jpg) and no parquet files (a Hub dataset downloaded with "
+            "`hf download --repo-type dataset`); folders reached through symbolic links are not searched"
         )
-        if not any(p.suffix.lower() in Image.registered_extensions() for p in path.rglob("*")):
+        suffixes = {p.suffix.lower() for p in path.rglob("*")}
+        if suffixes & set(Image.registered_extensions()):
+            try:
+                raw = load_dataset("imagefolder", data_dir=str(path))
+            except FileNotFoundError as e:  # datasets' EmptyDatasetError: e.g. the images are behind a link
+                raise no_images from e
+        elif ".parquet" in suffixes:
+            raw = _load_dataset(str(path))  # the loader a Hub id goes through, on the downloaded files
+        else:
             raise no_images
-        try:
-            raw = load_dataset("imagefolder", data_dir=str(path))
-        except FileNotFoundError as e:  # datasets' EmptyDatasetError: e.g. the images are behind a link
-            raise no_images from e
     else:
-        try:
-            raw = load_dataset(source)
-        except Exception as e:  # datasets raises many types for "cannot find or reach this"
-            raise DataError(
-                f"cannot load dataset {source!r} (not a local folder, or not reachable on the Hub): {e}"
-            ) from e
+        raw = _load_dataset(source)
     if not isinstance(raw, DatasetDict):
         raw = DatasetDict({"train": raw})
     raw = DatasetDict({_SPLIT_ALIASES.get(name, name): ds for name, ds in raw.items()})
@@ -98,6 +100,13 @@ def load_raw(source: str) -> DatasetDict:
     if unknown:
         raise DataError(f"{source}: unexpected split(s) {sorted(unknown)}; expected {list(SPLITS)}")
     return raw
+
+
+def _load_dataset(source: str) -> Dataset | DatasetDict:
+    try:
+        return load_dataset(source)
+    except Exception as e:  # datasets raises many types for "cannot find, reach or read this"
+        raise DataError(f"cannot load dataset {source!r} (unreadable files, or not reachable on the Hub): {e}") from e
 
 
 def _load_source(source: str, spec: DataSpec) -> DatasetDict:

@@ -47,7 +47,9 @@ def _opt(default, help: str, **kw):
 
 @dataclass
 class TrainConfig:
-    data: list[str] = _opt(None, "image set(s): imagefolder directories and/or Hub dataset ids (several are combined)")
+    data: list[str] = _opt(
+        None, "image set(s): imagefolder directories, Hub dataset ids or their downloaded parquet folders (combined)"
+    )
     output_dir: str = _opt("runs/model", "folder for the trained model, its card, plots and checkpoints")
     model: str = _opt("cancer_cnn", "architecture", choices=list_models())
     input_size: int = _opt(128, "images are resized to input_size x input_size")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import FIXTURES, fixture_images
+from datasets import ClassLabel, Dataset, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
@@ -92,6 +93,44 @@ def test_several_sources_are_combined(tmp_path):
     assert len(set(splits["train"]["group"])) == 2 * len(set(load_splits(DataSpec([str(HISTO)]))["train"]["group"]))
 
 
+def _as_hub_parquet(root: Path, names: tuple[str, str]) -> Path:
+    """The histopathology fixtures as a Hub image dataset downloaded to ``root``: one parquet file per
+    split under data/, image bytes embedded, labels a ClassLabel with ``names`` (benign first)."""
+    (root / "data").mkdir(parents=True)
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=list(names)), "group": Value("string")})
+    for split in ("train", "validation", "test"):
+        with open(HISTO / split / "metadata.csv") as f:
+            rows = list(csv.DictReader(f))
+        columns = {
+            "image": [{"bytes": (HISTO / split / r["file_name"]).read_bytes(), "path": None} for r in rows],
+            "label": [int(r["label"] == "malignant") for r in rows],
+            "group": [r["group"] for r in rows],
+        }
+        Dataset.from_dict(columns, features=features).to_parquet(root / "data" / f"{split}-00000-of-00001.parquet")
+    return root
+
+
+@pytest.mark.parametrize("names", [("benign", "malignant"), ("no_tumour", "tumour")])
+def test_a_downloaded_hub_dataset_loads_like_the_imagefolder(tmp_path, names):
+    root = _as_hub_parquet(tmp_path / "download", names)
+    label_map = {} if names == ("benign", "malignant") else {"no_tumour": "benign", "tumour": "malignant"}
+    from_parquet = load_splits(DataSpec([str(root)], label_map=label_map))
+    from_folder = load_splits(DataSpec([str(HISTO)]))
+    for split in ("train", "validation", "test"):
+        a, b = from_parquet[split], from_folder[split]
+        assert a.column_names == b.column_names
+        assert sorted(a["target"]) == sorted(b["target"])
+        assert {g.split(":", 1)[1] for g in a["group"]} == {g.split(":", 1)[1] for g in b["group"]}
+    # The same pixels, whether decoded from embedded bytes or from files.
+    pixels = [
+        sorted(t.numpy().tobytes() for t in decode_split(d["test"], 32).images) for d in (from_parquet, from_folder)
+    ]
+    assert pixels[0] == pixels[1]
+    if label_map:
+        with pytest.raises(DataError, match="neither benign/malignant"):
+            load_splits(DataSpec([str(root)]))
+
+
 def test_clear_errors_for_bad_paths_and_columns(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_splits(DataSpec([str(tmp_path / "nowhere")]))
@@ -106,6 +145,9 @@ def test_clear_errors_for_bad_paths_and_columns(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("no images here")
     with pytest.raises(DataError, match="has no image files in imagefolder layout"):
+        load_splits(DataSpec([str(tmp_path / "notes")]))
+    (tmp_path / "notes" / "train.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match="cannot load dataset"):
         load_splits(DataSpec([str(tmp_path / "notes")]))
 
 
