@@ -8,11 +8,12 @@ import sys
 
 from cancer_models.cli import parse_dataclass_args
 from cancer_models.config import ConfigError
+from cancer_models.hub import CheckpointError
 from cancer_models.data import DataError
 from cancer_models.training import TrainConfig, train
 
 if __name__ == "__main__":
     try:
         train(parse_dataclass_args(TrainConfig, description=__doc__))
-    except (ConfigError, DataError) as e:
+    except (CheckpointError, ConfigError, DataError) as e:
         sys.exit(f"error: {e}")

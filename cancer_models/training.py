@@ -218,6 +218,10 @@ def train(cfg: TrainConfig) -> Path:
         test_fraction=cfg.test_fraction,
         seed=cfg.seed,
     )
+    model_args = {"pretrained_backbone": True} if cfg.pretrained else {}
+    # Before the data, so that missing ImageNet weights fail in seconds; one process downloads them.
+    with accelerator.main_process_first():
+        model = create_model(cfg.model, input_size=cfg.input_size, **model_args)
     with accelerator.main_process_first():  # the datasets cache is built once
         splits = load_splits(spec)
     decoded: dict[str, DecodedSplit] = {name: decode_split(ds, cfg.input_size) for name, ds in splits.items()}
@@ -225,8 +229,6 @@ def train(cfg: TrainConfig) -> Path:
         log(f"{name}: {len(d)} images (benign {d.class_counts()[0]}, malignant {d.class_counts()[1]})")
     _check_no_shared_groups(decoded)
 
-    model_args = {"pretrained_backbone": True} if cfg.pretrained else {}
-    model = create_model(cfg.model, input_size=cfg.input_size, **model_args)
     model.to(memory_format=torch.channels_last)
     mean, std, labels = model.config.mean, model.config.std, model.config.labels
 

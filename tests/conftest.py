@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 
 from cancer_models import Predictor, create_model
 from cancer_models.images import normalize
@@ -75,3 +76,15 @@ def lay_out_as_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str = 
         (snapshot / f.name).symlink_to(os.path.relpath(blob, snapshot))
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
+
+
+def cache_imagenet_weights(torch_home: Path, name: str = "resnet18", seed: int = 0) -> dict[str, torch.Tensor]:
+    """Put stand-in "ImageNet" weights (a seeded random torchvision model) where torchvision's download
+    would have left the real ones under ``torch_home``; returns them. The real file needs network."""
+    torch.manual_seed(seed)
+    state = torchvision.models.get_model(name).state_dict()
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    target = torch_home / "hub" / "checkpoints" / Path(weights.url).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, target)
+    return state

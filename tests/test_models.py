@@ -1,8 +1,9 @@
 import pytest
 import torch
+from conftest import cache_imagenet_weights
 from torch import nn
 
-from cancer_models import create_model, list_models
+from cancer_models import CheckpointError, create_model, list_models
 from cancer_models.models import CancerCNN, TransferClassifier
 
 REFERENCE_CNN_PARAMS = 2_563_793
@@ -65,6 +66,25 @@ def test_frozen_backbone_trains_only_the_head():
     model.set_backbone_frozen(False)
     assert n_params(model, trainable_only=True) == n_params(model)
     assert model.features.training
+
+
+def test_pretrained_backbone_comes_from_torchvision_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    imagenet = cache_imagenet_weights(tmp_path, "resnet18")
+    model = create_model("resnet18", pretrained_backbone=True)
+    assert torch.equal(model.features[0].weight, imagenet["conv1.weight"])
+    assert torch.equal(model.features[7][1].conv2.weight, imagenet["layer4.1.conv2.weight"])
+    assert torch.equal(model.features[1].running_var, imagenet["bn1.running_var"])
+    assert not torch.equal(create_model("resnet18").features[0].weight, imagenet["conv1.weight"])
+
+
+def test_missing_imagenet_weights_are_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\x80")  # a corrupt cached file is used as is, never re-downloaded
+    with pytest.raises(CheckpointError, match=r"ImageNet weights .* for resnet18 .*resnet18-f37072fd\.pth"):
+        create_model("resnet18", pretrained_backbone=True)
 
 
 @pytest.mark.parametrize("name", ["cancer_cnn", "resnet34"])

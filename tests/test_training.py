@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FIXTURES, fixture_images
+from conftest import FIXTURES, cache_imagenet_weights, fixture_images
 from safetensors.torch import load_file
 
 from cancer_models import Predictor, load_pretrained
@@ -117,6 +117,26 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     history = lambda d: (d / "history.csv").read_text().splitlines()
     strip_time = lambda lines: [line.rsplit(",", 1)[0] for line in lines]
     assert strip_time(history(straight)) == strip_time(history(resumed))
+
+
+def test_pretrained_backbone_from_the_torch_cache_and_a_clear_error_without_it(tmp_path):
+    torch_home = tmp_path / "torch"
+    # No network: an unreachable proxy refuses the download at once, wherever the tests run.
+    offline = {"TORCH_HOME": str(torch_home), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    offline |= {"no_proxy": "", "NO_PROXY": ""}
+    args = ["train.py", "--data", HISTO, "--model", "resnet18", "--pretrained", "--epochs", "1", *FAST]
+    missing = run(*args, "--output-dir", str(tmp_path / "no-weights"), env=offline, timeout=120)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "ImageNet weights" in missing.stderr and "resnet18-f37072fd.pth" in missing.stderr, missing.stderr[-2000:]
+    assert "train:" not in missing.stdout  # it failed before decoding any image
+
+    cache_imagenet_weights(torch_home, "resnet18")
+    result = run(*args, "--output-dir", str(tmp_path / "run"), env=offline)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train: 12 images" in result.stdout
+    model = load_pretrained(tmp_path / "run")  # offline too: loading never fetches ImageNet weights again
+    assert "pretrained_backbone" not in model.config.model_args
+    assert "resnet18 from ImageNet weights" in (tmp_path / "run" / "README.md").read_text()
 
 
 def test_bad_inputs_fail_before_training(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torchvision
@@ -44,6 +45,22 @@ _BACKBONES = {
 }
 
 
+def _torchvision_model(name: str, weights: str | None) -> nn.Module:
+    """torchvision's ``name``, with ImageNet ``weights`` from torch's cache (downloaded there the first time)."""
+    try:
+        return torchvision.models.get_model(name, weights=weights)
+    # No network and no cached file (URLError), or a corrupt cached file: unpickling garbage can raise
+    # almost any exception type, and every failure of this one call means the same thing.
+    except Exception as e:
+        from ..hub import CheckpointError  # here: hub imports this package
+
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(torchvision.models.get_weight(weights).url).name
+        raise CheckpointError(
+            f"ImageNet weights {weights} for {name} are not usable from torch's cache ({cached}) and could not "
+            f"be downloaded ({type(e).__name__}: {e}). Run once with network, or copy the file there."
+        ) from e
+
+
 class TransferClassifier(CancerModel):
     def __init__(
         self,
@@ -59,8 +76,7 @@ class TransferClassifier(CancerModel):
         if backbone not in _BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(_BACKBONES)}")
         spec = _BACKBONES[backbone]
-        # Downloads ImageNet weights through torchvision's cache (needs network the first time).
-        tv_model = torchvision.models.get_model(backbone, weights=spec.weights if pretrained_backbone else None)
+        tv_model = _torchvision_model(backbone, spec.weights if pretrained_backbone else None)
         self.backbone_name = backbone
         self.features = spec.trunk(tv_model)
         self.num_features = spec.num_features
