@@ -8,8 +8,8 @@ import sys
 
 from cancer_models.cli import parse_dataclass_args
 from cancer_models.config import ConfigError
-from cancer_models.hub import CheckpointError
 from cancer_models.data import DataError
+from cancer_models.hub import CheckpointError
 from cancer_models.training import TrainConfig, train
 
 if __name__ == "__main__":

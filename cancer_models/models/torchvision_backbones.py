@@ -47,6 +47,8 @@ _BACKBONES = {
 
 def _torchvision_model(name: str, weights: str | None) -> nn.Module:
     """torchvision's ``name``, with ImageNet ``weights`` from torch's cache (downloaded there the first time)."""
+    if weights is None:
+        return torchvision.models.get_model(name)
     try:
         return torchvision.models.get_model(name, weights=weights)
     # No network and no cached file (URLError), or a corrupt cached file: unpickling garbage can raise
