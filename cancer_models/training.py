@@ -219,10 +219,9 @@ def train(cfg: TrainConfig) -> Path:
         seed=cfg.seed,
     )
     model_args = {"pretrained_backbone": True} if cfg.pretrained else {}
-    # Before the data, so that missing ImageNet weights fail in seconds; one process downloads them.
+    # One process downloads ImageNet weights and builds the datasets cache; the others then read both.
     with accelerator.main_process_first():
-        model = create_model(cfg.model, input_size=cfg.input_size, **model_args)
-    with accelerator.main_process_first():  # the datasets cache is built once
+        model = create_model(cfg.model, input_size=cfg.input_size, **model_args)  # before the data: fails fast
         splits = load_splits(spec)
     decoded: dict[str, DecodedSplit] = {name: decode_split(ds, cfg.input_size) for name, ds in splits.items()}
     for name, d in decoded.items():
