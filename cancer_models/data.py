@@ -20,15 +20,12 @@ from datasets import Image as ImageFeature
 from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .images import ImageError, load_image, to_uint8_tensor
+from .errors import DataError, ImageError
+from .images import load_image, to_uint8_tensor
 
 SPLITS = ("train", "validation", "test")
 _SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation"}
 _TARGET_NAMES = {"benign": 0, "malignant": 1}
-
-
-class DataError(ValueError):
-    """A data source, column or label that training cannot use; the message says which."""
 
 
 @dataclass
@@ -208,3 +205,13 @@ def decode_split(ds: Dataset, size: int) -> DecodedSplit:
         except ImageError as e:
             raise DataError(f"image {i} ({item.get('path') or 'embedded'}): {e}") from e
     return DecodedSplit(images, torch.tensor(ds["target"], dtype=torch.int64), list(ds["group"]))
+
+
+def check_no_shared_groups(groups_by_split: dict[str, Sequence[str]]) -> None:
+    """Raise a DataError if any group (near-copies of one source image) is in two splits."""
+    seen: dict[str, str] = {}
+    for name, groups in groups_by_split.items():
+        for group in set(groups):
+            if group in seen and seen[group] != name:
+                raise DataError(f"group {group!r} is in both {seen[group]} and {name}: the splits leak")
+            seen[group] = name

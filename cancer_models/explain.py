@@ -5,28 +5,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_grad_cam import (
-    EigenCAM,
-    GradCAM,
-    GradCAMPlusPlus,
-    HiResCAM,
-    LayerCAM,
-    ScoreCAM,
-    XGradCAM,
-)
-from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from .models import CancerModel
 
+# Method name -> pytorch-grad-cam class name. The package is imported on the first explanation: it loads
+# OpenCV and matplotlib, seconds of start-up that an app or a prediction-only caller need not pay.
 CAM_METHODS = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "hirescam": HiResCAM,
-    "xgradcam": XGradCAM,
-    "layercam": LayerCAM,
-    "eigencam": EigenCAM,
-    "scorecam": ScoreCAM,
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "hirescam": "HiResCAM",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "scorecam": "ScoreCAM",
 }
 
 
@@ -39,8 +30,12 @@ def compute_cam(
     """
     # An input that requires grad makes the target activations require grad too, so gradient
     # methods also work when every backbone parameter is frozen.
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_class = getattr(pytorch_grad_cam, CAM_METHODS[method])
     x = input_tensor.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), CAM_METHODS[method](model=model, target_layers=model.cam_target_layers()) as cam:
+    with torch.enable_grad(), cam_class(model=model, target_layers=model.cam_target_layers()) as cam:
         maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(class_index)])
     model.zero_grad(set_to_none=True)
     return np.nan_to_num(maps[0].astype(np.float32))
@@ -50,5 +45,7 @@ def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.5)
     """Blend a [0, 1] heatmap (jet colormap) over an RGB image; ``alpha`` is the heatmap's weight."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
     rgb = np.asarray(image, dtype=np.float32) / 255.0
     return show_cam_on_image(rgb, heatmap, use_rgb=True, image_weight=1.0 - alpha)

@@ -1,17 +1,19 @@
 """Model registry. Importing this package registers every architecture."""
 
-from . import cancer_cnn, torchvision_backbones  # noqa: F401  (registration side effects)
-from ._registry import build_from_config, create_model, list_models, register_model
-from .base import CancerModel
+from ._registry import build_from_config, create_model, default_config, list_models, register_model
+from .base import CancerModel, load_pretrained
 from .cancer_cnn import CancerCNN
-from .torchvision_backbones import TransferClassifier
+from .torchvision_backbones import BACKBONES, TransferClassifier
 
 __all__ = [
+    "BACKBONES",
     "CancerCNN",
     "CancerModel",
     "TransferClassifier",
     "build_from_config",
     "create_model",
+    "default_config",
     "list_models",
+    "load_pretrained",
     "register_model",
 ]

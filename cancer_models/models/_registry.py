@@ -1,59 +1,63 @@
-"""Named model registry: each entry is a builder plus its default config (input size, mean/std)."""
+"""Named model registry: each architecture name maps to a model class and its default config."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import ModelConfig
-from .base import CancerModel
+from ..errors import ConfigError
 
-Builder = Callable[..., CancerModel]
+if TYPE_CHECKING:
+    from .base import CancerModel
 
-_builders: dict[str, Builder] = {}
+_classes: dict[str, type[CancerModel]] = {}
 _default_cfgs: dict[str, dict[str, Any]] = {}
 
 
-def register_model(name: str, **default_cfg: Any) -> Callable[[Builder], Builder]:
-    """Decorator: register ``fn(**model_args) -> CancerModel`` under ``name``."""
+def register_model(name: str, **default_cfg: Any) -> Callable[[type[CancerModel]], type[CancerModel]]:
+    """Class decorator: models of architecture ``name`` are ``cls(config)``; ``default_cfg`` seeds their config."""
 
-    def wrap(fn: Builder) -> Builder:
-        if name in _builders:
+    def wrap(cls: type[CancerModel]) -> type[CancerModel]:
+        if name in _classes:
             raise ValueError(f"model {name!r} is registered twice")
-        _builders[name] = fn
+        _classes[name] = cls
         _default_cfgs[name] = default_cfg
-        return fn
+        return cls
 
     return wrap
 
 
 def list_models() -> list[str]:
-    return sorted(_builders)
+    return sorted(_classes)
 
 
-def create_model(
-    name: str,
-    *,
-    input_size: int | None = None,
-    labels: tuple[str, str] | None = None,
-    **model_args: Any,
-) -> CancerModel:
-    """Build a registered model with a fresh config; ``model_args`` go to the architecture."""
-    if name not in _builders:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    cfg: dict[str, Any] = dict(_default_cfgs[name])
+def _model_class(name: str) -> type[CancerModel]:
+    if name not in _classes:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return _classes[name]
+
+
+def default_config(
+    name: str, *, input_size: int | None = None, labels: tuple[str, str] | None = None, **model_args: Any
+) -> ModelConfig:
+    """A fresh config for architecture ``name``; ``model_args`` go to the architecture."""
+    _model_class(name)
+    cfg = dict(_default_cfgs[name])
     if input_size is not None:
         cfg["input_size"] = input_size
     if labels is not None:
         cfg["labels"] = labels
-    return build_from_config(ModelConfig(architecture=name, model_args=model_args, **cfg))
+    return ModelConfig(architecture=name, model_args=model_args, **cfg)
 
 
 def build_from_config(config: ModelConfig) -> CancerModel:
-    """Build the (randomly initialised) model that ``config`` describes."""
-    try:
-        model = _builders[config.architecture](**config.model_args)
-    except TypeError as e:
-        raise ValueError(f"bad model_args for {config.architecture!r}: {e}") from e
-    model.config = config
-    return model
+    """The (randomly initialised) model that ``config`` describes."""
+    return _model_class(config.architecture)(config)
+
+
+def create_model(
+    name: str, *, input_size: int | None = None, labels: tuple[str, str] | None = None, **model_args: Any
+) -> CancerModel:
+    """Build a registered model with a fresh config."""
+    return build_from_config(default_config(name, input_size=input_size, labels=labels, **model_args))

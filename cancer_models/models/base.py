@@ -1,15 +1,18 @@
-"""The interface every architecture implements, and the Hub methods they all share."""
+"""The interface every architecture implements; the Hub format comes from ``HubMixin``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from ..config import ModelConfig
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ..hub import HubMixin
+from ._registry import build_from_config, default_config
 
 
 def dense_head(
@@ -25,17 +28,35 @@ def dense_head(
     )
 
 
-class CancerModel(nn.Module):
-    """A binary classifier: images in, logits ``[benign, malignant]`` out.
+class CancerModel(nn.Module, HubMixin):
+    """A binary classifier: images in, logits ``[benign, malignant]`` out, built from its ``ModelConfig``.
 
     Subclasses split the network timm-style into ``forward_features`` (the last feature map, which is
     what Grad-CAM looks at) and ``forward_head`` (pooling and classifier), and name their own
-    Grad-CAM target layers. ``config`` is attached by ``create_model`` / ``load_pretrained``.
+    Grad-CAM target layers. Built without a config, a model gets its architecture's default one.
     """
 
-    config: ModelConfig
+    default_architecture: ClassVar[str]
+    has_backbone: ClassVar[bool] = False  # a pretrained trunk that can be frozen (transfer models)
     global_pool: nn.Module
     head: nn.Module
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else default_config(self.default_architecture)
+
+    def model_args(self, **defaults: Any) -> SimpleNamespace:
+        """``config.model_args`` over the family's ``defaults``; an unknown argument is a ConfigError."""
+        unknown = sorted(set(self.config.model_args) - set(defaults))
+        if unknown:
+            raise ConfigError(
+                f"bad model_args for {self.config.architecture!r}: unknown {unknown}; known: {sorted(defaults)}"
+            )
+        return SimpleNamespace(**{**defaults, **self.config.model_args})
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> CancerModel:
+        return build_from_config(config)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -51,21 +72,30 @@ class CancerModel(nn.Module):
         """The layers whose activations Grad-CAM should explain."""
         raise NotImplementedError
 
-    def save_pretrained(self, save_directory: str | Path, model_card: str | None = None) -> Path:
-        from ..hub import save_pretrained
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimizer parameter groups, each with a ``name``."""
+        return [{"name": "all", "params": list(self.parameters())}]
 
-        return save_pretrained(self, save_directory, model_card=model_card)
 
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None, **kwargs) -> CancerModel:
-        from ..hub import load_pretrained
+def load_pretrained(
+    name_or_path: str | Path,
+    *,
+    revision: str | None = None,
+    device: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+) -> CancerModel:
+    """Load any cancer_models checkpoint from a local folder or a Hub repo id, in eval mode.
 
-        model = load_pretrained(name_or_path, revision=revision, **kwargs)
-        if not isinstance(model, cls):
-            raise TypeError(f"{name_or_path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
-
-    def push_to_hub(self, repo_id: str, **kwargs) -> str:
-        from ..hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
+    A repo id goes through the Hugging Face cache, so it also works offline (``HF_HUB_OFFLINE=1``)
+    once downloaded; ``local_files_only=True`` never touches the network.
+    """
+    return CancerModel.from_pretrained(
+        name_or_path,
+        revision=revision,
+        map_location=device,
+        cache_dir=cache_dir,
+        token=token,
+        local_files_only=local_files_only,
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from ._registry import register_model
 from .base import CancerModel, dense_head
 
@@ -119,11 +120,13 @@ class CBAM(nn.Module):
         return self.spatial(self.channel(x))
 
 
+@register_model("cancer_cnn")
 class CancerCNN(CancerModel):
-    def __init__(
-        self, num_classes: int = 2, drop_rate: float = 0.5, head_drop_rate: float = 0.3, head_hidden: int = 256
-    ) -> None:
-        super().__init__()
+    default_architecture = "cancer_cnn"
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__(config)
+        args = self.model_args(num_classes=2, drop_rate=0.5, head_drop_rate=0.3, head_hidden=256)
         self.stem = nn.Sequential(conv_bn_relu(3, 32, 3, stride=2), conv_bn_relu(32, 64, 3), nn.MaxPool2d(3, 2, 1))
         self.stage2 = ResidualSEBlock(64, 128, stride=2)
         inception = InceptionModule(128, 64, 96, 128, 32, 32, 32)
@@ -134,7 +137,9 @@ class CancerCNN(CancerModel):
         )
         self.num_features = 240
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.head = dense_head(self.num_features, head_hidden, drop_rate, head_drop_rate, num_classes)
+        self.head = dense_head(
+            self.num_features, args.head_hidden, args.drop_rate, args.head_drop_rate, args.num_classes
+        )
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -154,8 +159,3 @@ class CancerCNN(CancerModel):
 
     def cam_target_layers(self) -> list[nn.Module]:
         return [self.stage4[-1]]
-
-
-@register_model("cancer_cnn")
-def cancer_cnn(**kwargs) -> CancerCNN:
-    return CancerCNN(**kwargs)

@@ -2,7 +2,7 @@
 
 Head: Dropout(0.5) - Linear(features, 128) - ReLU - Dropout(0.3) - Linear(128, 2). Every variant is one
 registry entry over ``TransferClassifier``; only how to cut the torchvision model into a feature
-extractor differs, and that lives in ``_BACKBONES``.
+extractor differs, and that lives in ``BACKBONES``.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
+from ..config import ModelConfig
+from ..errors import CheckpointError
 from ._registry import register_model
 from .base import CancerModel, dense_head
 
@@ -25,6 +27,8 @@ class _Backbone:
     num_features: int
     # Turns the torchvision classifier into a module that returns the last feature map.
     trunk: Callable[[nn.Module], nn.Module]
+    # The same ImageNet weights on the Hub (timm's copies of torchvision's), for the card's base_model.
+    hub_id: str | None = None
 
 
 def _resnet_trunk(m: nn.Module) -> nn.Module:
@@ -35,18 +39,21 @@ def _features_trunk(m: nn.Module) -> nn.Module:
     return m.features
 
 
-_BACKBONES = {
-    "resnet18": _Backbone("ResNet18_Weights.IMAGENET1K_V1", 512, _resnet_trunk),
-    "resnet34": _Backbone("ResNet34_Weights.IMAGENET1K_V1", 512, _resnet_trunk),
-    "resnet50": _Backbone("ResNet50_Weights.IMAGENET1K_V2", 2048, _resnet_trunk),
+BACKBONES = {
+    "resnet18": _Backbone("ResNet18_Weights.IMAGENET1K_V1", 512, _resnet_trunk, "timm/resnet18.tv_in1k"),
+    "resnet34": _Backbone("ResNet34_Weights.IMAGENET1K_V1", 512, _resnet_trunk, "timm/resnet34.tv_in1k"),
+    "resnet50": _Backbone("ResNet50_Weights.IMAGENET1K_V2", 2048, _resnet_trunk, "timm/resnet50.tv2_in1k"),
     "mobilenet_v2": _Backbone("MobileNet_V2_Weights.IMAGENET1K_V2", 1280, _features_trunk),
     "efficientnet_b0": _Backbone("EfficientNet_B0_Weights.IMAGENET1K_V1", 1280, _features_trunk),
-    "vgg16": _Backbone("VGG16_Weights.IMAGENET1K_V1", 512, _features_trunk),
+    "vgg16": _Backbone("VGG16_Weights.IMAGENET1K_V1", 512, _features_trunk, "timm/vgg16.tv_in1k"),
 }
 
 
 def _torchvision_model(name: str, weights: str | None) -> nn.Module:
     """torchvision's ``name``, with ImageNet ``weights`` from torch's cache (downloaded there the first time)."""
+    # Imported here: torchvision's import takes seconds, and only transfer models need it.
+    import torchvision
+
     if weights is None:
         return torchvision.models.get_model(name)
     try:
@@ -54,8 +61,6 @@ def _torchvision_model(name: str, weights: str | None) -> nn.Module:
     # No network and no cached file (URLError), or a corrupt cached file: unpickling garbage can raise
     # almost any exception type, and every failure of this one call means the same thing.
     except Exception as e:
-        from ..hub import CheckpointError  # here: hub imports this package
-
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(torchvision.models.get_weight(weights).url).name
         raise CheckpointError(
             f"ImageNet weights {weights} for {name} are not usable from torch's cache ({cached}) and could not "
@@ -64,27 +69,30 @@ def _torchvision_model(name: str, weights: str | None) -> nn.Module:
 
 
 class TransferClassifier(CancerModel):
-    def __init__(
-        self,
-        backbone: str = "resnet34",
-        pretrained_backbone: bool = False,
-        freeze_backbone: bool = False,
-        head_hidden: int = 128,
-        drop_rate: float = 0.5,
-        head_drop_rate: float = 0.3,
-        num_classes: int = 2,
-    ) -> None:
-        super().__init__()
-        if backbone not in _BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(_BACKBONES)}")
-        spec = _BACKBONES[backbone]
-        tv_model = _torchvision_model(backbone, spec.weights if pretrained_backbone else None)
-        self.backbone_name = backbone
+    """A torchvision backbone (the config's architecture) under the dense head."""
+
+    default_architecture = "resnet34"
+    has_backbone = True
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__(config)
+        args = self.model_args(
+            pretrained_backbone=False,
+            freeze_backbone=False,
+            head_hidden=128,
+            drop_rate=0.5,
+            head_drop_rate=0.3,
+            num_classes=2,
+        )
+        spec = BACKBONES[self.config.architecture]
+        tv_model = _torchvision_model(self.config.architecture, spec.weights if args.pretrained_backbone else None)
         self.features = spec.trunk(tv_model)
         self.num_features = spec.num_features
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.head = dense_head(spec.num_features, head_hidden, drop_rate, head_drop_rate, num_classes)
-        self.set_backbone_frozen(freeze_backbone)
+        self.head = dense_head(
+            spec.num_features, args.head_hidden, args.drop_rate, args.head_drop_rate, args.num_classes
+        )
+        self.set_backbone_frozen(args.freeze_backbone)
 
     def set_backbone_frozen(self, frozen: bool) -> None:
         """Freeze (or unfreeze) the backbone: no gradients, and its BatchNorm statistics stay fixed."""
@@ -107,12 +115,12 @@ class TransferClassifier(CancerModel):
             last = self.features[-2]
         return [last]
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "backbone", "params": list(self.features.parameters())},
+            {"name": "head", "params": list(self.head.parameters())},
+        ]
 
-def _register(name: str) -> None:
-    @register_model(name)
-    def build(**kwargs) -> TransferClassifier:
-        return TransferClassifier(backbone=name, **kwargs)
 
-
-for _name in _BACKBONES:
-    _register(_name)
+for _name in BACKBONES:
+    register_model(_name)(TransferClassifier)
