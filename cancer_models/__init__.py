@@ -5,11 +5,12 @@ predictor = Predictor(load_pretrained("path/or/hub-id"))
 predictor.predict("tile.jpg")
 """
 
-from .config import ConfigError, ModelConfig
+from .config import ModelConfig
+from .errors import CheckpointError, ConfigError, DataError, ImageError
 from .explain import CAM_METHODS
-from .hub import CheckpointError, load_pretrained, push_folder_to_hub, push_to_hub, save_pretrained
-from .images import ImageError, load_image
-from .models import CancerModel, create_model, list_models
+from .hub import push_folder_to_hub
+from .images import load_image
+from .models import CancerModel, create_model, list_models, load_pretrained
 from .predict import Explanation, Prediction, Predictor
 
 __version__ = "0.1.0"
@@ -18,6 +19,7 @@ __all__ = [
     "CancerModel",
     "CheckpointError",
     "ConfigError",
+    "DataError",
     "Explanation",
     "ImageError",
     "ModelConfig",
@@ -28,6 +30,4 @@ __all__ = [
     "load_image",
     "load_pretrained",
     "push_folder_to_hub",
-    "push_to_hub",
-    "save_pretrained",
 ]

@@ -1,17 +1,18 @@
 """The Hub format: a folder (or Hub repo) with ``config.json``, ``model.safetensors`` and ``README.md``.
 
-The layout matches huggingface_hub's ``PyTorchModelHubMixin``, but loading is stricter than the
-mixin: weights come only from safetensors (never pickle), the config is validated, and the weights
-must match the architecture exactly.
+Built on huggingface_hub's ``PyTorchModelHubMixin``, which gives every model ``save_pretrained`` and
+``push_to_hub``. Loading is stricter than the mixin's: weights come only from safetensors (never pickle),
+the config is validated, the weights must match the architecture exactly, and every failure is a
+``CheckpointError`` or ``ConfigError`` that says what to do.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import HfApi, ModelCard, PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HFValidationError,
@@ -21,69 +22,121 @@ from huggingface_hub.errors import (
 )
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
+from typing_extensions import Self
 
-from .config import ConfigError, ModelConfig
-from .model_card import render_model_card
-from .models import CancerModel, build_from_config
+from .config import ModelConfig
+from .errors import CheckpointError, ConfigError
+from .model_card import build_model_card
+
+if TYPE_CHECKING:
+    from torch import nn
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_CARD_NAME = "README.md"
 LIBRARY_NAME = "cancer-models"
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreachable or does not fit its architecture."""
+T = TypeVar("T", bound="HubMixin")
 
 
-def save_pretrained(model: CancerModel, save_directory: str | Path, model_card: str | None = None) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and a model card into ``save_directory``."""
-    out = Path(save_directory)
-    out.mkdir(parents=True, exist_ok=True)
-    model.config.validate()
-    model.config.save(out / CONFIG_NAME)
-    # save_model (not save_file) resolves shared tensors; metadata marks the framework for the Hub.
-    save_model(model, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
-    (out / MODEL_CARD_NAME).write_text(model_card if model_card is not None else render_model_card(model.config))
-    return out
+class HubMixin(
+    PyTorchModelHubMixin,
+    library_name=LIBRARY_NAME,
+    pipeline_tag="image-classification",
+    tags=["pytorch", "medical-imaging"],
+):
+    """Hub methods for a module that carries a validated ``config`` (a ``ModelConfig``)."""
+
+    config: ModelConfig
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> HubMixin:
+        raise NotImplementedError
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> str | None:
+        # The mixin keeps an existing README.md; ours is always the card of the config being saved.
+        (Path(save_directory) / MODEL_CARD_NAME).unlink(missing_ok=True)
+        return super().save_pretrained(save_directory, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        self.config.validate()
+        self.config.save(save_directory / CONFIG_NAME)
+        # save_model (not save_file) resolves shared tensors; metadata marks the framework for the Hub.
+        save_model(self, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
+
+    def generate_model_card(self, *args, **kwargs) -> ModelCard:
+        return build_model_card(self.config, self._hub_mixin_info.model_card_data)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> Self:
+        """Load from a local folder or a Hub repo id, in eval mode (see ``load_pretrained``).
+
+        Replaces the mixin's version, which reads the config before ``_from_pretrained`` and lets a
+        missing file through as a log line or a bare ``huggingface_hub`` error.
+        """
+        return cls._from_pretrained(
+            model_id=str(pretrained_model_name_or_path),
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            map_location=map_location,
+        )
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str | torch.device = "cpu",
+        strict: bool = True,
+    ) -> Self:
+        hub = {
+            "revision": revision,
+            "cache_dir": cache_dir,
+            "token": token,
+            "local_files_only": local_files_only,
+            "force_download": force_download,
+        }
+        config_file = _resolve(model_id, CONFIG_NAME, **hub)
+        config = ModelConfig.load(config_file)
+        weights_file = _resolve(model_id, WEIGHTS_NAME, **hub)
+        # Never fetch ImageNet weights for a model whose trained weights we are about to load.
+        config.model_args = {k: v for k, v in config.model_args.items() if k != "pretrained_backbone"}
+        try:
+            model = cls.from_config(config)
+        except ConfigError as e:
+            raise ConfigError(f"{config_file}: {e}") from e
+        if not isinstance(model, cls):
+            raise TypeError(f"{model_id} holds a {type(model).__name__}, not a {cls.__name__}")
+        try:
+            state = load_file(weights_file, device=str(map_location))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{weights_file} is not a readable safetensors file: {e}") from e
+        check_state_dict(model, state, weights_file)
+        model.load_state_dict(state, strict=strict)
+        return model.to(map_location).eval()
 
 
-def load_pretrained(
-    name_or_path: str | Path,
-    *,
-    revision: str | None = None,
-    device: str | torch.device = "cpu",
-    cache_dir: str | Path | None = None,
-    token: str | bool | None = None,
-    local_files_only: bool = False,
-) -> CancerModel:
-    """Load any cancer_models checkpoint from a local folder or a Hub repo id, in eval mode.
-
-    A repo id goes through the Hugging Face cache, so it also works offline (``HF_HUB_OFFLINE=1``)
-    once downloaded; ``local_files_only=True`` never touches the network.
-    """
-    hub = {"revision": revision, "cache_dir": cache_dir, "token": token, "local_files_only": local_files_only}
-    config_file = _resolve(name_or_path, CONFIG_NAME, **hub)
-    config = ModelConfig.load(config_file)
-    weights_file = _resolve(name_or_path, WEIGHTS_NAME, **hub)
-    # Never fetch ImageNet weights for a model whose trained weights we are about to load.
-    if config.model_args.get("pretrained_backbone"):
-        config.model_args = {**config.model_args, "pretrained_backbone": False}
-    try:
-        model = build_from_config(config)
-    except ValueError as e:
-        raise ConfigError(f"{config_file}: {e}") from e
-    try:
-        state = load_file(weights_file, device=str(device))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{weights_file} is not a readable safetensors file: {e}") from e
-    _check_state_dict(model, state, weights_file)
-    model.load_state_dict(state)
-    return model.to(device).eval()
-
-
-def _resolve(name_or_path: str | Path, filename: str, *, revision, cache_dir, token, local_files_only) -> Path:
-    local = Path(name_or_path)
+def _resolve(model_id: str, filename: str, **hub) -> Path:
+    """The local path of ``filename`` of a model folder or Hub repo, or a CheckpointError saying why not."""
+    local = Path(model_id)
     if local.is_dir():
         path = local / filename
         if not path.is_file():
@@ -92,40 +145,30 @@ def _resolve(name_or_path: str | Path, filename: str, *, revision, cache_dir, to
             )
             raise CheckpointError(f"{local} has no {filename}{hint}")
         return path
-    text = str(name_or_path)
     # Hub ids are "name" or "owner/name"; anything else that is not a folder is a bad local path.
-    if local.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
+    if local.exists() or model_id.startswith((".", "/", "~")) or model_id.count("/") > 1 or "\\" in model_id:
         raise CheckpointError(
-            f"{text} is not a model folder (expected a directory with {CONFIG_NAME} and {WEIGHTS_NAME})"
+            f"{model_id} is not a model folder (expected a directory with {CONFIG_NAME} and {WEIGHTS_NAME})"
         )
     try:
-        return Path(
-            hf_hub_download(
-                str(name_or_path),
-                filename,
-                revision=revision,
-                cache_dir=cache_dir,
-                token=token,
-                local_files_only=local_files_only,
-                library_name=LIBRARY_NAME,
-            )
-        )
+        return Path(hf_hub_download(model_id, filename, library_name=LIBRARY_NAME, **hub))
     except HFValidationError as e:
-        raise CheckpointError(f"{name_or_path!r} is neither a local folder nor a valid Hub repo id") from e
+        raise CheckpointError(f"{model_id!r} is neither a local folder nor a valid Hub repo id") from e
     except RepositoryNotFoundError as e:
-        raise CheckpointError(f"Hub repo {name_or_path} not found (or it is private and no token was given)") from e
+        raise CheckpointError(f"Hub repo {model_id} not found (or it is private and no token was given)") from e
     except RevisionNotFoundError as e:
-        raise CheckpointError(f"Hub repo {name_or_path} has no revision {revision!r}") from e
+        raise CheckpointError(f"Hub repo {model_id} has no revision {hub['revision']!r}") from e
     except LocalEntryNotFoundError as e:
         raise CheckpointError(
-            f"{filename} of {name_or_path} is not in the Hugging Face cache and the Hub cannot be reached "
+            f"{filename} of {model_id} is not in the Hugging Face cache and the Hub cannot be reached "
             f"(offline?). Download it once with network, or pass a local folder."
         ) from e
     except EntryNotFoundError as e:
-        raise CheckpointError(f"Hub repo {name_or_path} has no {filename}") from e
+        raise CheckpointError(f"Hub repo {model_id} has no {filename}") from e
 
 
-def _check_state_dict(model: CancerModel, state: dict[str, torch.Tensor], source: Path) -> None:
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Raise a CheckpointError naming the missing, unexpected and mis-shaped tensors, if any."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -142,8 +185,9 @@ def _check_state_dict(model: CancerModel, state: dict[str, torch.Tensor], source
     if wrong_shape:
         problems.append(f"{len(wrong_shape)} with the wrong shape (e.g. {'; '.join(wrong_shape[:3])})")
     if problems:
+        config = model.config
         raise CheckpointError(
-            f"weights in {source} do not fit architecture {model.config.architecture!r} with {model.config.model_args}: "
+            f"weights in {source} do not fit architecture {config.architecture!r} with {config.model_args}: "
             + "; ".join(problems)
         )
 
@@ -158,7 +202,8 @@ def push_folder_to_hub(
     token: str | None = None,
     ignore_patterns: list[str] | None = None,
 ) -> str:
-    """Upload a saved model folder to a Hub model repo (created if missing); returns the commit URL."""
+    """Upload a saved model folder with everything beside it (plots, metrics) to a Hub model repo, created if
+    missing; returns the commit URL. ``model.push_to_hub`` uploads the model alone."""
     api = HfApi(token=token, library_name=LIBRARY_NAME)
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     if revision is not None:
@@ -172,10 +217,3 @@ def push_folder_to_hub(
         ignore_patterns=ignore_patterns,
     )
     return str(info.commit_url)
-
-
-def push_to_hub(model: CancerModel, repo_id: str, **kwargs) -> str:
-    """Save ``model`` to a temporary folder and upload it (see ``push_folder_to_hub``)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(model, tmp)
-        return push_folder_to_hub(tmp, repo_id, **kwargs)

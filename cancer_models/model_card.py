@@ -1,11 +1,12 @@
-"""Model cards (the ``README.md`` of a model folder), rendered from the config alone."""
+"""Model cards (the ``README.md`` of a model folder): ``huggingface_hub``'s ModelCard, filled from the config alone."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .config import ModelConfig
 
@@ -24,18 +25,62 @@ CARD_METRICS = {
     "f1": "F1",
     "ece": "Expected calibration error",
 }
-
-
+# Test metrics that become the card's model-index results, with the Hub's metric type.
+_HUB_METRICS = {"auc": "roc_auc", "accuracy": "accuracy", "sensitivity": "recall", "f1": "f1"}
 _SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
 
-USAGE = """```python
+TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+> {{ warning }}
+
+## Model
+
+{{ facts }}
+{%- if data_names %}
+
+## Training data
+
+{{ data_names }}
+{%- if splits_table %}
+
+{{ splits_table }}
+{%- endif %}
+{%- endif %}
+{%- for heading, table in metrics %}
+
+## {{ heading }}
+
+{{ table }}
+{%- endfor %}
+{%- if recipe %}
+
+## Training procedure
+
+{{ recipe }}
+{%- endif %}
+
+## Use
+
+```python
 from cancer_models import load_pretrained, Predictor
 
 model = load_pretrained("PATH_OR_REPO_ID")
 predictor = Predictor(model)
 print(predictor.predict("image.jpg"))
 explanation = predictor.explain("image.jpg", method="gradcam")
-```"""
+```
+
+## Intended use and limitations
+
+{{ warning }} It was trained on a public research data set whose images come from few institutions and \
+scanners; performance on other populations, stains, devices or magnifications is unknown. Grad-CAM maps show \
+which regions influenced the score, not where a lesion is.
+
+"""  # (jinja drops one trailing newline)
 
 
 def _fmt(value: Any) -> str:
@@ -61,46 +106,51 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _dataset_type(data: str) -> str:
-    """A Hub dataset id as is; local folders are 'imagefolder' (their path means nothing elsewhere)."""
-    looks_like_hub_id = data and "," not in data and data.count("/") <= 1 and not data.startswith((".", "/", "~"))
-    return data if looks_like_hub_id else "imagefolder"
+def is_hub_dataset_id(source: str) -> bool:
+    """'name' or 'owner/name' that is not a local folder."""
+    looks_like_id = source.count("/") <= 1 and not source.startswith((".", "/", "~")) and "\\" not in source
+    return bool(source) and looks_like_id and not Path(source).exists()
 
 
-def _front_matter(config: ModelConfig, title: str) -> str:
-    """YAML metadata for the Hub, with the test metrics as model-index results."""
+def dataset_name(source: str) -> str:
+    """What a data source is called in a card: a Hub id as is, a local folder by its name (never its path)."""
+    return source if is_hub_dataset_id(source) else Path(source).name
+
+
+def _data_names(training: dict[str, Any]) -> list[str]:
+    return [dataset_name(s) for s in str(training.get("data", "")).split(", ") if s]
+
+
+def _card_data(config: ModelConfig, title: str, base: ModelCardData | None) -> ModelCardData:
     training = config.training
-    results = []
+    hub_ids = training.get("hub_datasets") or []
     test = (training.get("metrics") or {}).get("test") or {}
-    for key, hub_type in (("auc", "roc_auc"), ("accuracy", "accuracy"), ("sensitivity", "recall"), ("f1", "f1")):
-        if test.get(key) is not None:
-            results.append(
-                EvalResult(
-                    task_type="image-classification",
-                    dataset_type=_dataset_type(training.get("data", "")),
-                    dataset_name=training.get("task") or training.get("data", "custom"),
-                    dataset_split="test",
-                    metric_type=hub_type,
-                    metric_value=round(test[key], 4),
-                )
-            )
-    data = ModelCardData(
-        library_name="cancer-models",
-        pipeline_tag="image-classification",
-        license=training.get("license"),
-        tags=["image-classification", "medical-imaging", "pytorch", "grad-cam", config.architecture],
-        model_name=title if results else None,
-        eval_results=results or None,
-    )
-    return f"---\n{data.to_yaml()}\n---"
+    results = [
+        EvalResult(
+            task_type="image-classification",
+            dataset_type=hub_ids[0] if len(hub_ids) == 1 else "imagefolder",
+            dataset_name=training.get("task") or ", ".join(_data_names(training)) or "custom",
+            dataset_split="test",
+            metric_type=hub_type,
+            metric_value=round(test[key], 4),
+        )
+        for key, hub_type in _HUB_METRICS.items()
+        if test.get(key) is not None
+    ]
+    data = ModelCardData(**(base.to_dict() if base else {}))
+    data.license = training.get("license") or data.license
+    data.datasets = hub_ids or None
+    data.base_model = training.get("base_model")
+    data.tags = sorted({*(data.tags or []), "image-classification", "medical-imaging", "grad-cam", config.architecture})
+    data.model_name = title if results else None
+    data.eval_results = results or None
+    return data
 
 
-def render_model_card(config: ModelConfig, title: str | None = None) -> str:
-    training = config.training
-    task = f" for {training['task']}" if training.get("task") else ""
-    title = title or training.get("name") or f"{config.architecture} benign-vs-malignant classifier{task}"
+def _facts(config: ModelConfig) -> str:
+    args = f" {json.dumps(config.model_args)}" if config.model_args else ""
     facts = [
-        f"- Architecture: `{config.architecture}` {json.dumps(config.model_args) if config.model_args else ''}".rstrip(),
+        f"- Architecture: `{config.architecture}`{args}",
         f"- Classes: `{config.labels[0]}` (0), `{config.labels[1]}` (1)",
         (
             f"- Input: RGB, resized to {config.input_size}x{config.input_size}, normalised with mean "
@@ -111,31 +161,42 @@ def render_model_card(config: ModelConfig, title: str | None = None) -> str:
             f"calibration temperature: {config.temperature:.3f}"
         ),
     ]
-    if training.get("task"):
-        facts.append(f"- Task: {training['task']}")
-    parts = [_front_matter(config, title), f"# {title}", "> " + RESEARCH_WARNING, "## Model", "\n".join(facts)]
-    if training.get("data"):
-        parts += ["## Training data", str(training["data"])]
-    if training.get("splits"):
-        counts = training.get("class_counts", {})
-        rows = [
-            f"| {name} | {n} | " + " | ".join(str(c) for c in counts.get(name, ["", ""])) + " |"
-            for name, n in sorted(training["splits"].items(), key=lambda kv: _SPLIT_ORDER.get(kv[0], 9))
-        ]
-        header = f"| split | images | {config.labels[0]} | {config.labels[1]} |"
-        parts.append("\n".join([header, "|---|---|---|---|", *rows]))
-    for split, metrics in sorted((training.get("metrics") or {}).items(), key=lambda kv: -_SPLIT_ORDER.get(kv[0], 9)):
-        n = metrics.get("n")
-        parts += [f"## Metrics on the {split} split" + (f" (n = {n})" if n else ""), metrics_table(metrics)]
-    if training.get("recipe"):
-        parts += ["## Training procedure", str(training["recipe"])]
-    parts += [
-        "## Use",
-        USAGE,
-        "## Intended use and limitations",
-        RESEARCH_WARNING
-        + " It was trained on a public research data set whose images come from few institutions and scanners; "
-        "performance on other populations, stains, devices or magnifications is unknown. Grad-CAM maps show which "
-        "regions influenced the score, not where a lesion is.",
+    if config.training.get("task"):
+        facts.append(f"- Task: {config.training['task']}")
+    provenance = config.training.get("provenance")
+    if provenance:
+        facts.append("- Trained with: " + ", ".join(f"{k} {v}" for k, v in provenance.items()))
+    return "\n".join(facts)
+
+
+def _splits_table(config: ModelConfig) -> str:
+    splits, counts = config.training.get("splits"), config.training.get("class_counts", {})
+    if not splits:
+        return ""
+    rows = [
+        f"| {name} | {n} | " + " | ".join(str(c) for c in counts.get(name, ["", ""])) + " |"
+        for name, n in sorted(splits.items(), key=lambda kv: _SPLIT_ORDER.get(kv[0], 9))
     ]
-    return "\n\n".join(parts) + "\n"
+    return "\n".join([f"| split | images | {config.labels[0]} | {config.labels[1]} |", "|---|---|---|---|", *rows])
+
+
+def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> ModelCard:
+    """The card for a model with this config; ``base`` holds metadata every card shares (library, tags)."""
+    training = config.training
+    task = f" for {training['task']}" if training.get("task") else ""
+    title = training.get("name") or f"{config.architecture} benign-vs-malignant classifier{task}"
+    metrics = [
+        (f"Metrics on the {split} split" + (f" (n = {m['n']})" if m.get("n") else ""), metrics_table(m))
+        for split, m in sorted((training.get("metrics") or {}).items(), key=lambda kv: -_SPLIT_ORDER.get(kv[0], 9))
+    ]
+    return ModelCard.from_template(
+        _card_data(config, title, base),
+        template_str=TEMPLATE,
+        title=title,
+        warning=RESEARCH_WARNING,
+        facts=_facts(config),
+        data_names=", ".join(_data_names(training)),
+        splits_table=_splits_table(config),
+        metrics=metrics,
+        recipe=training.get("recipe"),
+    )

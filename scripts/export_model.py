@@ -15,8 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cancer_models import load_pretrained  # noqa: E402
-from cancer_models.model_card import render_model_card  # noqa: E402
+from cancer_models import load_pretrained
 
 SHIPPED = ["config.json", "model.safetensors", "README.md", "metrics.json", "history.csv", "plots"]
 MAX_BYTES = 15_000_000
@@ -38,7 +37,7 @@ def main() -> None:
             shutil.copytree(src, dest / name)
         elif src.is_file():
             shutil.copy2(src, dest / name)
-    (dest / "README.md").write_text(render_model_card(model.config))  # the card as this version renders it
+    model.generate_model_card().save(dest / "README.md")  # the card as this version renders it
     print(f"exported {args.run} -> {dest} ({_size(dest) / 1e6:.1f} MB)")
 
 
