@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import gradio as gr
 
 from cancer_models import CAM_METHODS, ImageError
-from cancer_models.catalog import LoadedModel, ModelStore, load_catalog
 from cancer_models.model_card import RESEARCH_WARNING
+from catalog import LoadedModel, ModelStore, load_catalog
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "examples"
@@ -49,6 +50,10 @@ class ImageUpload(gr.Image):
 
 
 store = ModelStore(load_catalog())
+# Models load, and grad-cam imports, while the page starts: the first request then finds them ready.
+threading.Thread(
+    target=store.warm_up, args=(ROOT / "examples" / "histopathology_benign_lungn100.jpg",), daemon=True
+).start()
 
 
 def _model(name: str) -> LoadedModel:

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from cancer_models import ConfigError
-from cancer_models.catalog import CATALOG_ENV, DEFAULT_CATALOG, ModelStore, load_catalog
+from catalog import CATALOG_ENV, DEFAULT_CATALOG, ModelStore, load_catalog
 
 
 def write(tmp_path, entries) -> str:

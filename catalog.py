@@ -1,4 +1,5 @@
-"""Which models an app offers and where their weights come from: the Hub when reachable, else a local folder.
+"""The app's model catalog: which models it offers and where their weights come from (the Hub when reachable,
+else a bundled folder), and the store that loads each one once.
 
 The catalog is a small JSON file (``app_models.json`` by default; the environment variable
 ``CANCER_MODELS_CATALOG`` names another): a list of entries with a readable ``name``, a ``modality``,
@@ -19,12 +20,10 @@ from urllib.parse import urlparse
 import torch
 from huggingface_hub import constants as hf_constants
 
-from .config import ConfigError
-from .hub import CheckpointError, load_pretrained
-from .predict import Predictor
+from cancer_models import CheckpointError, ConfigError, Predictor, load_pretrained
 
 CATALOG_ENV = "CANCER_MODELS_CATALOG"
-DEFAULT_CATALOG = Path(__file__).resolve().parents[1] / "app_models.json"
+DEFAULT_CATALOG = Path(__file__).resolve().parent / "app_models.json"
 
 
 @dataclass(frozen=True)
@@ -110,6 +109,16 @@ class ModelStore:
             if name not in self._models:
                 self._models[name] = self._load(self.entries[name])
             return self._models[name]
+
+    def warm_up(self, image: Path) -> None:
+        """Load every model and explain ``image`` with it once, first model first, so that no request waits for
+        weights, grad-cam's import or first-call allocations. A model that cannot load is skipped here: asking
+        for it reports why."""
+        for name in self.names:
+            try:
+                self.get(name).predictor.explain(image)
+            except (CheckpointError, ConfigError, OSError):
+                continue
 
     def _load(self, entry: CatalogEntry) -> LoadedModel:
         hub_problem = None
