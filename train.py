@@ -7,13 +7,18 @@ metrics.json and history.csv. Run with --help for every option.
 import sys
 
 from cancer_models.cli import parse_dataclass_args
-from cancer_models.config import ConfigError
-from cancer_models.data import DataError
-from cancer_models.hub import CheckpointError
+from cancer_models.errors import CheckpointError, ConfigError, DataError
 from cancer_models.training import TrainConfig, train
 
-if __name__ == "__main__":
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        train(parse_dataclass_args(TrainConfig, description=__doc__))
+        train(parse_dataclass_args(TrainConfig, description=__doc__, argv=argv))
     except (CheckpointError, ConfigError, DataError) as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

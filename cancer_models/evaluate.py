@@ -12,10 +12,12 @@ import json
 import sys
 from pathlib import Path
 
-from .data import DataError, DataSpec, decode_split, load_raw, parse_label_map, standardise
-from .hub import load_pretrained
+from .data import DataSpec, decode_split, load_raw, parse_label_map, standardise
+from .errors import CheckpointError, ConfigError, DataError
 from .metrics import binary_metrics, summarize
-from .models import CancerModel
+from .model_card import RESEARCH_WARNING, metrics_table
+from .models import CancerModel, load_pretrained
+from .plots import write_plots
 from .predict import Predictor
 
 
@@ -48,9 +50,6 @@ def evaluate(
 
 
 def write_report(out: Path, model: CancerModel, metrics: dict, raw: dict, model_name: str, data_name: str) -> None:
-    from .model_card import RESEARCH_WARNING, metrics_table
-    from .plots import write_plots
-
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(out, raw["targets"], raw["p_malignant"], metrics["threshold"], model.config.labels)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -81,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write plots and report.md here")
     parser.add_argument("--revision", default=None, help="Hub revision")
     args = parser.parse_args(argv)
-    model = load_pretrained(args.model, revision=args.revision)
-    metrics, raw = evaluate(model, args.data, args.split, args.tta, parse_label_map(args.label_map))
+    try:
+        model = load_pretrained(args.model, revision=args.revision)
+        metrics, raw = evaluate(model, args.data, args.split, args.tta, parse_label_map(args.label_map))
+    except (CheckpointError, ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(summarize(metrics), file=sys.stderr)
     if args.out:
         write_report(args.out, model, metrics, raw, args.model, args.data)

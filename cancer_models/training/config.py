@@ -1,0 +1,97 @@
+"""Every training option in one dataclass (train.py's command line is generated from it), and the checks
+that can run before any image is decoded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..augment import AUGMENTATIONS
+from ..errors import ConfigError
+from ..metrics import choose_threshold
+from ..models import list_models
+
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "trainer_state.json"
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    data: list[str] = _opt(
+        None, "image set(s): imagefolder directories, Hub dataset ids or their downloaded parquet folders (combined)"
+    )
+    output_dir: str = _opt("runs/model", "folder for the trained model, its card, plots and checkpoints")
+    model: str = _opt("cancer_cnn", "architecture", choices=list_models())
+    input_size: int = _opt(128, "images are resized to input_size x input_size")
+    pretrained: bool = _opt(False, "start transfer models from ImageNet weights (downloads them once)")
+    freeze_epochs: int = _opt(
+        0, "transfer models: epochs that train only the head (backbone without gradients, BatchNorm fixed)"
+    )
+    image_column: str = _opt("image", "dataset column holding the images")
+    label_column: str = _opt("label", "dataset column holding the labels")
+    group_column: str = _opt("group", "dataset column grouping near-copies (kept in one split); optional")
+    label_map: str = _opt("", "map raw labels onto benign/malignant, e.g. 'lung_n=benign,lung_aca=malignant'")
+    validation_fraction: float = _opt(0.15, "share split off for validation where a source has no validation split")
+    test_fraction: float = _opt(0.15, "share split off for testing where a source has no test split")
+    augment: str = _opt("default", "augmentation preset", choices=list(AUGMENTATIONS))
+    epochs: int = _opt(30, "maximum epochs")
+    batch_size: int = _opt(64, "batch size per process")
+    lr: float = _opt(1e-3, "peak learning rate (AdamW)")
+    weight_decay: float = _opt(1e-4, "AdamW weight decay")
+    warmup_epochs: float = _opt(1.0, "linear warm-up before the schedule")
+    scheduler: str = _opt(
+        "cosine",
+        "after warm-up: cosine decay, or plateau (halve when validation AUC stalls)",
+        choices=["cosine", "plateau"],
+    )
+    patience: int = _opt(8, "early stopping: epochs without a better validation AUC (ties: lower validation loss)")
+    clip_grad: float = _opt(1.0, "gradient norm clipping (0 disables)")
+    loss: str = _opt("ce", "loss", choices=["ce", "focal"])
+    focal_gamma: float = _opt(2.0, "focal loss gamma")
+    class_weights: bool = _opt(True, "weight the loss by inverse class frequency of the training split")
+    label_smoothing: float = _opt(0.0, "label smoothing for the cross-entropy loss")
+    threshold: str = _opt("youden", "decision threshold chosen on validation: youden, sensitivity=0.95, or a number")
+    mixed_precision: str = _opt(
+        None, "default: what `accelerate launch` was configured with", choices=["no", "bf16", "fp16"]
+    )
+    compile: bool = _opt(False, "torch.compile the model (for GPUs: no faster on the CPU, see benchmarks/README.md)")
+    seed: int = _opt(0, "random seed")
+    task: str = _opt("", "what the model is for, shown in its card, e.g. 'histopathology (LC25000)'")
+    license: str = _opt("other", "the trained weights' license for the model card (a Hub license id, e.g. cc-by-4.0)")
+    resume: bool = _opt(False, "continue from output_dir/checkpoint after an interruption")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.output_dir) / CHECKPOINT_DIR
+
+
+# Settings a resumed run must share with the interrupted one, or it would not continue the same run.
+_RESUME_MUST_MATCH = ("data", "model", "input_size", "batch_size", "augment", "seed", "epochs", "lr", "freeze_epochs")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Everything that can be checked before data is decoded or a model built."""
+    if not cfg.data:
+        raise ConfigError("no data given: pass one or more image folders or Hub dataset ids")
+    if cfg.model not in list_models():
+        raise ConfigError(f"unknown model {cfg.model!r}; choose from {', '.join(list_models())}")
+    if cfg.augment not in AUGMENTATIONS:
+        raise ConfigError(f"unknown augmentation {cfg.augment!r}; choose from {', '.join(AUGMENTATIONS)}")
+    try:
+        choose_threshold([0, 1], [0.2, 0.8], cfg.threshold)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if cfg.resume and not (cfg.checkpoint_dir / STATE_FILE).is_file():
+        raise ConfigError(f"--resume: no checkpoint in {cfg.checkpoint_dir}")
+
+
+def check_resume_compatible(saved: dict[str, Any], cfg: TrainConfig) -> None:
+    different = [k for k in _RESUME_MUST_MATCH if saved.get(k) != getattr(cfg, k)]
+    if different:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in different)
+        raise ConfigError(f"--resume with different settings ({detail}); use a new output_dir instead")

@@ -1,0 +1,126 @@
+"""After the last epoch: the best weights, calibrated and given a threshold on validation, evaluated once on
+the test split, and written as a Hub-ready folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..metrics import binary_metrics, choose_threshold, fit_temperature, summarize
+from ..model_card import dataset_name, is_hub_dataset_id
+from ..models import BACKBONES
+from ..plots import write_plots
+from .checkpoint import TrainerState, load_best_weights
+from .loop import Run, predict_split
+
+
+def finish(run: Run, state: TrainerState) -> Path:
+    """Best weights -> temperature and threshold from validation -> one look at the test split -> folder."""
+    out = Path(run.cfg.output_dir)
+    run.accelerator.wait_for_everyone()
+    load_best_weights(run.unwrapped, out)
+    val_logits, val_targets = predict_split(run, "validation")
+    test_logits, test_targets = predict_split(run, "test")
+    if not run.accelerator.is_main_process:
+        return out
+    config = run.unwrapped.config
+    config.temperature = fit_temperature(val_logits, val_targets)
+    val_probs = _malignant_probability(val_logits, config.temperature)
+    config.threshold = choose_threshold(val_targets.numpy(), val_probs, run.cfg.threshold)
+    test_probs = _malignant_probability(test_logits, config.temperature)
+    metrics = {
+        "validation": binary_metrics(
+            val_targets.numpy(), val_probs, config.threshold, run.decoded["validation"].groups
+        ),
+        "test": binary_metrics(test_targets.numpy(), test_probs, config.threshold, run.decoded["test"].groups),
+    }
+    collapsed = len(set((test_probs >= config.threshold).tolist())) == 1
+    config.model_args = {k: v for k, v in config.model_args.items() if k != "pretrained_backbone"}
+    config.training = training_record(run, state, metrics, collapsed)
+    _write_folder(run, out, state, metrics, test_targets.numpy(), test_probs)
+    run.log(f"test: {summarize(metrics['test'])}; wrote {out}")
+    if collapsed:
+        run.log("warning: class collapse: the final model gives every test image the same label")
+    return out
+
+
+def _malignant_probability(logits: torch.Tensor, temperature: float) -> np.ndarray:
+    return (logits / temperature).softmax(dim=1)[:, 1].numpy()
+
+
+def training_record(run: Run, state: TrainerState, metrics: dict, collapsed: bool) -> dict[str, Any]:
+    """``config.training``: the data, splits, metrics and recipe, and the code and libraries that trained it."""
+    cfg, decoded = run.cfg, run.decoded
+    record = {
+        "task": cfg.task or ", ".join(dataset_name(s) for s in cfg.data),
+        "data": ", ".join(cfg.data),
+        "hub_datasets": [s for s in cfg.data if is_hub_dataset_id(s)],
+        "license": cfg.license,
+        "splits": {name: len(d) for name, d in decoded.items()},
+        "class_counts": {name: d.class_counts() for name, d in decoded.items()},
+        "metrics": metrics,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "recipe": recipe(run),
+        "threshold_rule": cfg.threshold,
+        "class_collapse_on_test": collapsed,
+        "command": " ".join(sys.argv),
+        "provenance": provenance(),
+    }
+    if cfg.pretrained and BACKBONES.get(cfg.model) and BACKBONES[cfg.model].hub_id:
+        record["base_model"] = BACKBONES[cfg.model].hub_id
+    return record
+
+
+def provenance() -> dict[str, str | None]:
+    """The git commit of this package's checkout (with '-dirty' for uncommitted changes) and library versions."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            result = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return result.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    versions = {}
+    for package in ("cancer-models", "torch", "torchvision"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"git_commit": commit, **versions}
+
+
+def recipe(run: Run) -> str:
+    cfg, accelerator = run.cfg, run.accelerator
+    freeze = f", backbone frozen for {cfg.freeze_epochs} epoch(s)" if cfg.freeze_epochs else ""
+    return (
+        f"{cfg.model} from {'ImageNet weights' if cfg.pretrained else 'scratch'}{freeze}, {cfg.input_size}px, "
+        f"up to {cfg.epochs} epochs (early stopping on validation AUC, patience {cfg.patience}), batch {cfg.batch_size} "
+        f"x {accelerator.num_processes} process(es), AdamW lr {cfg.lr} wd {cfg.weight_decay}, {cfg.warmup_epochs} warm-up "
+        f"epoch(s) then {cfg.scheduler}, {cfg.loss} loss{' with class weights' if cfg.class_weights else ''}, "
+        f"augmentation '{cfg.augment}', mixed precision {accelerator.mixed_precision}; temperature scaling and a "
+        f"'{cfg.threshold}' threshold fitted on validation."
+    )
+
+
+def _write_folder(
+    run: Run, out: Path, state: TrainerState, metrics: dict, test_targets: np.ndarray, test_probs: np.ndarray
+) -> None:
+    model = run.unwrapped
+    model.to("cpu", memory_format=torch.contiguous_format)
+    model.save_pretrained(out)
+    config = model.config
+    write_plots(out / "plots", test_targets, test_probs, config.threshold, config.labels, state.history)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

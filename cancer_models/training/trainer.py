@@ -1,0 +1,154 @@
+"""``train``: the function behind ``accelerate launch train.py``.
+
+Accelerate owns devices, mixed precision and processes. Images are decoded once to uint8 tensors at the
+input size and augmented per batch on the device, which keeps small CPUs busy with the model, not JPEG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
+from torch.utils.data import DataLoader, TensorDataset
+
+from ..augment import build_augmentation
+from ..data import DataSpec, DecodedSplit, check_no_shared_groups, decode_split, load_splits, parse_label_map
+from ..errors import ConfigError
+from ..models import CancerModel, create_model
+from .checkpoint import TrainerState, load_checkpoint, save_best_weights, save_checkpoint, write_history
+from .config import TrainConfig, check_config
+from .finish import finish
+from .loop import Run, train_one_epoch, validate
+from .optim import build_loss, build_optimizer, build_schedulers
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, calibrate, evaluate on the test split once, and write a Hub-ready folder; returns it."""
+    check_config(cfg)
+    run = prepare_run(cfg)
+    state = TrainerState()
+    if cfg.resume:
+        state = load_checkpoint(run.accelerator, cfg)
+        run.log(f"resumed after epoch {state.epoch} (best validation AUC {state.best_auc:.4f})")
+    run.accelerator.init_trackers("logs", config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if state.stale_epochs >= cfg.patience:
+            break
+        run_epoch(run, state, epoch)
+    out = finish(run, state)
+    run.accelerator.end_training()  # also ends the process group, so it comes after the last collective
+    return out
+
+
+def run_epoch(run: Run, state: TrainerState, epoch: int) -> None:
+    """Train one epoch, validate, keep the best weights, and checkpoint."""
+    accelerator, out = run.accelerator, Path(run.cfg.output_dir)
+    row = validate(run, epoch, train_one_epoch(run, epoch))
+    accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"}, step=epoch)
+    improved = state.record(row)
+    if run.epoch_scheduler is not None:
+        run.epoch_scheduler.step(row["val_auc"])
+    run.log(
+        f"epoch {epoch}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
+        f"val AUC {row['val_auc']:.4f}, val acc {row['val_accuracy']:.4f}{' *' if improved else ''}"
+    )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        if improved:
+            save_best_weights(accelerator, run.model, out)
+        write_history(out, state.history)
+    save_checkpoint(accelerator, run.cfg, state)
+
+
+def prepare_run(cfg: TrainConfig) -> Run:
+    """Model and data built, decoded and handed to Accelerate, with optimizer, schedules, loss and augmentation."""
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        log_with="tensorboard",
+        project_dir=cfg.output_dir,
+        # non_blocking: with pinned memory, the next batch's copy to the GPU overlaps this step's work
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, non_blocking=True),
+        # A frozen backbone gets no gradients, which DDP must be told to expect.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.freeze_epochs > 0)],
+    )
+    set_seed(cfg.seed)
+    _warn_about_idle_cores(accelerator)
+    # One process downloads ImageNet weights and builds the datasets cache; the others then read both.
+    with accelerator.main_process_first():
+        model = _build_model(cfg)  # before the data: a bad model option fails in seconds
+        splits = load_splits(_data_spec(cfg))
+    decoded = {name: decode_split(ds, cfg.input_size) for name, ds in splits.items()}
+    for name, d in decoded.items():
+        accelerator.print(f"{name}: {len(d)} images (benign {d.class_counts()[0]}, malignant {d.class_counts()[1]})")
+    check_no_shared_groups({name: d.groups for name, d in decoded.items()})
+
+    model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
+    loaders = {name: _loader(d, cfg, accelerator, shuffle=name == "train") for name, d in decoded.items()}
+    model, optimizer, *prepared = accelerator.prepare(model, optimizer, *loaders.values())
+    loaders = dict(zip(loaders, prepared))
+    step_scheduler, epoch_scheduler = build_schedulers(cfg, optimizer, len(loaders["train"]))
+    accelerator.register_for_checkpointing(*(s for s in (step_scheduler, epoch_scheduler) if s is not None))
+    if cfg.compile:
+        model = torch.compile(model)
+    torch.backends.cudnn.benchmark = True  # one input size throughout, so cuDNN's timing run pays off
+    return Run(
+        cfg=cfg,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        step_scheduler=step_scheduler,
+        epoch_scheduler=epoch_scheduler,
+        loaders=loaders,
+        decoded=decoded,
+        augment=build_augmentation(cfg.augment).to(accelerator.device),
+        criterion=build_loss(cfg, decoded["train"].class_counts()).to(accelerator.device),
+        started=time.time(),
+    )
+
+
+def _build_model(cfg: TrainConfig) -> CancerModel:
+    model = create_model(
+        cfg.model, input_size=cfg.input_size, **({"pretrained_backbone": True} if cfg.pretrained else {})
+    )
+    if cfg.freeze_epochs and not model.has_backbone:
+        raise ConfigError(f"--freeze-epochs applies to transfer models (a backbone to freeze), not to {cfg.model}")
+    return model
+
+
+def _data_spec(cfg: TrainConfig) -> DataSpec:
+    return DataSpec(
+        sources=cfg.data,
+        image_column=cfg.image_column,
+        label_column=cfg.label_column,
+        group_column=cfg.group_column,
+        label_map=parse_label_map(cfg.label_map),
+        validation_fraction=cfg.validation_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.seed,
+    )
+
+
+def _loader(split: DecodedSplit, cfg: TrainConfig, accelerator: Accelerator, shuffle: bool) -> DataLoader:
+    return DataLoader(
+        TensorDataset(split.images, split.targets),
+        batch_size=cfg.batch_size,
+        shuffle=shuffle,
+        pin_memory=accelerator.device.type == "cuda",
+    )
+
+
+def _warn_about_idle_cores(accelerator: Accelerator) -> None:
+    free = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)  # not on macOS
+    cores = len(free) // accelerator.num_processes
+    if accelerator.device.type == "cpu" and torch.get_num_threads() < cores:
+        accelerator.print(
+            f"warning: PyTorch uses {torch.get_num_threads()} thread(s) where {cores} cores are free per process; "
+            "`accelerate launch` sets OMP_NUM_THREADS=1 unless given --num_cpu_threads_per_process N"
+        )
