@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import binomtest
+from scipy.stats import binomtest, rankdata
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, roc_auc_score, roc_curve
 
 
@@ -30,6 +30,15 @@ def expected_calibration_error(y_true: np.ndarray, p_malignant: np.ndarray, n_bi
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
     return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
+
+
+def rank_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney U statistic over (tie-averaged) ranks: the same number as ``roc_auc_score``
+    without its input validation, which dominates the cost of a thousand bootstrap resamples."""
+    positive = y == 1
+    n_pos = int(positive.sum())
+    n_neg = len(y) - n_pos
+    return float((rankdata(p)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
@@ -95,7 +104,7 @@ def _bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed) -> dict:
         yb, pb = y[idx], p[idx]
         predicted = pb >= threshold
         if len(np.unique(yb)) == 2:
-            samples["auc"].append(roc_auc_score(yb, pb))
+            samples["auc"].append(rank_auc(yb, pb))
             samples["sensitivity"].append(predicted[yb == 1].mean())
             samples["specificity"].append((~predicted[yb == 0]).mean())
         samples["accuracy"].append((predicted == yb).mean())

@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
-from cancer_models.metrics import binary_metrics, choose_threshold, expected_calibration_error, fit_temperature
+from cancer_models.metrics import (
+    binary_metrics,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    rank_auc,
+)
 
 Y = [0, 0, 1, 1, 1]
 P = [0.1, 0.6, 0.4, 0.8, 0.9]
@@ -97,3 +104,12 @@ def test_perfect_results_get_an_exact_interval_not_a_zero_width_one():
     assert m["accuracy_ci"][0] == pytest.approx(0.025 ** (1 / 40), abs=1e-6) and m["accuracy_ci"][1] == 1.0
     assert m["sensitivity_ci"][0] == pytest.approx(0.025 ** (1 / 20), abs=1e-6)
     assert set(m["bootstrap"]["exact_binomial_for"]) == {"accuracy", "sensitivity", "specificity"}
+
+
+def test_rank_auc_is_sklearns_auc_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        y = rng.integers(0, 2, 40)
+        y[:2] = [0, 1]
+        p = rng.integers(0, 6, 40) / 5  # coarse scores: many ties
+        assert rank_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
