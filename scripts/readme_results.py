@@ -20,17 +20,25 @@ def cell(m: dict, key: str) -> str:
     return f"{m[key]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{m[key]:.3f}"
 
 
-print("| model | data | test images (benign / malignant) | AUC | accuracy | sensitivity | specificity |")
-print("|---|---|---|---|---|---|---|")
-folders = sorted((ROOT / "models").iterdir()) + sorted((ROOT / "model_cards").glob("*/"))
-for folder in folders:
-    config = json.loads((folder / "config.json").read_text())
-    m = config["training"]["metrics"]["test"]
-    task = config["training"]["task"]
-    where = folder.relative_to(ROOT).as_posix()
-    shipped = "" if (folder / "model.safetensors").is_file() else " (card only; weights not in the repo)"
-    print(
-        f"| [`{folder.name}`]({where}){shipped} | {DATA.get(task, task)} | {m['n']} ({m['n_benign']} / {m['n_malignant']}) | "
-        + " | ".join(cell(m, k) for k in ("auc", "accuracy", "sensitivity", "specificity"))
-        + " |"
-    )
+def results_table() -> str:
+    lines = [
+        "| model | data | test images (benign / malignant) | AUC | accuracy | sensitivity | specificity |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for folder in sorted((ROOT / "models").iterdir()) + sorted((ROOT / "model_cards").glob("*/")):
+        config = json.loads((folder / "config.json").read_text())
+        m = config["training"]["metrics"]["test"]
+        task = config["training"]["task"]
+        where = folder.relative_to(ROOT).as_posix()
+        shipped = "" if (folder / "model.safetensors").is_file() else " (card only; weights not in the repo)"
+        lines.append(
+            f"| [`{folder.name}`]({where}){shipped} | {DATA.get(task, task)} | {m['n']} ({m['n_benign']} / "
+            f"{m['n_malignant']}) | "
+            + " | ".join(cell(m, k) for k in ("auc", "accuracy", "sensitivity", "specificity"))
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(results_table())

@@ -17,6 +17,7 @@ from conftest import fixture_images, lay_out_as_hub_cache
 from cancer_models import Predictor
 
 gradio_client = pytest.importorskip("gradio_client")
+pytestmark = pytest.mark.slow  # every test here talks to app.py served in its own process
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 

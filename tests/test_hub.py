@@ -1,8 +1,4 @@
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -23,7 +19,7 @@ def saved_cnn(tmp_path, small_cnn):
 
 
 def test_save_writes_the_hub_folder(saved_cnn):
-    _, folder = saved_cnn
+    model, folder = saved_cnn
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == "cancer_cnn"
@@ -33,7 +29,19 @@ def test_save_writes_the_hub_folder(saved_cnn):
     assert config["training"] == {"task": "histopathology", "epochs": 3}
     assert len(config["mean"]) == len(config["std"]) == 3
     card = (folder / "README.md").read_text()
-    assert card.startswith("---\n") and "not a medical device" in card
+    assert card.startswith("---\n") and "not a medical device" in card and "library_name: cancer-models" in card
+
+    model.config.training["task"] = "renamed"  # saving again replaces the card, never keeps a stale one
+    model.save_pretrained(folder)
+    assert "for renamed" in (folder / "README.md").read_text()
+
+
+def test_a_model_built_directly_has_a_config_and_saves(tmp_path):
+    model = CancerCNN()
+    assert model.config.architecture == "cancer_cnn" and model.config.input_size == 224
+    model.save_pretrained(tmp_path)
+    assert isinstance(load_pretrained(tmp_path), CancerCNN)
+    assert TransferClassifier().config.architecture == "resnet34"
 
 
 def test_round_trip_gives_identical_outputs(saved_cnn):
@@ -131,29 +139,16 @@ def test_config_that_is_not_ours(saved_cnn):
         load_pretrained(folder)
 
 
-def test_load_from_hub_cache_offline(saved_cnn, tmp_path, histo_image):
+def test_load_from_hub_cache_offline(saved_cnn, tmp_path, histo_image, monkeypatch):
     model, folder = saved_cnn
     cache = tmp_path / "hf-cache"
     lay_out_as_hub_cache(cache, "cancer-models/test-cnn", folder)
-    expected = Predictor(model).predict(histo_image).malignant_probability
-    script = textwrap.dedent(
-        f"""
-        import json
-        from cancer_models import CheckpointError, Predictor, load_pretrained
-        model = load_pretrained("cancer-models/test-cnn")
-        out = {{"p": Predictor(model).predict({str(histo_image)!r}).malignant_probability}}
-        try:
-            load_pretrained("cancer-models/not-downloaded")
-        except CheckpointError as e:
-            out["error"] = str(e)
-        print(json.dumps(out))
-        """
+    # What HF_HUB_OFFLINE=1 and HF_HUB_CACHE set when huggingface_hub is imported.
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    loaded = load_pretrained("cancer-models/test-cnn")
+    assert Predictor(loaded).predict(histo_image).malignant_probability == pytest.approx(
+        Predictor(model).predict(histo_image).malignant_probability, abs=1e-6
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
-    result = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["p"] == pytest.approx(expected, abs=1e-6)
-    assert "not in the Hugging Face cache" in out["error"]
+    with pytest.raises(CheckpointError, match="not in the Hugging Face cache"):
+        load_pretrained("cancer-models/not-downloaded")

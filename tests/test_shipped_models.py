@@ -4,11 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import fixture_images
+from huggingface_hub import ModelCard
 
 from cancer_models import ModelConfig, Predictor, load_pretrained
-from cancer_models.catalog import DEFAULT_CATALOG, load_catalog
 from cancer_models.evaluate import evaluate
-from conftest import fixture_images
+from catalog import DEFAULT_CATALOG, load_catalog
+from scripts.readme_results import results_table
 
 SHIPPED = [Path(e.local_dir) for e in load_catalog(DEFAULT_CATALOG)]
 
@@ -18,6 +20,7 @@ def test_shipped_model_loads_and_is_small(folder):
     model = load_pretrained(folder)
     assert model.config.training["metrics"]["test"]["n"] > 0
     assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) <= 15_000_000
+    assert (folder / "README.md").read_text() == str(model.generate_model_card())  # the card as rendered now
 
 
 def test_histopathology_model_gets_the_fixture_tiles_right():
@@ -27,6 +30,7 @@ def test_histopathology_model_gets_the_fixture_tiles_right():
     assert labels == [image.parent.name for image in images]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
 def test_recorded_test_metrics_are_reproduced(folder, shared_data):
     model = load_pretrained(folder)
@@ -49,3 +53,14 @@ def test_card_only_folders_hold_a_valid_config_and_the_cards_numbers(folder):
     assert config.training["metrics"]["test"]["auc"] == recorded["auc"]
     assert f"{recorded['auc']:.3f}" in (folder / "README.md").read_text()
     assert not (folder / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("folder", SHIPPED + CARDS, ids=lambda p: p.name)
+def test_cards_state_a_license_and_no_machine_paths(folder):
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.license and card.data.eval_results
+    assert "../" not in card.text and "/shared/" not in card.text
+
+
+def test_the_readme_results_table_is_what_its_script_prints():
+    assert results_table() in (Path(DEFAULT_CATALOG).parent / "README.md").read_text()

@@ -1,0 +1,94 @@
+"""The package's shape: modules import one way only, and no import hides inside a function to dodge a cycle."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cancer_models"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
+    """The cancer_models modules a ``from ... import ...`` statement loads."""
+    if node.level:
+        base = module.split(".") if is_package else module.split(".")[:-1]
+        base = base[: len(base) - (node.level - 1)]
+        target = ".".join(base + ([node.module] if node.module else []))
+    else:
+        target = node.module or ""
+    if not target.startswith("cancer_models"):
+        return []
+    names = [f"{target}.{alias.name}" for alias in node.names]
+    return [n for n in names if n in MODULES] or [target]
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imports(path: Path, top_level: bool) -> list[tuple[str, int]]:
+    """(imported cancer_models module, line) for imports at module level, or inside functions."""
+    module, tree = _module_name(path), ast.parse(path.read_text())
+    found, stack = [], [(tree, False)]
+    while stack:
+        node, in_function = stack.pop()
+        if _is_type_checking_block(node):
+            continue  # never executed
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and in_function != top_level:
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith("cancer_models")]
+            else:
+                targets = _resolve(module, path.name == "__init__.py", node)
+            found += [(t, node.lineno) for t in targets]
+        inside = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        stack += [(child, inside) for child in ast.iter_child_nodes(node)]
+    return found
+
+
+FILES = sorted(PACKAGE.rglob("*.py"))
+MODULES = {_module_name(p) for p in FILES}
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = {_module_name(p): {m for m, _ in _imports(p, top_level=True)} for p in FILES}
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for dep in sorted(graph.get(module, ())):
+            assert state.get(dep) != "open", "import cycle: " + " -> ".join([*path, module, dep])
+            if dep not in state:
+                visit(dep, [*path, module])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    assert graph["cancer_models.config"] == {"cancer_models.errors"}
+    assert not any(m.startswith("cancer_models.models") for m in graph["cancer_models.hub"])
+
+
+def test_no_function_imports_another_module_of_the_package():
+    late = [f"{p.relative_to(PACKAGE.parent)}:{line} imports {m}" for p in FILES for m, line in _imports(p, False)]
+    assert late == []
+
+
+def test_the_library_knows_nothing_of_the_app():
+    for path in FILES:
+        text = path.read_text()
+        assert "app_models.json" not in text and "gradio" not in text, path
+
+
+def test_every_function_is_short_enough_to_read_at_once():
+    ROOT = PACKAGE.parent
+    files = [*FILES, *(ROOT / name for name in ("app.py", "catalog.py", "train.py", "push_to_hub.py"))]
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in files
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60
+    ]
+    assert long == []
