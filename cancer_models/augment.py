@@ -178,3 +178,10 @@ def build_augmentation(name: str) -> nn.Module:
     if name not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {name!r}; choose from {', '.join(AUGMENTATIONS)}")
     return nn.Sequential(*AUGMENTATIONS[name]())
+
+
+def tta_views_for(augmentation: nn.Module) -> str:
+    """The test-time views (``ModelConfig.tta_views``) a model trained with ``augmentation`` has seen:
+    all 8 orientations, or horizontal flips only."""
+    geometry = [m for m in augmentation if isinstance(m, RandomGeometry)]
+    return "dihedral" if geometry and geometry[0].all_orientations else "hflip"

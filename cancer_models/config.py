@@ -18,6 +18,7 @@ from .errors import ConfigError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_LABELS = ("benign", "malignant")
+TTA_VIEWS = ("dihedral", "hflip")
 FORMAT_VERSION = 1
 
 
@@ -33,6 +34,14 @@ class ModelConfig:
     threshold: float = 0.5
     # Logits are divided by this before the softmax (temperature scaling).
     temperature: float = 1.0
+    # Test-time augmentation views that keep an image what it is: all 8 flips and rotations, or (for images
+    # with an up, such as ultrasound) horizontal flips only.
+    tta_views: str = "dihedral"
+    # Out-of-distribution rejection (ood.py): {"method": "mahalanobis", "threshold": T, "acceptance": A, ...};
+    # its statistics are in ood.safetensors. None: every image is accepted.
+    ood: dict[str, Any] | None = None
+    # Split-conformal prediction sets: {"alpha": a, "qhat": q}; None: no sets.
+    conformal: dict[str, Any] | None = None
     # Free-form facts about training: data, splits, metrics, command line.
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -74,6 +83,19 @@ class ModelConfig:
             isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
         ):
             fail("temperature", f"must be a positive number, got {self.temperature!r}")
+        if self.tta_views not in TTA_VIEWS:
+            fail("tta_views", f"must be one of {list(TTA_VIEWS)}, got {self.tta_views!r}")
+        if self.ood is not None and not (
+            isinstance(self.ood, dict) and self.ood.get("method") == "mahalanobis" and _is_number(self.ood.get("threshold"))
+        ):
+            fail("ood", f"must be null or an object with method 'mahalanobis' and a numeric threshold, got {self.ood!r}")
+        if self.conformal is not None and not (
+            isinstance(self.conformal, dict)
+            and _is_number(self.conformal.get("qhat"))
+            and _is_number(self.conformal.get("alpha"))
+            and 0 < self.conformal["alpha"] < 1
+        ):
+            fail("conformal", f"must be null or an object with alpha in (0, 1) and a numeric qhat, got {self.conformal!r}")
         if not isinstance(self.training, dict):
             fail("training", "must be an object")
         if self.format_version > FORMAT_VERSION:
@@ -115,3 +137,7 @@ class ModelConfig:
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path} is not valid JSON: {e}") from e
         return cls.from_dict(data)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

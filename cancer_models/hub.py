@@ -27,6 +27,7 @@ from typing_extensions import Self
 from .config import ModelConfig
 from .errors import CheckpointError, ConfigError
 from .model_card import build_model_card
+from .ood import OOD_WEIGHTS_NAME, MahalanobisDetector
 
 if TYPE_CHECKING:
     from torch import nn
@@ -48,6 +49,8 @@ class HubMixin(
     """Hub methods for a module that carries a validated ``config`` (a ``ModelConfig``)."""
 
     config: ModelConfig
+    # Out-of-distribution statistics (ood.safetensors), present when config.ood is set.
+    ood_detector: MahalanobisDetector | None = None
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> HubMixin:
@@ -63,6 +66,10 @@ class HubMixin(
         self.config.save(save_directory / CONFIG_NAME)
         # save_model (not save_file) resolves shared tensors; metadata marks the framework for the Hub.
         save_model(self, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        if (self.config.ood is None) != (self.ood_detector is None):
+            raise ConfigError("config.ood and the model's ood_detector must be set together")
+        if self.ood_detector is not None:
+            self.ood_detector.save(save_directory / OOD_WEIGHTS_NAME)
 
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
         return build_model_card(self.config, self._hub_mixin_info.model_card_data)
@@ -131,6 +138,12 @@ class HubMixin(
             raise CheckpointError(f"{weights_file} is not a readable safetensors file: {e}") from e
         check_state_dict(model, state, weights_file)
         model.load_state_dict(state, strict=strict)
+        if config.ood is not None:
+            ood_file = _resolve(model_id, OOD_WEIGHTS_NAME, **hub)
+            try:
+                model.ood_detector = MahalanobisDetector.load(ood_file)
+            except (SafetensorError, OSError, KeyError) as e:
+                raise CheckpointError(f"{ood_file} is not a readable out-of-distribution file: {e}") from e
         return model.to(map_location).eval()
 
 

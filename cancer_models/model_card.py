@@ -56,6 +56,12 @@ TEMPLATE = """---
 
 {{ table }}
 {%- endfor %}
+{%- if scope %}
+
+## Scope: what the model refuses, and how sure it is
+
+{{ scope }}
+{%- endif %}
 {%- if recipe %}
 
 ## Training procedure
@@ -180,6 +186,30 @@ def _splits_table(config: ModelConfig) -> str:
     return "\n".join([f"| split | images | {config.labels[0]} | {config.labels[1]} |", "|---|---|---|---|", *rows])
 
 
+def _scope(config: ModelConfig) -> str:
+    trust, task = config.training.get("trust"), config.training.get("task") or "its training"
+    if not (trust and config.ood and config.conformal):
+        return ""
+    lines = [
+        f"- Made for {task} images like those of its training data. An image whose mid-level features lie "
+        f"further from the training images than {config.ood['acceptance']:.0%} of the validation images "
+        "(Mahalanobis distance) gets no verdict: *not recognised*. Other imaging modalities, photographs and "
+        "drawings are out of scope.",
+    ]
+    for split in ("validation", "test"):
+        if split in trust:
+            t = trust[split]
+            lines.append(f"- {split.capitalize()} images rejected: {t['rejected']:.1%} (n = {t['n']})")
+    test = trust.get("test", {})
+    if "coverage" in test:
+        lines.append(
+            f"- Prediction sets at {1 - config.conformal['alpha']:.0%} (split-conformal, calibrated on validation): "
+            f"they held the true class of {test['coverage']:.1%} of the accepted test images; one class "
+            f"{test['singleton']:.1%}, both classes (*uncertain*) {test['both']:.1%}, none {test['empty']:.1%}."
+        )
+    return "\n".join(lines)
+
+
 def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> ModelCard:
     """The card for a model with this config; ``base`` holds metadata every card shares (library, tags)."""
     training = config.training
@@ -198,5 +228,6 @@ def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> 
         data_names=", ".join(_data_names(training)),
         splits_table=_splits_table(config),
         metrics=metrics,
+        scope=_scope(config),
         recipe=training.get("recipe"),
     )

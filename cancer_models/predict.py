@@ -10,21 +10,47 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .conformal import prediction_set as conformal_set
 from .explain import CAM_METHODS, compute_cam, overlay_heatmap
 from .images import ImageInput, load_image, normalize, to_uint8_tensor
 from .models import CancerModel
+from .ood import tap_features
+
+
+NOT_RECOGNISED = "not recognised"
+UNCERTAIN = "uncertain"
 
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str
+    label: str  # the class at the model's threshold (whatever the image is: see ``decision``)
     malignant_probability: float  # temperature-calibrated
     probabilities: dict[str, float]  # both classes, summing to 1
     threshold: float  # the model's decision threshold on malignant_probability
+    # False when the image does not look like the model's training images (config.ood); then there is no verdict.
+    in_distribution: bool = True
+    ood_score: float | None = None  # higher is more unusual; None when the model has no out-of-distribution check
+    # The split-conformal set (config.conformal): one class, both, or none; empty when rejected; None when the
+    # model has no conformal calibration.
+    prediction_set: tuple[str, ...] | None = None
 
     @property
     def is_malignant(self) -> bool:
         return self.malignant_probability >= self.threshold
+
+    @property
+    def decision(self) -> str:
+        """What to tell a person: ``label``, ``uncertain`` or ``not recognised``.
+
+        Uncertain when the conformal set is not exactly the thresholded label: both classes, neither, or the
+        other class (where the calibrated set and the threshold disagree). Without conformal calibration the
+        threshold decides alone.
+        """
+        if not self.in_distribution:
+            return NOT_RECOGNISED
+        if self.prediction_set is None or self.prediction_set == (self.label,):
+            return self.label
+        return UNCERTAIN
 
 
 @dataclass(frozen=True)
@@ -37,8 +63,12 @@ class Explanation:
     image: Image.Image  # the upright RGB image that was explained
 
 
-def dihedral_views(x: torch.Tensor) -> list[torch.Tensor]:
-    """The 8 flips and 90-degree rotations of a batch (N, C, H, W): tissue has no 'up'."""
+def tta_views(x: torch.Tensor, kind: str) -> list[torch.Tensor]:
+    """The views of a batch (N, C, H, W) that show the same image: ``dihedral``, the 8 flips and 90-degree
+    rotations (tissue and skin have no 'up'), or ``hflip``, the image and its mirror image (an ultrasound
+    image has the probe at the top)."""
+    if kind == "hflip":
+        return [x, torch.flip(x, dims=(3,))]
     rotations = [torch.rot90(x, k, dims=(2, 3)) for k in range(4)]
     return rotations + [torch.flip(r, dims=(3,)) for r in rotations]
 
@@ -67,20 +97,29 @@ class Predictor:
             return torch.empty((0, 3, size, size), dtype=torch.uint8)
         return torch.stack([to_uint8_tensor(load_image(im), size) for im in images])
 
-    @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor, tta: bool | None = None) -> torch.Tensor:
         """Calibrated class probabilities (N, 2) for a uint8 batch from ``preprocess``."""
+        return self.analyse(batch, tta)[0]
+
+    @torch.inference_mode()
+    def analyse(self, batch: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Calibrated class probabilities (N, 2) and, for a model with an out-of-distribution check, each image's
+        score (N,), from one forward pass; with TTA the probabilities average the config's views."""
         tta = self.tta if tta is None else tta
-        views = dihedral_views(batch) if tta else [batch]
-        out = []
-        with self._lock:
+        views = tta_views(batch, self.config.tta_views) if tta else [batch]
+        detector = self.model.ood_detector
+        probs, scores = [], []
+        with self._lock, tap_features(self.model.ood_layers() if detector else []) as features:
             for start in range(0, len(batch), self.batch_size):
                 chunk = torch.cat([v[start : start + self.batch_size] for v in views]).to(self.device)
                 x = normalize(chunk, self.config.mean, self.config.std).contiguous(memory_format=torch.channels_last)
                 logits = self.model(x) / self.config.temperature
-                probs = logits.float().softmax(dim=1).view(len(views), -1, logits.shape[1]).mean(dim=0)
-                out.append(probs.cpu())
-        return torch.cat(out) if out else torch.empty((0, len(self.config.labels)))
+                probs.append(logits.float().softmax(dim=1).view(len(views), -1, logits.shape[1]).mean(dim=0).cpu())
+                if detector:  # the untransformed view's features: the first block of the chunk
+                    scores.append(detector.score(features.pop()[: len(probs[-1])]))
+        if not probs:
+            return torch.empty((0, len(self.config.labels))), (torch.empty(0) if detector else None)
+        return torch.cat(probs), (torch.cat(scores) if detector else None)
 
     def predict(
         self, images: ImageInput | Sequence[ImageInput], tta: bool | None = None
@@ -88,17 +127,29 @@ class Predictor:
         """Classify one image (returns a Prediction) or a list of them (returns a list)."""
         single = not isinstance(images, (list, tuple))
         batch = self.preprocess([images] if single else list(images))
-        predictions = [self._to_prediction(p) for p in self.probabilities(batch, tta).tolist()]
+        probs, scores = self.analyse(batch, tta)
+        predictions = [
+            self._to_prediction(p, None if scores is None else float(s))
+            for p, s in zip(probs.tolist(), scores if scores is not None else [None] * len(probs), strict=True)
+        ]
         return predictions[0] if single else predictions
 
-    def _to_prediction(self, probs: list[float]) -> Prediction:
-        benign, malignant = self.config.labels
-        p = probs[1]
+    def _to_prediction(self, probs: list[float], ood_score: float | None) -> Prediction:
+        config = self.config
+        benign, malignant = config.labels
+        accepted = ood_score is None or ood_score <= config.ood["threshold"]
+        if config.conformal is None:
+            prediction_set = None
+        else:
+            prediction_set = conformal_set(probs, config.labels, config.conformal["qhat"]) if accepted else ()
         return Prediction(
-            label=malignant if p >= self.config.threshold else benign,
-            malignant_probability=p,
+            label=malignant if probs[1] >= config.threshold else benign,
+            malignant_probability=probs[1],
             probabilities={benign: probs[0], malignant: probs[1]},
-            threshold=self.config.threshold,
+            threshold=config.threshold,
+            in_distribution=accepted,
+            ood_score=ood_score,
+            prediction_set=prediction_set,
         )
 
     def explain(
@@ -111,7 +162,8 @@ class Predictor:
             raise ValueError(f"unknown label {label!r}; the model's labels are {self.config.labels}")
         rgb = load_image(image)
         x = to_uint8_tensor(rgb, self.config.input_size)[None]
-        prediction = self._to_prediction(self.probabilities(x, tta=False)[0].tolist())
+        probs, scores = self.analyse(x, tta=False)
+        prediction = self._to_prediction(probs[0].tolist(), None if scores is None else float(scores[0]))
         explained = label or prediction.label
         with self._lock:
             x = normalize(x.to(self.device), self.config.mean, self.config.std)

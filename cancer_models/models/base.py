@@ -72,6 +72,10 @@ class CancerModel(nn.Module, HubMixin):
         """The layers whose activations Grad-CAM should explain."""
         raise NotImplementedError
 
+    def ood_layers(self) -> list[nn.Module]:
+        """Mid-level layers whose pooled outputs describe what an image looks like (see ``ood.py``)."""
+        raise NotImplementedError
+
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Optimizer parameter groups, each with a ``name``."""
         return [{"name": "all", "params": list(self.parameters())}]

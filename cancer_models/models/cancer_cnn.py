@@ -159,3 +159,6 @@ class CancerCNN(CancerModel):
 
     def cam_target_layers(self) -> list[nn.Module]:
         return [self.stage4[-1]]
+
+    def ood_layers(self) -> list[nn.Module]:
+        return [self.stage2, self.stage3]

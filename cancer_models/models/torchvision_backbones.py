@@ -27,6 +27,8 @@ class _Backbone:
     num_features: int
     # Turns the torchvision classifier into a module that returns the last feature map.
     trunk: Callable[[nn.Module], nn.Module]
+    # Indices in the trunk of the mid-level blocks whose pooled outputs the out-of-distribution check uses.
+    ood_blocks: tuple[int, int]
     # The same ImageNet weights on the Hub (timm's copies of torchvision's), for the card's base_model.
     hub_id: str | None = None
 
@@ -40,12 +42,13 @@ def _features_trunk(m: nn.Module) -> nn.Module:
 
 
 BACKBONES = {
-    "resnet18": _Backbone("ResNet18_Weights.IMAGENET1K_V1", 512, _resnet_trunk, "timm/resnet18.tv_in1k"),
-    "resnet34": _Backbone("ResNet34_Weights.IMAGENET1K_V1", 512, _resnet_trunk, "timm/resnet34.tv_in1k"),
-    "resnet50": _Backbone("ResNet50_Weights.IMAGENET1K_V2", 2048, _resnet_trunk, "timm/resnet50.tv2_in1k"),
-    "mobilenet_v2": _Backbone("MobileNet_V2_Weights.IMAGENET1K_V2", 1280, _features_trunk),
-    "efficientnet_b0": _Backbone("EfficientNet_B0_Weights.IMAGENET1K_V1", 1280, _features_trunk),
-    "vgg16": _Backbone("VGG16_Weights.IMAGENET1K_V1", 512, _features_trunk, "timm/vgg16.tv_in1k"),
+    # ResNets: layer2 and layer3; VGG16: the pooled outputs of blocks 3 and 4.
+    "resnet18": _Backbone("ResNet18_Weights.IMAGENET1K_V1", 512, _resnet_trunk, (5, 6), "timm/resnet18.tv_in1k"),
+    "resnet34": _Backbone("ResNet34_Weights.IMAGENET1K_V1", 512, _resnet_trunk, (5, 6), "timm/resnet34.tv_in1k"),
+    "resnet50": _Backbone("ResNet50_Weights.IMAGENET1K_V2", 2048, _resnet_trunk, (5, 6), "timm/resnet50.tv2_in1k"),
+    "mobilenet_v2": _Backbone("MobileNet_V2_Weights.IMAGENET1K_V2", 1280, _features_trunk, (7, 14)),
+    "efficientnet_b0": _Backbone("EfficientNet_B0_Weights.IMAGENET1K_V1", 1280, _features_trunk, (4, 6)),
+    "vgg16": _Backbone("VGG16_Weights.IMAGENET1K_V1", 512, _features_trunk, (16, 23), "timm/vgg16.tv_in1k"),
 }
 
 
@@ -114,6 +117,9 @@ class TransferClassifier(CancerModel):
         if isinstance(last, nn.MaxPool2d):  # VGG: explain the last conv stage, before its pooling
             last = self.features[-2]
         return [last]
+
+    def ood_layers(self) -> list[nn.Module]:
+        return [self.features[i] for i in BACKBONES[self.config.architecture].ood_blocks]
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         return [

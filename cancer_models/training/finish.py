@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..augment import tta_views_for
+from ..calibrate import fit_trust
 from ..metrics import binary_metrics, choose_threshold, fit_temperature, summarize
 from ..model_card import dataset_name, is_hub_dataset_id
 from ..models import BACKBONES
@@ -43,7 +45,13 @@ def finish(run: Run, state: TrainerState) -> Path:
     }
     collapsed = len(set((test_probs >= config.threshold).tolist())) == 1
     config.model_args = {k: v for k, v in config.model_args.items() if k != "pretrained_backbone"}
+    config.tta_views = tta_views_for(run.augment)
     config.training = training_record(run, state, metrics, collapsed)
+    trust = fit_trust(run.unwrapped, run.decoded)
+    run.log(
+        f"out-of-distribution check: {trust['test']['rejected']:.1%} of test images rejected; prediction sets "
+        f"at {1 - config.conformal['alpha']:.0%}: test coverage {trust['test'].get('coverage', float('nan')):.3f}"
+    )
     _write_folder(run, out, state, metrics, test_targets.numpy(), test_probs)
     run.log(f"test: {summarize(metrics['test'])}; wrote {out}")
     if collapsed:

@@ -1,0 +1,119 @@
+"""Fit what makes a model's answers trustworthy, without retraining: `python -m cancer_models.calibrate
+--model DIR --data DIR`.
+
+- Out-of-distribution rejection: a Mahalanobis detector on mid-level features (``ood.py``), fitted on the
+  training split, its threshold the validation split's score quantile at ``--acceptance``.
+- Split-conformal prediction sets (``conformal.py``) at level 1 - ``--alpha``, calibrated on the validation
+  images the detector accepts.
+
+Both are reported on the test split (share rejected, coverage) and written into the model folder
+(config.json, ood.safetensors, the model card). train.py runs the same steps at the end of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.covariance import LedoitWolf
+
+from .config import TTA_VIEWS
+from .conformal import conformal_quantile, coverage
+from .data import DataSpec, DecodedSplit, decode_split, load_splits
+from .errors import CheckpointError, ConfigError, DataError
+from .images import normalize
+from .models import CancerModel, load_pretrained
+from .ood import MahalanobisDetector, tap_features
+
+DEFAULT_ACCEPTANCE = 0.99
+DEFAULT_ALPHA = 0.1
+
+
+@dataclass
+class SplitOutputs:
+    probabilities: np.ndarray  # (N, 2), temperature-calibrated
+    features: torch.Tensor  # (N, D), pooled ood_layers() outputs
+    targets: np.ndarray  # (N,)
+
+
+@torch.inference_mode()
+def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64) -> SplitOutputs:
+    model.eval()
+    device = next(model.parameters()).device
+    config, probs = model.config, []
+    with tap_features(model.ood_layers()) as features:
+        for start in range(0, len(split), batch_size):
+            x = normalize(split.images[start : start + batch_size].to(device), config.mean, config.std)
+            probs.append((model(x.contiguous(memory_format=torch.channels_last)) / config.temperature).softmax(1))
+    return SplitOutputs(torch.cat(probs).float().cpu().numpy(), torch.cat(features).cpu(), split.targets.numpy())
+
+
+def fit_detector(features: torch.Tensor, targets: np.ndarray) -> MahalanobisDetector:
+    """One mean per class and a shared Ledoit-Wolf precision matrix of the class-centred features."""
+    x = features.double().numpy()
+    classes = np.unique(targets)
+    means = np.stack([x[targets == c].mean(axis=0) for c in classes])
+    precision = LedoitWolf().fit(x - means[np.searchsorted(classes, targets)]).precision_
+    return MahalanobisDetector(torch.from_numpy(means).float(), torch.from_numpy(precision).float())
+
+
+def fit_trust(
+    model: CancerModel,
+    splits: dict[str, DecodedSplit],
+    acceptance: float = DEFAULT_ACCEPTANCE,
+    alpha: float = DEFAULT_ALPHA,
+) -> dict[str, Any]:
+    """Fit rejection and conformal sets into ``model`` (detector and config); returns what they do on each split."""
+    outputs = {name: split_outputs(model, split) for name, split in splits.items()}
+    detector = fit_detector(outputs["train"].features, outputs["train"].targets)
+    scores = {name: detector.score(o.features) for name, o in outputs.items()}
+    threshold = float(torch.quantile(scores["validation"].double(), acceptance))
+    model.ood_detector = detector
+    model.config.ood = {"method": "mahalanobis", "threshold": threshold, "acceptance": acceptance}
+    accepted = {name: (s <= threshold).numpy() for name, s in scores.items()}
+    val = outputs["validation"]
+    ok = accepted["validation"]
+    qhat = conformal_quantile(val.probabilities[ok, val.targets[ok]], alpha)
+    model.config.conformal = {"alpha": alpha, "qhat": qhat}
+    report = {}
+    for name, o in outputs.items():
+        ok = accepted[name]
+        report[name] = {"n": len(ok), "rejected": float(1 - ok.mean())}
+        if name != "train" and ok.any():
+            report[name].update(coverage(o.probabilities[ok], o.targets[ok], qhat))
+    model.config.training["trust"] = report
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cancer_models.calibrate", description=__doc__)
+    parser.add_argument("--model", required=True, type=Path, help="model folder (rewritten in place)")
+    parser.add_argument("--data", required=True, nargs="+", help="the image set(s) it was trained on")
+    parser.add_argument("--acceptance", type=float, default=DEFAULT_ACCEPTANCE, help="validation images to accept")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="conformal miscoverage (sets hold 1 - alpha)")
+    parser.add_argument(
+        "--tta-views", choices=TTA_VIEWS, default=None, help="the test-time views the model was trained on (default: keep)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        model = load_pretrained(args.model)
+        splits = load_splits(DataSpec(args.data))
+        decoded = {name: decode_split(ds, model.config.input_size) for name, ds in splits.items()}
+        report = fit_trust(model, decoded, args.acceptance, args.alpha)
+        model.config.tta_views = args.tta_views or model.config.tta_views
+    except (CheckpointError, ConfigError, DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    model.save_pretrained(args.model)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
