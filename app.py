@@ -15,8 +15,10 @@ import threading
 from pathlib import Path
 
 import gradio as gr
+from gradio.components.label import LabelConfidence, LabelData
 
-from cancer_models import CAM_METHODS, ImageError
+from cancer_models import CAM_METHODS, ImageError, ModelConfig, Prediction
+from cancer_models.predict import NOT_RECOGNISED, UNCERTAIN
 from cancer_models.model_card import RESEARCH_WARNING
 from catalog import LoadedModel, ModelStore, load_catalog
 
@@ -30,6 +32,21 @@ WARNING_HTML = (
     "<strong>Research software, not a medical device.</strong> Not clinically validated. Do not use it to diagnose, "
     "treat or triage anyone; its outputs are not medical advice.</div>"
 )
+
+
+class VerdictLabel(gr.Label):
+    """gr.Label whose headline is the model's decision (benign, malignant, uncertain, not recognised), with
+    both class probabilities below it; gr.Label would headline the most probable class instead."""
+
+    def get_block_name(self) -> str:
+        return "label"  # reuse the built-in Label frontend
+
+    def postprocess(self, value):
+        if isinstance(value, tuple):
+            headline, probabilities = value
+            ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])
+            return LabelData(label=headline, confidences=[LabelConfidence(label=k, confidence=v) for k, v in ranked])
+        return super().postprocess(value)
 
 
 class ImageUpload(gr.Image):
@@ -107,26 +124,52 @@ def describe_model(name: str) -> str:
     return "\n".join(lines)
 
 
+def _verdict_text(prediction: Prediction, config: ModelConfig, modality: str, tta: bool) -> str:
+    """The decision in words, the numbers behind it and the model's scope, never contradicting the headline."""
+    p, threshold = prediction.malignant_probability, prediction.threshold
+    scope = f"This model is for {modality or 'its training'} images only."
+    if prediction.decision == NOT_RECOGNISED:
+        return (
+            f"**Not recognised.** This does not look like a {modality or 'training'} image the model was trained on "
+            f"(unusualness {prediction.ood_score:.0f}, above its limit of {config.ood['threshold']:.0f}), so it gives "
+            f"no benign or malignant verdict. {scope}"
+        )
+    numbers = f"P({config.labels[1]}) = {p:.3f}, decision threshold {threshold:.3f}"
+    if prediction.prediction_set is not None:
+        level = 1 - config.conformal["alpha"]
+        shown = " and ".join(prediction.prediction_set) or "neither class"
+        numbers += f"; {level:.0%} prediction set: {shown}"
+    if prediction.decision == UNCERTAIN:
+        head = "**Uncertain.** The model cannot tell benign from malignant here with the confidence it was calibrated for"
+    else:
+        head = f"**{prediction.decision.capitalize()}** at this model's threshold"
+    views = "the image and its mirror image" if config.tta_views == "hflip" else "8 orientations"
+    return (
+        f"{head} ({numbers}). {f'Test-time augmentation: {views} averaged. ' if tta else ''}{scope} "
+        "Research use only, not a diagnosis."
+    )
+
+
 def predict(image: str | None, model_name: str, method: str, opacity: float, tta: bool):
-    """Classify one image; returns class probabilities, the decision in words, the CAM overlay and the model panel."""
+    """Classify one image; returns the verdict with both probabilities, the decision in words, the CAM overlay
+    (none for an image the model does not recognise) and the model panel."""
     if image is None:
         raise gr.Error("Please upload an image first (drag and drop, paste, or click the box).", print_exception=False)
     loaded = _model(model_name)
     predictor = loaded.predictor
     try:
         prediction = predictor.predict(image, tta=tta)
-        explanation = predictor.explain(image, method=method, alpha=opacity, label=prediction.label)
+        overlay = None
+        if prediction.in_distribution:
+            overlay = predictor.explain(image, method=method, alpha=opacity, label=prediction.label).overlay
     except ImageError as e:
         raise gr.Error(f"This file cannot be analysed: {_without_temp_path(e, image)}", print_exception=False) from e
-    p = prediction.malignant_probability
-    decision = (
-        f"**{prediction.label.capitalize()}** at this model's threshold: P({predictor.config.labels[1]}) = {p:.3f} "
-        f"({'at or above' if prediction.is_malignant else 'below'} {prediction.threshold:.3f}). "
-        f"The map shows the regions that drove the '{explanation.explained_label}' score ({method}). "
-        f"{'Test-time augmentation: 8 orientations averaged. ' if tta else ''}"
-        "Research use only, not a diagnosis."
-    )
-    return prediction.probabilities, decision, explanation.overlay, describe_model(model_name)
+    text = _verdict_text(prediction, predictor.config, loaded.entry.modality, tta)
+    if overlay is not None:
+        text += f" The map shows the regions that drove the '{prediction.label}' score ({method})."
+    # An image the model does not recognise gets no probabilities either: "benign 100%" would read as a verdict.
+    verdict = (prediction.decision, prediction.probabilities if prediction.in_distribution else {})
+    return verdict, text, overlay, describe_model(model_name)
 
 
 def predict_batch(files: list[str] | None, model_name: str, tta: bool):
@@ -142,10 +185,12 @@ def predict_batch(files: list[str] | None, model_name: str, tta: bool):
         name = Path(path).name
         try:
             p = predictor.predict(path, tta=tta)
-            rows.append([name, p.label, round(p.malignant_probability, 4), round(p.threshold, 4), ""])
+            sets = None if p.prediction_set is None else " and ".join(p.prediction_set)
+            score = None if p.ood_score is None else round(p.ood_score, 1)
+            rows.append([name, p.decision, round(p.malignant_probability, 4), round(p.threshold, 4), sets, score, ""])
         except ImageError as e:
-            rows.append([name, "", None, None, _without_temp_path(e, path)])
-    header = ["file", "label", "p_malignant", "threshold", "error"]
+            rows.append([name, "", None, None, None, None, _without_temp_path(e, path)])
+    header = ["file", "decision", "p_malignant", "threshold", "prediction_set", "ood_score", "error"]
     out = Path(tempfile.mkdtemp(prefix="cancer-batch-")) / "predictions.csv"
     with open(out, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -187,7 +232,9 @@ def build_demo() -> gr.Blocks:
                         tta = gr.Checkbox(False, label="Test-time augmentation (8 orientations)")
                     submit = gr.Button("Analyse", variant="primary")
                 with gr.Column():
-                    probabilities = gr.Label(label="Class probabilities (calibrated)", num_top_classes=2)
+                    probabilities = VerdictLabel(
+                        label="Verdict, with calibrated probabilities", num_top_classes=2, elem_id="verdict"
+                    )
                     decision = gr.Markdown(label="Decision", elem_id="decision")
                     overlay = gr.Image(
                         label="Grad-CAM overlay", type="numpy", height=320, interactive=False, elem_id="overlay"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import fixture_images, lay_out_as_hub_cache
 
-from cancer_models import Predictor
+from cancer_models import Predictor, load_pretrained
 
 gradio_client = pytest.importorskip("gradio_client")
 pytestmark = pytest.mark.slow  # every test here talks to app.py served in its own process
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCAL = "Histopathology · test CNN"
 HUB = "Histopathology · test CNN (Hub)"
 BROKEN = "Dermoscopy · missing"
+SHIPPED = "Histopathology · shipped CNN"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -44,6 +45,7 @@ def served(tmp_path_factory, _briefly_trained_cnn):
         {"name": LOCAL, "modality": "histopathology", "local_dir": "model"},
         {"name": HUB, "modality": "histopathology", "repo_id": "cancer-models/test-cnn"},
         {"name": BROKEN, "modality": "dermoscopy", "local_dir": "does-not-exist"},
+        {"name": SHIPPED, "modality": "histopathology", "local_dir": str(ROOT / "models" / "histopathology-cancer-cnn")},
     ]
     (tmp / "catalog.json").write_text(json.dumps(catalog))
     port = _free_port()
@@ -87,10 +89,10 @@ def test_single_prediction_matches_the_library(client, served):
     image = fixture_images()[0]
     label, decision, overlay, panel = _predict(client, image)
     expected = Predictor(served["model"]).predict(image)
-    assert label["label"] == expected.label
+    assert label["label"] == expected.decision == expected.label  # a model without conformal data: the threshold
     confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
     assert confidences["malignant"] == pytest.approx(expected.malignant_probability, abs=1e-4)
-    assert expected.label.capitalize() in decision and "not a diagnosis" in decision
+    assert expected.label.capitalize() in decision and "not a diagnosis" in decision and "histopathology" in decision
     assert Path(overlay).is_file()
     assert "bundled folder" in panel and "Research" in panel
 
@@ -124,18 +126,34 @@ def test_unavailable_model_is_reported(client):
         _predict(client, fixture_images()[0], model=BROKEN)
 
 
-def test_batch_returns_a_table_and_csv(client, tmp_path):
+def test_batch_returns_a_table_and_csv(client, served, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
     files = [*fixture_images()[:3], bad]
     table, csv_path = client.predict([handle_file(str(f)) for f in files], LOCAL, False, api_name="/predict_batch")
     rows = {row[0]: row for row in table["data"]}
     assert set(rows) == {f.name for f in files}
-    assert rows["broken.png"][1] == "" and "not an image file" in rows["broken.png"][4]
-    for f in files[:3]:
-        assert rows[f.name][1] in ("benign", "malignant") and 0 <= rows[f.name][2] <= 1
+    assert rows["broken.png"][1] == "" and "not an image file" in rows["broken.png"][6]
+    expected = Predictor(load_pretrained(served["tmp"] / "model")).predict(files[:3])
+    assert [rows[f.name][1] for f in files[:3]] == [p.decision for p in expected]
     lines = Path(csv_path).read_text().strip().splitlines()
-    assert lines[0] == "file,label,p_malignant,threshold,error" and len(lines) == 5
+    assert lines[0] == "file,decision,p_malignant,threshold,prediction_set,ood_score,error" and len(lines) == 5
+
+
+def test_an_image_of_another_modality_gets_no_verdict(client, tmp_path):
+    ultrasound = fixture_images("ultrasound", "test")[0]
+    label, decision, overlay, _ = _predict(client, ultrasound, model=SHIPPED)
+    assert label["label"] == "not recognised" and not label.get("confidences") and overlay is None
+    assert "does not look like a histopathology image" in decision and "Benign" not in decision
+    tile = fixture_images()[0]
+    label, decision, overlay, _ = _predict(client, tile, model=SHIPPED)
+    expected = Predictor(load_pretrained(ROOT / "models" / "histopathology-cancer-cnn")).predict(tile)
+    assert label["label"] == expected.decision and expected.decision != "not recognised"
+    confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+    assert confidences["malignant"] == pytest.approx(expected.malignant_probability, abs=1e-4)
+
+    table, _ = client.predict([handle_file(str(ultrasound)), handle_file(str(tile))], SHIPPED, False, api_name="/predict_batch")
+    assert [row[1] for row in table["data"]] == ["not recognised", expected.decision]
 
 
 def test_twenty_concurrent_requests(client, served):
@@ -188,6 +206,17 @@ def test_in_a_real_browser(served, tmp_path):
         page.get_by_role("button", name="Analyse", exact=True).click()
         sync_api.expect(page.get_by_text("cannot be analysed").first).to_be_visible(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "app-bad-file.png"))  # the viewport: error toasts are fixed-position
+
+        # An image of another modality: the headline says "not recognised", with no verdict word and no map.
+        page.reload()
+        page.get_by_label("Model (modality and architecture)").click()
+        page.get_by_role("option", name=SHIPPED).click()
+        page.locator("input[type=file]").first.set_input_files(str(fixture_images("ultrasound", "test")[0]))
+        page.get_by_role("button", name="Analyse", exact=True).click()
+        sync_api.expect(page.locator("#decision")).to_contain_text("Not recognised", timeout=60_000)
+        sync_api.expect(page.locator("#verdict")).to_contain_text("not recognised")
+        assert "Benign" not in page.locator("#decision").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "app-not-recognised.png"), full_page=True)
         browser.close()
 
 

@@ -1,0 +1,111 @@
+"""Answers to trust: out-of-distribution rejection, conformal prediction sets, and the decision they make."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import FIXTURES, fixture_images
+from PIL import Image, ImageDraw
+
+from cancer_models import CheckpointError, ConfigError, Prediction, Predictor, load_pretrained
+from cancer_models import calibrate as calibrate_cli
+from cancer_models.conformal import conformal_quantile, coverage, prediction_set
+from cancer_models.images import normalize
+
+ROOT = Path(__file__).resolve().parents[1]
+HISTO_MODEL = ROOT / "models" / "histopathology-cancer-cnn"
+
+
+def drawings() -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8))
+    flat = Image.new("RGB", (160, 160), (200, 120, 160))  # an H&E-like pink, but no tissue
+    text = Image.new("RGB", (160, 160), "white")
+    ImageDraw.Draw(text).multiline_text((5, 5), "\n".join(["benign or malignant?"] * 8), fill="black")
+    return [noise, flat, text]
+
+
+def test_the_histopathology_model_refuses_other_modalities_and_drawings():
+    predictor = Predictor(load_pretrained(HISTO_MODEL))
+    tiles = predictor.predict(fixture_images("histopathology", "test"))
+    assert all(p.in_distribution and p.decision in ("benign", "malignant", "uncertain") for p in tiles)
+    others = fixture_images("dermoscopy", "test") + fixture_images("ultrasound", "test")
+    for p in predictor.predict([*others, *drawings()]):
+        assert not p.in_distribution and p.decision == "not recognised" and p.prediction_set == ()
+        assert p.ood_score > predictor.config.ood["threshold"]
+
+
+def test_conformal_sets_cover_one_minus_alpha_of_exchangeable_images():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (4000, 1))
+    p_malignant = 1 / (1 + np.exp(-logits[:, 0]))
+    targets = (rng.random(4000) < p_malignant).astype(int)  # calibrated by construction
+    probs = np.stack([1 - p_malignant, p_malignant], axis=1)
+    qhat = conformal_quantile(probs[:2000][np.arange(2000), targets[:2000]], alpha=0.1)
+    result = coverage(probs[2000:], targets[2000:], qhat)
+    assert result["coverage"] == pytest.approx(0.9, abs=0.02)
+    assert result["singleton"] + result["both"] + result["empty"] == pytest.approx(1.0)
+    assert prediction_set([0.97, 0.03], ("benign", "malignant"), qhat) == ("benign",)
+    assert prediction_set([0.5, 0.5], ("benign", "malignant"), 0.6) == ("benign", "malignant")
+
+
+@pytest.mark.parametrize(
+    "label, prediction_set, in_distribution, decision",
+    [
+        ("malignant", ("malignant",), True, "malignant"),
+        ("benign", ("benign", "malignant"), True, "uncertain"),
+        ("benign", (), True, "uncertain"),
+        ("malignant", ("benign",), True, "uncertain"),  # the set and the threshold disagree
+        ("benign", None, True, "benign"),  # no conformal calibration: the threshold decides
+        ("benign", (), False, "not recognised"),
+    ],
+)
+def test_the_decision_never_contradicts_the_set_or_the_check(label, prediction_set, in_distribution, decision):
+    p = Prediction(label, 0.5, {"benign": 0.5, "malignant": 0.5}, 0.5, in_distribution, 1.0, prediction_set)
+    assert p.decision == decision
+
+
+def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, capsys):
+    folder = tmp_path / "model"
+    small_cnn.save_pretrained(folder)
+    weights = (folder / "model.safetensors").read_bytes()
+    args = ["--model", str(folder), "--data", str(FIXTURES / "histopathology"), "--acceptance", "1.0"]
+    assert calibrate_cli.main([*args, "--tta-views", "hflip"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["validation"]["rejected"] == 0.0 and "coverage" in report["test"]
+    assert (folder / "model.safetensors").read_bytes() == weights and (folder / "ood.safetensors").is_file()
+    model = load_pretrained(folder)
+    assert model.config.ood["acceptance"] == 1.0 and model.config.conformal["alpha"] == 0.1
+    assert model.config.tta_views == "hflip" and model.ood_detector is not None
+    assert "## Scope" in (folder / "README.md").read_text()
+
+    (folder / "ood.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="ood.safetensors"):
+        load_pretrained(folder)
+
+
+def test_a_config_with_rejection_needs_its_statistics(small_cnn, tmp_path):
+    small_cnn.config.ood = {"method": "mahalanobis", "threshold": 1.0, "acceptance": 0.99}
+    with pytest.raises(ConfigError, match="ood_detector"):
+        small_cnn.save_pretrained(tmp_path)
+
+
+def test_tta_uses_the_views_the_config_allows(small_cnn, histo_image):
+    small_cnn.config.tta_views = "hflip"
+    predictor = Predictor(small_cnn)
+    x = predictor.preprocess([histo_image])
+    with torch.no_grad():
+        views = [normalize(v, small_cnn.config.mean, small_cnn.config.std) for v in (x, torch.flip(x, dims=(3,)))]
+        expected = torch.stack([small_cnn(v).softmax(1) for v in views]).mean(0)[0, 1].item()
+    assert predictor.predict(histo_image, tta=True).malignant_probability == pytest.approx(expected, abs=1e-5)
+
+
+def test_shipped_models_carry_rejection_and_conformal_data():
+    for folder in sorted((ROOT / "models").iterdir()):
+        model = load_pretrained(folder)
+        assert model.config.ood and model.config.conformal and model.ood_detector is not None, folder.name
+        test = model.config.training["trust"]["test"]
+        assert test["rejected"] <= 0.03 and abs(test["coverage"] - 0.9) <= 0.03, (folder.name, test)
+    assert load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn").config.tta_views == "hflip"
