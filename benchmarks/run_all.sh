@@ -17,3 +17,4 @@ fi
 python benchmarks/inference.py --compile > "benchmarks/results/inference-$suffix.json"
 python benchmarks/explain_and_app.py > "benchmarks/results/explain_and_app-$suffix.json"
 python benchmarks/cold_start.py > "benchmarks/results/cold_start-$suffix.json"
+python benchmarks/rejection.py > "benchmarks/results/rejection-$suffix.json"

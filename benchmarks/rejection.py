@@ -1,0 +1,96 @@
+"""What each shipped model refuses: its own test split (should be accepted), the other modalities' test splits
+and generated non-medical images (should be rejected).
+
+    python benchmarks/rejection.py [--n 400] [--seed 1]
+
+Generated images: uniform and Gaussian noise, flat colours, colour gradients, ellipses, rectangles, text,
+and square crops of the photographs gradio and scikit-learn ship (cheetahs, a lion, a tower, a flower, a
+temple). Needs the data set (../shared/data or CANCER_DATA). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import gradio
+import numpy as np
+import sklearn
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from _common import DATA, command, machine  # noqa: E402
+
+from cancer_models import Predictor, load_image, load_pretrained  # noqa: E402
+
+TASKS = ("histopathology", "dermoscopy", "ultrasound")
+KINDS = ("uniform noise", "gaussian noise", "flat colour", "gradient", "ellipses", "rectangles", "text", "photo")
+PHOTOS = [
+    *(Path(gradio.__file__).parent / "media_assets" / "images" / n for n in ("cheetah.jpg", "lion.jpg", "tower.jpg")),
+    *(Path(sklearn.__file__).parent / "datasets" / "images" / n for n in ("flower.jpg", "china.jpg")),
+]
+
+
+def generated(kind: str, rng: np.random.Generator, size: int = 160) -> Image.Image:
+    colour = lambda: tuple(rng.integers(0, 256, 3).tolist())  # noqa: E731
+    if kind == "uniform noise":
+        return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    if kind == "gaussian noise":
+        return Image.fromarray(np.clip(rng.normal(128, rng.uniform(10, 80), (size, size, 3)), 0, 255).astype(np.uint8))
+    if kind == "flat colour":
+        return Image.new("RGB", (size, size), colour())
+    if kind == "gradient":
+        t = np.linspace(0, 1, size)[None, :, None]
+        c0, c1 = rng.integers(0, 256, (2, 3))
+        return Image.fromarray((c0 + (c1 - c0) * t).repeat(size, 0).astype(np.uint8))
+    if kind in ("ellipses", "rectangles"):
+        image = Image.new("RGB", (size, size), colour())
+        draw = ImageDraw.Draw(image)
+        for _ in range(rng.integers(1, 8)):
+            (x0, x1), (y0, y1) = np.sort(rng.integers(0, size, (2, 2)), axis=1).tolist()
+            (draw.ellipse if kind == "ellipses" else draw.rectangle)([x0, y0, x1, y1], fill=colour())
+        return image
+    if kind == "text":
+        image = Image.new("RGB", (size, size), "white")
+        lines = ["".join(rng.choice(list("abcdefghijklmnop "), 20)) for _ in range(8)]
+        ImageDraw.Draw(image).multiline_text((5, 5), "\n".join(lines), fill="black")
+        return image
+    photo = Image.open(PHOTOS[rng.integers(len(PHOTOS))]).convert("RGB")
+    w, h = photo.size
+    side = int(rng.integers(min(w, h) // 4, min(w, h)))
+    x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+    return photo.crop((x, y, x + side, y + side))
+
+
+def accepted(predictor: Predictor, images: list) -> float:
+    return round(float(np.mean([p.in_distribution for p in predictor.predict(images)])), 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=400, help="generated images, spread over the kinds")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+    kinds = [KINDS[i % len(KINDS)] for i in range(args.n)]
+    fake = [generated(kind, rng) for kind in kinds]
+    tests = {task: [load_image(f) for f in sorted((DATA / task / "test").glob("*/*.jpg"))] for task in TASKS}
+    report = {"benchmark": "rejection", "command": command(), "machine": machine(), "models": {}}
+    for task in TASKS:
+        predictor = Predictor(load_pretrained(ROOT / "models" / f"{task}-cancer-cnn"))
+        by_kind = {k: accepted(predictor, [im for im, kk in zip(fake, kinds) if kk == k]) for k in KINDS}
+        report["models"][f"{task}-cancer-cnn"] = {
+            "own_test_rejected": round(1 - accepted(predictor, tests[task]), 4),
+            "other_modalities_accepted": {t: accepted(predictor, tests[t]) for t in TASKS if t != task},
+            "generated_accepted": accepted(predictor, fake),
+            "generated_accepted_by_kind": by_kind,
+            "n": {"own_test": len(tests[task]), "generated": len(fake)},
+        }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
