@@ -88,6 +88,8 @@ def fit_trust(
         if name != "train" and ok.any():
             report[name].update(coverage(o.probabilities[ok], o.targets[ok], qhat))
     model.config.training["trust"] = report
+    if splits["train"].subtype_counts():
+        model.config.training["subtypes"] = splits["train"].subtype_counts()
     return report
 
 

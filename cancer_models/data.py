@@ -37,6 +37,8 @@ class DataSpec:
     label_column: str = "label"
     # Near-copies of one source image share a group; used when the column exists.
     group_column: str = "group"
+    # The fine diagnosis (e.g. lung_aca, nevus), reported per category; used when the column exists.
+    subtype_column: str = "subtype"
     # Raw label -> "benign" / "malignant". Labels already named benign/malignant need no entry.
     label_map: dict[str, str] = field(default_factory=dict)
     # Used only for sources without their own validation / test splits.
@@ -147,8 +149,9 @@ def standardise(ds: Dataset, spec: DataSpec, where: str, source: str) -> Dataset
     out = ds.select_columns([spec.image_column])
     if spec.image_column != "image":
         out = out.rename_column(spec.image_column, "image")
+    subtypes = [str(v) for v in ds[spec.subtype_column]] if spec.subtype_column in columns else [""] * len(ds)
     out = out.add_column("target", targets).add_column("group", groups).add_column("source", [source] * len(ds))
-    return out
+    return out.add_column("subtype", subtypes)
 
 
 def _split_by_group(splits: DatasetDict, missing: list[str], spec: DataSpec) -> DatasetDict:
@@ -186,12 +189,21 @@ class DecodedSplit:
     images: torch.Tensor  # uint8 (N, 3, S, S)
     targets: torch.Tensor  # int64 (N,)
     groups: list[str]
+    subtypes: list[str] = field(default_factory=list)  # "" where the data has no subtype column
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def class_counts(self) -> list[int]:
         return torch.bincount(self.targets, minlength=2).tolist()
+
+    def subtype_counts(self) -> dict[str, list[int]]:
+        """{subtype: [benign images, malignant images]}, for the images whose data names one."""
+        counts: dict[str, list[int]] = {}
+        for subtype, target in zip(self.subtypes, self.targets.tolist(), strict=True):
+            if subtype:
+                counts.setdefault(subtype, [0, 0])[target] += 1
+        return dict(sorted(counts.items()))
 
 
 def decode_split(ds: Dataset, size: int) -> DecodedSplit:
@@ -204,7 +216,8 @@ def decode_split(ds: Dataset, size: int) -> DecodedSplit:
             images[i] = to_uint8_tensor(load_image(source), size)
         except ImageError as e:
             raise DataError(f"image {i} ({item.get('path') or 'embedded'}): {e}") from e
-    return DecodedSplit(images, torch.tensor(ds["target"], dtype=torch.int64), list(ds["group"]))
+    subtypes = list(ds["subtype"]) if "subtype" in ds.column_names else [""] * len(ds)
+    return DecodedSplit(images, torch.tensor(ds["target"], dtype=torch.int64), list(ds["group"]), subtypes)
 
 
 def check_no_shared_groups(groups_by_split: dict[str, Sequence[str]]) -> None:

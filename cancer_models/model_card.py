@@ -196,6 +196,14 @@ def _scope(config: ModelConfig) -> str:
         "(Mahalanobis distance) gets no verdict: *not recognised*. Other imaging modalities, photographs and "
         "drawings are out of scope.",
     ]
+    subtypes = config.training.get("subtypes")
+    if subtypes:
+        seen = ", ".join(f"{name} ({config.labels[int(n[1] > n[0])]}, {sum(n)})" for name, n in subtypes.items())
+        lines.append(
+            f"- Categories in its training split (the data's subtype column, with image counts): {seen}. Other "
+            "categories of the same modality (other lesion types, tissues or tumours) were not in its training "
+            "data and its behaviour on them has not been measured."
+        )
     for split in ("validation", "test"):
         if split in trust:
             t = trust[split]

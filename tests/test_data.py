@@ -18,10 +18,15 @@ HISTO = FIXTURES / "histopathology"
 def test_imagefolder_with_metadata_reads_the_label_column():
     splits = load_splits(DataSpec([str(HISTO)]))
     assert {k: len(v) for k, v in splits.items()} == {"train": 12, "validation": 6, "test": 6}
-    assert splits["train"].column_names == ["image", "target", "group", "source"]
+    assert splits["train"].column_names == ["image", "target", "group", "source", "subtype"]
     with open(HISTO / "train" / "metadata.csv") as f:
-        expected = sorted(int(r["label"] == "malignant") for r in csv.DictReader(f))
-    assert sorted(splits["train"]["target"]) == expected
+        rows = list(csv.DictReader(f))
+    assert sorted(splits["train"]["target"]) == sorted(int(r["label"] == "malignant") for r in rows)
+    decoded = decode_split(splits["train"], 32)
+    counts = {}
+    for r in rows:
+        counts.setdefault(r["subtype"], [0, 0])[int(r["label"] == "malignant")] += 1
+    assert decoded.subtype_counts() == dict(sorted(counts.items()))
 
 
 def test_label_map_over_another_column():

@@ -79,7 +79,8 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     model = load_pretrained(folder)
     assert model.config.ood["acceptance"] == 1.0 and model.config.conformal["alpha"] == 0.1
     assert model.config.tta_views == "hflip" and model.ood_detector is not None
-    assert "## Scope" in (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert "## Scope" in card and "lung_aca (malignant, " in card and "colon_n (benign, " in card
 
     (folder / "ood.safetensors").unlink()
     with pytest.raises(CheckpointError, match="ood.safetensors"):
