@@ -135,12 +135,18 @@ def choose_threshold(y_true: Sequence[int], p_malignant: Sequence[float], rule: 
 
     ``youden`` maximises sensitivity + specificity; ``sensitivity=0.95`` is the highest threshold that
     keeps that sensitivity (missing fewer cancers at the cost of false alarms); a number is used as is.
+    The threshold is the middle of the interval of scores that classify validation alike (on perfectly
+    separated data: midway between the highest benign and the lowest malignant score). Where several such
+    intervals tie for Youden's index, the middle one of them is used (the upper middle for an even count),
+    not the one at either end.
     """
     y, p = np.asarray(y_true), np.asarray(p_malignant, dtype=np.float64)
     if rule == "youden" or rule.startswith("sensitivity="):
         fpr, tpr, thresholds = roc_curve(y, p, drop_intermediate=False)
         if rule == "youden":
-            i = int(np.argmax(np.round(tpr - fpr, 12)))  # rounding: exact ties go to the highest threshold
+            j = np.round(tpr - fpr, 12)  # rounding: equal indices computed in different orders tie
+            tied = np.flatnonzero(j == j.max())
+            i = int(tied[(len(tied) - 1) // 2])
         else:
             i = int(np.flatnonzero(tpr >= float(rule.split("=", 1)[1]))[0])
         # Every cut between this score and the next lower one classifies validation the same way;

@@ -73,6 +73,19 @@ def test_threshold_rules():
         choose_threshold(y, p, "1.5")
 
 
+def test_youden_ties_take_the_middle_optimal_cut_not_an_end():
+    # Alternating labels: Youden's J is 0.25 at each of the four cuts between a malignant and a benign score;
+    # the rule takes the upper of the two middle ones, where the old one took the highest (0.75).
+    y = [1, 0, 1, 0, 1, 0, 1, 0]
+    p = [0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    j = lambda t: np.mean(np.array(p)[np.array(y) == 1] >= t) - np.mean(np.array(p)[np.array(y) == 0] >= t)
+    cuts = [(0.8 + 0.7) / 2, (0.6 + 0.5) / 2, (0.4 + 0.3) / 2, (0.2 + 0.1) / 2]
+    best = max(j(c) for c in cuts)
+    tied = [c for c in cuts if j(c) == pytest.approx(best)]
+    assert len(tied) == 4
+    assert choose_threshold(y, p, "youden") == pytest.approx(tied[1])
+
+
 def test_separable_validation_gets_a_threshold_in_the_middle_of_the_gap():
     assert choose_threshold([0, 0, 1, 1], [0.01, 0.02, 0.98, 0.99]) == pytest.approx(0.5)
 
