@@ -18,8 +18,8 @@ import gradio as gr
 from gradio.components.label import LabelConfidence, LabelData
 
 from cancer_models import CAM_METHODS, ImageError, ModelConfig, Prediction
-from cancer_models.predict import NOT_RECOGNISED, UNCERTAIN
 from cancer_models.model_card import RESEARCH_WARNING
+from cancer_models.predict import NOT_RECOGNISED, UNCERTAIN
 from catalog import LoadedModel, ModelStore, load_catalog
 
 ROOT = Path(__file__).resolve().parent
@@ -140,7 +140,9 @@ def _verdict_text(prediction: Prediction, config: ModelConfig, modality: str, tt
         shown = " and ".join(prediction.prediction_set) or "neither class"
         numbers += f"; {level:.0%} prediction set: {shown}"
     if prediction.decision == UNCERTAIN:
-        head = "**Uncertain.** The model cannot tell benign from malignant here with the confidence it was calibrated for"
+        head = (
+            "**Uncertain.** The model cannot tell benign from malignant here with the confidence it was calibrated for"
+        )
     else:
         head = f"**{prediction.decision.capitalize()}** at this model's threshold"
     views = "the image and its mirror image" if config.tta_views == "hflip" else "8 orientations"

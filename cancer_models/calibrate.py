@@ -98,9 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, type=Path, help="model folder (rewritten in place)")
     parser.add_argument("--data", required=True, nargs="+", help="the image set(s) it was trained on")
     parser.add_argument("--acceptance", type=float, default=DEFAULT_ACCEPTANCE, help="validation images to accept")
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="conformal miscoverage (sets hold 1 - alpha)")
     parser.add_argument(
-        "--tta-views", choices=TTA_VIEWS, default=None, help="the test-time views the model was trained on (default: keep)"
+        "--alpha", type=float, default=DEFAULT_ALPHA, help="conformal miscoverage (sets hold 1 - alpha)"
+    )
+    parser.add_argument(
+        "--tta-views",
+        choices=TTA_VIEWS,
+        default=None,
+        help="the test-time views the model was trained on (default: keep)",
     )
     args = parser.parse_args(argv)
     try:

@@ -86,16 +86,23 @@ class ModelConfig:
         if self.tta_views not in TTA_VIEWS:
             fail("tta_views", f"must be one of {list(TTA_VIEWS)}, got {self.tta_views!r}")
         if self.ood is not None and not (
-            isinstance(self.ood, dict) and self.ood.get("method") == "mahalanobis" and _is_number(self.ood.get("threshold"))
+            isinstance(self.ood, dict)
+            and self.ood.get("method") == "mahalanobis"
+            and _is_number(self.ood.get("threshold"))
         ):
-            fail("ood", f"must be null or an object with method 'mahalanobis' and a numeric threshold, got {self.ood!r}")
+            fail(
+                "ood", f"must be null or an object with method 'mahalanobis' and a numeric threshold, got {self.ood!r}"
+            )
         if self.conformal is not None and not (
             isinstance(self.conformal, dict)
             and _is_number(self.conformal.get("qhat"))
             and _is_number(self.conformal.get("alpha"))
             and 0 < self.conformal["alpha"] < 1
         ):
-            fail("conformal", f"must be null or an object with alpha in (0, 1) and a numeric qhat, got {self.conformal!r}")
+            fail(
+                "conformal",
+                f"must be null or an object with alpha in (0, 1) and a numeric qhat, got {self.conformal!r}",
+            )
         if not isinstance(self.training, dict):
             fail("training", "must be an object")
         if self.format_version > FORMAT_VERSION:

@@ -191,10 +191,12 @@ def _scope(config: ModelConfig) -> str:
     if not (trust and config.ood and config.conformal):
         return ""
     lines = [
-        f"- Made for {task} images like those of its training data. An image whose mid-level features lie "
-        f"further from the training images than {config.ood['acceptance']:.0%} of the validation images "
-        "(Mahalanobis distance) gets no verdict: *not recognised*. Other imaging modalities, photographs and "
-        "drawings are out of scope.",
+        (
+            f"- Made for {task} images like those of its training data. An image whose mid-level features lie "
+            f"further from the training images than {config.ood['acceptance']:.0%} of the validation images "
+            "(Mahalanobis distance) gets no verdict: *not recognised*. Other imaging modalities, photographs "
+            "and drawings are out of scope."
+        ),
     ]
     subtypes = config.training.get("subtypes")
     if subtypes:

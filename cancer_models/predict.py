@@ -16,7 +16,6 @@ from .images import ImageInput, load_image, normalize, to_uint8_tensor
 from .models import CancerModel
 from .ood import tap_features
 
-
 NOT_RECOGNISED = "not recognised"
 UNCERTAIN = "uncertain"
 
@@ -128,10 +127,8 @@ class Predictor:
         single = not isinstance(images, (list, tuple))
         batch = self.preprocess([images] if single else list(images))
         probs, scores = self.analyse(batch, tta)
-        predictions = [
-            self._to_prediction(p, None if scores is None else float(s))
-            for p, s in zip(probs.tolist(), scores if scores is not None else [None] * len(probs), strict=True)
-        ]
+        ood_scores = [None] * len(probs) if scores is None else scores.tolist()
+        predictions = [self._to_prediction(p, s) for p, s in zip(probs.tolist(), ood_scores, strict=True)]
         return predictions[0] if single else predictions
 
     def _to_prediction(self, probs: list[float], ood_score: float | None) -> Prediction:

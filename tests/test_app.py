@@ -45,7 +45,11 @@ def served(tmp_path_factory, _briefly_trained_cnn):
         {"name": LOCAL, "modality": "histopathology", "local_dir": "model"},
         {"name": HUB, "modality": "histopathology", "repo_id": "cancer-models/test-cnn"},
         {"name": BROKEN, "modality": "dermoscopy", "local_dir": "does-not-exist"},
-        {"name": SHIPPED, "modality": "histopathology", "local_dir": str(ROOT / "models" / "histopathology-cancer-cnn")},
+        {
+            "name": SHIPPED,
+            "modality": "histopathology",
+            "local_dir": str(ROOT / "models" / "histopathology-cancer-cnn"),
+        },
     ]
     (tmp / "catalog.json").write_text(json.dumps(catalog))
     port = _free_port()
@@ -152,7 +156,9 @@ def test_an_image_of_another_modality_gets_no_verdict(client, tmp_path):
     confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
     assert confidences["malignant"] == pytest.approx(expected.malignant_probability, abs=1e-4)
 
-    table, _ = client.predict([handle_file(str(ultrasound)), handle_file(str(tile))], SHIPPED, False, api_name="/predict_batch")
+    table, _ = client.predict(
+        [handle_file(str(ultrasound)), handle_file(str(tile))], SHIPPED, False, api_name="/predict_batch"
+    )
     assert [row[1] for row in table["data"]] == ["not recognised", expected.decision]
 
 
