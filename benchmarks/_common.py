@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,3 +73,21 @@ def summary_ms(times: list[float]) -> dict:
         "p95_ms": round(1000 * percentile(times, 95), 2),
         "n": len(times),
     }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_served(url: str, proc: subprocess.Popen) -> None:
+    """Poll ``url`` until it answers; raise if the server process exits first."""
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited with status {proc.returncode} before serving {url}") from None
+            time.sleep(0.05)

@@ -12,17 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import command, machine
+from _common import command, free_port, machine, wait_until_served  # noqa: E402
 
 IMAGE = ROOT / "examples" / "histopathology_malignant_colonca100.jpg"
 MODEL = "Histopathology · custom CNN"
@@ -36,22 +34,13 @@ def import_seconds(modules: str) -> float:
 
 
 def one_start(client_class, handle_file) -> dict:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}/"
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"app.py exited with status {proc.returncode}") from None
-                time.sleep(0.05)
+        wait_until_served(url, proc)
         page = time.perf_counter() - start
         client_class(url, verbose=False).predict(
             handle_file(str(IMAGE)), MODEL, "gradcam", 0.45, False, api_name="/predict"

@@ -12,19 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import command, machine, summary_ms, time_calls  # noqa: E402
+from _common import command, free_port, machine, summary_ms, time_calls, wait_until_served  # noqa: E402
 
 from cancer_models import CAM_METHODS, Predictor, load_pretrained  # noqa: E402
 
@@ -43,9 +41,7 @@ def cam_latency(model_dir: Path, repeats: int, device: torch.device) -> dict:
 def app_timings(model_dir: Path, repeats: int) -> dict:
     from gradio_client import Client, handle_file
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     catalog = Path(tempfile.mkdtemp()) / "catalog.json"
     catalog.write_text(
         json.dumps([{"name": "bench", "modality": "histopathology", "local_dir": str(model_dir.resolve())}])
@@ -62,14 +58,7 @@ def app_timings(model_dir: Path, repeats: int) -> dict:
     )
     try:
         url = f"http://127.0.0.1:{port}/"
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"app.py exited with status {proc.returncode} before serving a page")
-                time.sleep(0.1)
+        wait_until_served(url, proc)
         page_ready = time.perf_counter() - start
         client = Client(url, verbose=False)
 
