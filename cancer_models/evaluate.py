@@ -12,8 +12,11 @@ import json
 import sys
 from pathlib import Path
 
+from datasets import Image as ImageFeature
+
 from .data import DataSpec, decode_split, load_raw, parse_label_map, standardise
 from .errors import CheckpointError, ConfigError, DataError
+from .localization import explanation_quality
 from .metrics import binary_metrics, summarize
 from .model_card import RESEARCH_WARNING, metrics_table
 from .models import CancerModel, load_pretrained
@@ -39,13 +42,14 @@ def evaluate(
         raise DataError(f"{data} has no split {split!r} (found {sorted(splits)})")
     ds = standardise(splits[split], DataSpec([str(data)], label_map=label_map or {}), f"{data}/{split}", str(data))
     decoded = decode_split(ds, model.config.input_size)
+    paths = [item["path"] for item in ds.cast_column("image", ImageFeature(decode=False))["image"]]
     predictor = Predictor(model, tta=tta, batch_size=batch_size)
     probs = predictor.probabilities(decoded.images)[:, 1].numpy()
     # Groups only matter for the bootstrap; without a group column every image is its own group anyway.
     metrics = binary_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.groups)
     # A flat benign/ malignant/ folder loads as one "train" split; call it what it is.
     metrics.update(split=split if len(splits) > 1 else "all", tta=tta)
-    raw = {"targets": decoded.targets.tolist(), "p_malignant": probs.tolist(), "groups": decoded.groups}
+    raw = {"targets": decoded.targets.tolist(), "p_malignant": probs.tolist(), "groups": decoded.groups, "paths": paths}
     return metrics, raw
 
 
@@ -79,10 +83,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-map", default="", help="map raw labels onto benign/malignant, e.g. 'lung_n=benign'")
     parser.add_argument("--out", type=Path, default=None, help="write plots and report.md here")
     parser.add_argument("--revision", default=None, help="Hub revision")
+    parser.add_argument(
+        "--masks",
+        type=Path,
+        default=None,
+        help="lesion masks (0/255 PNGs at the images' relative paths): also "
+        "measure whether the explanations point at the lesion",
+    )
+    parser.add_argument(
+        "--cam-methods", default="gradcam,gradcam++,layercam,eigencam", help="CAM methods to measure with --masks"
+    )
     args = parser.parse_args(argv)
     try:
         model = load_pretrained(args.model, revision=args.revision)
         metrics, raw = evaluate(model, args.data, args.split, args.tta, parse_label_map(args.label_map))
+        if args.masks:
+            masks = [
+                args.masks / Path(p).relative_to(Path(args.data).resolve()).with_suffix(".png") for p in raw["paths"]
+            ]
+            metrics["explanations"] = explanation_quality(
+                Predictor(model), [Path(p) for p in raw["paths"]], masks, args.cam_methods.split(",")
+            )
     except (CheckpointError, ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,80 @@
+"""Do explanations point at the lesion? Measured against lesion masks (0/255 PNGs at the images' paths).
+
+Per image with a non-empty mask: whether the heat map's peak lies inside the lesion (the pointing game),
+and the share of the map's heat inside the lesion against the lesion's share of the image (a map that
+ignores the lesion scores about that share; one that sees only the lesion scores 1). A fixed Gaussian at the
+image centre is scored alongside every method: a map that does no better than it says nothing about the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import DataError
+from .predict import Predictor
+
+CENTRE_PRIOR = "centre prior"
+
+
+def load_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Boolean lesion mask of an image of ``size`` (width, height)."""
+    if not path.is_file():
+        raise DataError(f"no lesion mask {path}")
+    mask = Image.open(path).convert("L")
+    if mask.size != size:
+        raise DataError(f"lesion mask {path} is {mask.size[0]}x{mask.size[1]}, its image {size[0]}x{size[1]}")
+    return np.asarray(mask) > 127
+
+
+def centre_prior(height: int, width: int, sigma: float = 0.25) -> np.ndarray:
+    """A Gaussian at the image centre with a standard deviation of ``sigma`` times each side."""
+    y = (np.arange(height) - (height - 1) / 2) / (sigma * height)
+    x = (np.arange(width) - (width - 1) / 2) / (sigma * width)
+    return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32)
+
+
+def point_scores(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Pointing (peak inside the lesion, 1 or 0) and the share of heat inside it, for one image."""
+    peak = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    total = float(heatmap.sum())
+    return {
+        "peak_in_lesion": float(mask[peak]),
+        "heat_in_lesion": float(heatmap[mask].sum() / total) if total > 0 else 0.0,
+    }
+
+
+def _mean_with_ci(values: Sequence[float], n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    v = np.asarray(values, dtype=np.float64)
+    means = np.random.default_rng(seed).choice(v, (n_bootstrap, len(v))).mean(axis=1)
+    return {"mean": float(v.mean()), "ci": [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]}
+
+
+def explanation_quality(
+    predictor: Predictor, images: Sequence[Path], masks: Sequence[Path], methods: Sequence[str]
+) -> dict[str, Any]:
+    """Pointing and heat-in-lesion per CAM method and for the centre prior, with 95% bootstrap intervals over
+    the images whose mask is not empty (images without a lesion are left out and counted)."""
+    scores: dict[str, list[dict[str, float]]] = {m: [] for m in [*methods, CENTRE_PRIOR]}
+    lesion_share, skipped = [], 0
+    for image, mask_path in zip(images, masks, strict=True):
+        first = predictor.explain(image, method=methods[0])
+        mask = load_mask(mask_path, first.image.size)
+        if not mask.any():
+            skipped += 1
+            continue
+        lesion_share.append(float(mask.mean()))
+        scores[CENTRE_PRIOR].append(point_scores(centre_prior(*mask.shape), mask))
+        for method in methods:
+            heatmap = first.heatmap if method == methods[0] else predictor.explain(image, method=method).heatmap
+            scores[method].append(point_scores(heatmap, mask))
+    if not lesion_share:
+        raise DataError("no image has a non-empty lesion mask: nothing to measure")
+    report = {"n": len(lesion_share), "without_lesion": skipped, "lesion_share": _mean_with_ci(lesion_share)}
+    for name, per_image in scores.items():
+        report[name] = {key: _mean_with_ci([s[key] for s in per_image]) for key in per_image[0]}
+    return report

@@ -1,0 +1,47 @@
+"""The explanation-quality measurement: does the map's peak, and its heat, fall on the lesion?"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+from PIL import Image
+
+from cancer_models import evaluate as evaluate_cli
+from cancer_models.localization import centre_prior, point_scores
+
+ROOT = Path(__file__).resolve().parents[1]
+ULTRASOUND, MASKS = FIXTURES / "ultrasound", FIXTURES / "ultrasound_masks"
+
+
+def test_a_map_on_the_lesion_scores_one_and_a_map_beside_it_zero():
+    mask = np.zeros((40, 40), bool)
+    mask[5:15, 5:15] = True
+    assert point_scores(mask.astype(np.float32), mask) == {"peak_in_lesion": 1.0, "heat_in_lesion": 1.0}
+    assert point_scores((~mask).astype(np.float32) * np.linspace(0, 1, 40), mask)["peak_in_lesion"] == 0.0
+    prior = centre_prior(40, 40)
+    assert np.unravel_index(prior.argmax(), prior.shape) in {(19, 19), (19, 20), (20, 19), (20, 20)}
+
+
+def test_evaluate_with_masks_reports_every_method_and_the_centre_prior(capsys):
+    args = ["--model", str(ROOT / "models" / "ultrasound-cancer-cnn"), "--data", str(ULTRASOUND)]
+    assert evaluate_cli.main([*args, "--masks", str(MASKS), "--cam-methods", "gradcam,layercam"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["explanations"]
+    shares = [(np.asarray(Image.open(p)) > 127).mean() for p in sorted(MASKS.rglob("*.png"))]
+    assert report["n"] == 3 and report["without_lesion"] == 1  # normal_35 has no lesion
+    assert report["lesion_share"]["mean"] == pytest.approx(np.mean([s for s in shares if s > 0]))
+    for name in ("gradcam", "layercam", "centre prior"):
+        for key in ("peak_in_lesion", "heat_in_lesion"):
+            low, high = report[name][key]["ci"]
+            assert 0 <= low <= report[name][key]["mean"] <= high <= 1
+
+
+def test_a_missing_mask_is_a_clear_error(tmp_path, capsys):
+    shutil.copytree(MASKS, tmp_path / "masks")
+    next((tmp_path / "masks").rglob("malignant_11.png")).unlink()
+    args = ["--model", str(ROOT / "models" / "ultrasound-cancer-cnn"), "--data", str(ULTRASOUND)]
+    assert evaluate_cli.main([*args, "--masks", str(tmp_path / "masks")]) == 2
+    err = capsys.readouterr().err
+    assert "no lesion mask" in err and "malignant_11.png" in err
