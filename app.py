@@ -231,7 +231,9 @@ def build_demo() -> gr.Blocks:
                     with gr.Accordion("Options", open=False):
                         method = gr.Dropdown(list(CAM_METHODS), value="gradcam", label="Explanation method")
                         opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity")
-                        tta = gr.Checkbox(False, label="Test-time augmentation (the orientations the model was trained with)")
+                        tta = gr.Checkbox(
+                            False, label="Test-time augmentation (the orientations the model was trained with)"
+                        )
                     submit = gr.Button("Analyse", variant="primary")
                 with gr.Column():
                     probabilities = VerdictLabel(
