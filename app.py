@@ -18,7 +18,7 @@ import gradio as gr
 from gradio.components.label import LabelConfidence, LabelData
 
 from cancer_models import CAM_METHODS, ImageError, ModelConfig, Prediction
-from cancer_models.model_card import RESEARCH_WARNING
+from cancer_models.model_card import RESEARCH_WARNING, explanation_reliability
 from cancer_models.predict import NOT_RECOGNISED, UNCERTAIN
 from catalog import LoadedModel, ModelStore, load_catalog
 
@@ -168,7 +168,8 @@ def predict(image: str | None, model_name: str, method: str, opacity: float, tta
         raise gr.Error(f"This file cannot be analysed: {_without_temp_path(e, image)}", print_exception=False) from e
     text = _verdict_text(prediction, predictor.config, loaded.entry.modality, tta)
     if overlay is not None:
-        text += f" The map shows the regions that drove the '{prediction.label}' score ({method})."
+        text += f" The map shows the regions that drove the '{prediction.label}' score ({method}). "
+        text += explanation_reliability(predictor.config.training.get("explanations"))
     # An image the model does not recognise gets no probabilities either: "benign 100%" would read as a verdict.
     verdict = (prediction.decision, prediction.probabilities if prediction.in_distribution else {})
     return verdict, text, overlay, describe_model(model_name)

@@ -25,11 +25,16 @@ from sklearn.covariance import LedoitWolf
 
 from .config import TTA_VIEWS
 from .conformal import conformal_quantile, coverage
-from .data import DataSpec, DecodedSplit, decode_split, load_splits
+from datasets import Image as ImageFeature
+
+from .data import DataSpec, DecodedSplit, decode_split, load_raw, load_splits
 from .errors import CheckpointError, ConfigError, DataError
 from .images import normalize
+from .localization import CENTRE_PRIOR, explanation_quality
+from .model_card import dataset_name
 from .models import CancerModel, load_pretrained
 from .ood import MahalanobisDetector, tap_features
+from .predict import Predictor
 
 DEFAULT_ACCEPTANCE = 0.99
 DEFAULT_ALPHA = 0.1
@@ -93,6 +98,25 @@ def fit_trust(
     return report
 
 
+def measure_explanations(model: CancerModel, images: Path, masks: Path, method: str = "gradcam") -> dict[str, Any]:
+    """How often ``method`` (the app's default) peaks inside the lesion on test images with masks (see
+    ``localization.py``), summarised for the card and the app."""
+    raw = load_raw(str(images))
+    split = "test" if "test" in raw else next(iter(raw))
+    paths = [Path(item["path"]) for item in raw[split].cast_column("image", ImageFeature(decode=False))["image"]]
+    mask_paths = [masks / p.relative_to(images.resolve()).with_suffix(".png") for p in paths]
+    report = explanation_quality(Predictor(model), paths, mask_paths, [method])
+    return {
+        "data": f"{dataset_name(str(images))} ({split if len(raw) > 1 else 'all'})",
+        "method": method,
+        "n": report["n"],
+        "lesion_share": report["lesion_share"]["mean"],
+        "peak_in_lesion": report[method]["peak_in_lesion"],
+        "heat_in_lesion": report[method]["heat_in_lesion"],
+        "centre_prior_peak_in_lesion": report[CENTRE_PRIOR]["peak_in_lesion"]["mean"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cancer_models.calibrate", description=__doc__)
     parser.add_argument("--model", required=True, type=Path, help="model folder (rewritten in place)")
@@ -100,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--acceptance", type=float, default=DEFAULT_ACCEPTANCE, help="validation images to accept")
     parser.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help="conformal miscoverage (sets hold 1 - alpha)"
+    )
+    parser.add_argument(
+        "--masks",
+        nargs=2,
+        type=Path,
+        metavar=("IMAGES", "MASKS"),
+        help="also measure whether Grad-CAM points at the lesion: test images (a folder; its test split if it has "
+        "splits) and their lesion masks at the same relative paths; the figure goes to the card and the app",
     )
     parser.add_argument(
         "--tta-views",
@@ -114,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         decoded = {name: decode_split(ds, model.config.input_size) for name, ds in splits.items()}
         report = fit_trust(model, decoded, args.acceptance, args.alpha)
         model.config.tta_views = args.tta_views or model.config.tta_views
+        if args.masks:
+            model.config.training["explanations"] = measure_explanations(model, *args.masks)
     except (CheckpointError, ConfigError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -186,6 +186,20 @@ def _splits_table(config: ModelConfig) -> str:
     return "\n".join([f"| split | images | {config.labels[0]} | {config.labels[1]} |", "|---|---|---|---|", *rows])
 
 
+def explanation_reliability(explanations: dict[str, Any] | None) -> str:
+    """One sentence on how far to trust the model's Grad-CAM map, from ``config.training['explanations']``."""
+    if not explanations:
+        return "How often this map points at the lesion has not been measured (no lesion masks for this model)."
+    peak = explanations["peak_in_lesion"]
+    return (
+        f"On {explanations['n']} test images with known lesions ({explanations['data']}), this map "
+        f"({explanations['method']}) peaked inside the lesion {peak['mean']:.0%} of the time (95% CI "
+        f"{peak['ci'][0]:.0%}-{peak['ci'][1]:.0%}); a fixed spot at the image centre did so "
+        f"{explanations['centre_prior_peak_in_lesion']:.0%} of the time, and lesions cover "
+        f"{explanations['lesion_share']:.0%} of an image on average."
+    )
+
+
 def _scope(config: ModelConfig) -> str:
     trust, task = config.training.get("trust"), config.training.get("task") or "its training"
     if not (trust and config.ood and config.conformal):
@@ -210,6 +224,9 @@ def _scope(config: ModelConfig) -> str:
         if split in trust:
             t = trust[split]
             lines.append(f"- {split.capitalize()} images rejected: {t['rejected']:.1%} (n = {t['n']})")
+    explanations = config.training.get("explanations")
+    if explanations:
+        lines.append(f"- {explanation_reliability(explanations)}")
     test = trust.get("test", {})
     if "coverage" in test:
         lines.append(

@@ -153,6 +153,7 @@ def test_an_image_of_another_modality_gets_no_verdict(client, tmp_path):
     label, decision, overlay, _ = _predict(client, tile, model=SHIPPED)
     expected = Predictor(load_pretrained(ROOT / "models" / "histopathology-cancer-cnn")).predict(tile)
     assert label["label"] == expected.decision and expected.decision != "not recognised"
+    assert "points at the lesion has not been measured" in decision  # no lesion masks for histopathology
     confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
     assert confidences["malignant"] == pytest.approx(expected.malignant_probability, abs=1e-4)
 

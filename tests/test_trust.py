@@ -72,7 +72,8 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     small_cnn.save_pretrained(folder)
     weights = (folder / "model.safetensors").read_bytes()
     args = ["--model", str(folder), "--data", str(FIXTURES / "histopathology"), "--acceptance", "1.0"]
-    assert calibrate_cli.main([*args, "--tta-views", "hflip"]) == 0
+    masks = ["--masks", str(FIXTURES / "ultrasound"), str(FIXTURES / "ultrasound_masks")]  # any images with masks
+    assert calibrate_cli.main([*args, "--tta-views", "hflip", *masks]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["validation"]["rejected"] == 0.0 and "coverage" in report["test"]
     assert (folder / "model.safetensors").read_bytes() == weights and (folder / "ood.safetensors").is_file()
@@ -81,6 +82,9 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     assert model.config.tta_views == "hflip" and model.ood_detector is not None
     card = (folder / "README.md").read_text()
     assert "## Scope" in card and "lung_aca (malignant, " in card and "colon_n (benign, " in card
+    explanations = model.config.training["explanations"]
+    assert explanations["n"] == 3 and explanations["method"] == "gradcam"  # normal_35 has no lesion
+    assert "On 3 test images with known lesions (ultrasound (all)), this map (gradcam) peaked inside" in card
 
     (folder / "ood.safetensors").unlink()
     with pytest.raises(CheckpointError, match="ood.safetensors"):
