@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from datasets import Image as ImageFeature
 from sklearn.covariance import LedoitWolf
 
 from .config import TTA_VIEWS
 from .conformal import conformal_quantile, coverage
-from datasets import Image as ImageFeature
-
 from .data import DataSpec, DecodedSplit, decode_split, load_raw, load_splits
 from .errors import CheckpointError, ConfigError, DataError
 from .images import normalize
