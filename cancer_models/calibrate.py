@@ -8,6 +8,8 @@
 
 Both are reported on the test split (share rejected, coverage) and written into the model folder
 (config.json, ood.safetensors, the model card). train.py runs the same steps at the end of training.
+With ``--masks IMAGES MASKS`` it also records how often Grad-CAM peaks inside the lesion on test images with
+lesion masks (``localization.py``), which the card and the app show beside the map.
 """
 
 from __future__ import annotations
