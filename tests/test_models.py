@@ -85,7 +85,7 @@ def test_missing_imagenet_weights_are_a_clear_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["cancer_cnn", "resnet34"])
-@pytest.mark.parametrize("size", [96, 160, 224])
+@pytest.mark.parametrize("size", [96, 224])
 def test_forward_shapes(name, size):
     model = create_model(name).eval()
     with torch.no_grad():
