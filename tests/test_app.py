@@ -74,7 +74,7 @@ def served(tmp_path_factory, _briefly_trained_cnn):
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
                 pytest.fail(f"app did not start:\n{(tmp / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+            time.sleep(0.1)
     yield {"url": url, "model": _briefly_trained_cnn, "tmp": tmp}
     proc.terminate()
     proc.wait(timeout=30)

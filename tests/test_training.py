@@ -4,6 +4,7 @@ a process of their own (a hard kill, two ranks) are marked slow."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -273,15 +274,24 @@ def test_push_to_hub_dry_run_and_offline_failures(trained_cnn, tmp_path, capsys,
 @pytest.mark.slow
 def test_two_processes_count_every_image_once(tmp_path):
     """Distributed run on the CPU (gloo), with a frozen first epoch: 6 validation/test images over 2 processes x
-    batch 4 means padded batches; gather_for_metrics must drop the padding so every image counts exactly once."""
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "train.py", "--data", HISTO,
-         "--output-dir", str(tmp_path), "--epochs", "2", "--input-size", "32", "--batch-size", "4",
-         "--model", "resnet18", "--freeze-epochs", "1"],
-        cwd=ROOT, env=subprocess_env(ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1"),
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    batch 4 means padded batches; gather_for_metrics must drop the padding so every image counts exactly once.
+    The two ranks are started directly with the environment torchrun would give them (a launcher process would
+    only add its own start-up)."""
+    args = [sys.executable, "train.py", "--data", HISTO, "--output-dir", str(tmp_path), "--epochs", "2",
+            "--input-size", "32", "--batch-size", "4", "--model", "resnet18", "--freeze-epochs", "1"]  # fmt: skip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    world = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+    env = subprocess_env(ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1", **world)
+    logs = [tmp_path / f"rank{r}.log" for r in (0, 1)]
+    ranks = []
+    for r, log in enumerate(logs):
+        with open(log, "w") as out:  # a file, not a pipe: a full pipe would stall one rank and so both
+            env_r = {**env, "RANK": str(r), "LOCAL_RANK": str(r)}
+            ranks.append(subprocess.Popen(args, cwd=ROOT, env=env_r, stdout=out, stderr=subprocess.STDOUT))
+    codes = [rank.wait(timeout=300) for rank in ranks]
+    assert codes == [0, 0], [log.read_text()[-3000:] for log in logs]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["validation"]["n"] == 6 and metrics["test"]["n"] == 6
     assert sum(map(sum, metrics["test"]["confusion_matrix"])) == 6
