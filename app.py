@@ -146,10 +146,7 @@ def _verdict_text(prediction: Prediction, config: ModelConfig, modality: str, tt
     else:
         head = f"**{prediction.decision.capitalize()}** at this model's threshold"
     views = "the image and its mirror image" if config.tta_views == "hflip" else "8 orientations"
-    return (
-        f"{head} ({numbers}). {f'Test-time augmentation: {views} averaged. ' if tta else ''}{scope} "
-        "Research use only, not a diagnosis."
-    )
+    return f"{head} ({numbers}). {f'Test-time augmentation: {views} averaged. ' if tta else ''}{scope}"
 
 
 def predict(image: str | None, model_name: str, method: str, opacity: float, tta: bool):
@@ -170,6 +167,7 @@ def predict(image: str | None, model_name: str, method: str, opacity: float, tta
     if overlay is not None:
         text += f" The map shows the regions that drove the '{prediction.label}' score ({method}). "
         text += explanation_reliability(predictor.config.training.get("explanations"))
+    text += " Research use only, not a diagnosis."
     # An image the model does not recognise gets no probabilities either: "benign 100%" would read as a verdict.
     verdict = (prediction.decision, prediction.probabilities if prediction.in_distribution else {})
     return verdict, text, overlay, describe_model(model_name)
