@@ -30,7 +30,6 @@ from .config import TTA_VIEWS
 from .conformal import conformal_quantile, coverage
 from .data import DataSpec, DecodedSplit, decode_split, load_raw, load_splits
 from .errors import CheckpointError, ConfigError, DataError
-from .images import normalize
 from .localization import CENTRE_PRIOR, explanation_quality
 from .model_card import dataset_name
 from .models import CancerModel, load_pretrained
@@ -48,16 +47,11 @@ class SplitOutputs:
     targets: np.ndarray  # (N,)
 
 
-@torch.inference_mode()
 def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64) -> SplitOutputs:
-    model.eval()
-    device = next(model.parameters()).device
-    config, probs = model.config, []
+    """The Predictor's probabilities for a decoded split, and the features its forward passes went through."""
     with tap_features(model.ood_layers()) as features:
-        for start in range(0, len(split), batch_size):
-            x = normalize(split.images[start : start + batch_size].to(device), config.mean, config.std)
-            probs.append((model(x.contiguous(memory_format=torch.channels_last)) / config.temperature).softmax(1))
-    return SplitOutputs(torch.cat(probs).float().cpu().numpy(), torch.cat(features).cpu(), split.targets.numpy())
+        probs = Predictor(model, batch_size=batch_size).probabilities(split.images, tta=False)
+    return SplitOutputs(probs.numpy(), torch.cat(features).cpu(), split.targets.numpy())
 
 
 def fit_detector(features: torch.Tensor, targets: np.ndarray) -> MahalanobisDetector:
