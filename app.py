@@ -85,6 +85,14 @@ def _without_temp_path(error: Exception, path: str) -> str:
     return str(error).replace(str(path), Path(path).name)
 
 
+def _default_cam_method(name: str) -> str:
+    """The CAM method chosen for the model by how often its map points at lesions (its config's default)."""
+    try:
+        return store.get(name).predictor.config.cam_method
+    except Exception:  # an unavailable model says so when it is used; the menu keeps a sensible choice
+        return "gradcam"
+
+
 def describe_model(name: str) -> str:
     """Markdown for the model panel: the model card's facts and where the weights came from."""
     loaded = _model(name)
@@ -166,7 +174,7 @@ def predict(image: str | None, model_name: str, method: str, opacity: float, tta
     text = _verdict_text(prediction, predictor.config, loaded.entry.modality, tta)
     if overlay is not None:
         text += f" The map shows the regions that drove the '{prediction.label}' score ({method}). "
-        text += explanation_reliability(predictor.config.training.get("explanations"))
+        text += explanation_reliability(predictor.config.training.get("explanations"), method)
     text += " Research use only, not a diagnosis."
     # An image the model does not recognise gets no probabilities either: "benign 100%" would read as a verdict.
     verdict = (prediction.decision, prediction.probabilities if prediction.in_distribution else {})
@@ -228,7 +236,11 @@ def build_demo() -> gr.Blocks:
                 with gr.Column():
                     image = ImageUpload(type="filepath", label="Image", sources=["upload", "clipboard"], height=320)
                     with gr.Accordion("Options", open=False):
-                        method = gr.Dropdown(list(CAM_METHODS), value="gradcam", label="Explanation method")
+                        method = gr.Dropdown(
+                            list(CAM_METHODS),
+                            value="gradcam",
+                            label="Explanation method (the model's measured best is preselected)",
+                        )
                         opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity")
                         tta = gr.Checkbox(
                             False, label="Test-time augmentation (the orientations the model was trained with)"
@@ -258,6 +270,8 @@ def build_demo() -> gr.Blocks:
         )
         run_batch.click(predict_batch, [files, model, batch_tta], [table, csv_file], api_name="predict_batch")
         model.change(describe_model, model, panel, api_name=False)
+        model.change(_default_cam_method, model, method, api_name=False)
+        demo.load(_default_cam_method, model, method, api_name=False)
         demo.load(describe_model, model, panel, api_name=False)
     return demo
 

@@ -35,6 +35,18 @@ def _coin(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
     return torch.rand(n, device=like.device) < p
 
 
+class _Photometric(nn.Module):
+    """A colour transform of the first three channels; any further ones (lesion masks) pass through unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 3:
+            return self.recolour(x)
+        return torch.cat([self.recolour(x[:, :3]), x[:, 3:]], dim=1)
+
+    def recolour(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
 class RandomGeometry(nn.Module):
     """Random orientation, then (with probability p) a small affine warp, as one grid sample per batch.
 
@@ -91,7 +103,7 @@ class RandomGeometry(nn.Module):
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-class ColorJitter(nn.Module):
+class ColorJitter(_Photometric):
     """With probability p per image: brightness, contrast, saturation and hue, folded into one 3x3 matrix.
 
     Factors are drawn like torchvision's: brightness, contrast and saturation multipliers in [1 - v, 1 + v],
@@ -110,7 +122,7 @@ class ColorJitter(nn.Module):
         self.register_buffer("grey", _GREY.clone(), persistent=False)
         self.register_buffer("grey_axis_cross", _GREY_AXIS_CROSS.clone(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) in [0, 1]
+    def recolour(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) in [0, 1]
         n = x.shape[0]
         apply = _coin(n, self.p, x)
         grey, cross = self.grey.to(x.dtype), self.grey_axis_cross.to(x.dtype)
@@ -137,7 +149,7 @@ def _hue_rotation(angle: torch.Tensor, axis_cross: torch.Tensor) -> torch.Tensor
     return cos * eye + sin * axis_cross + (1 - cos) * outer
 
 
-class HEDJitter(nn.Module):
+class HEDJitter(_Photometric):
     """H&E stain augmentation: per image, scale and shift each stain's optical density (Tellez et al., 2018).
 
     torchstain's augmentors fit a stain matrix per image (Macenko), too slow per sample per epoch; this
@@ -151,7 +163,7 @@ class HEDJitter(nn.Module):
         self.register_buffer("rgb_from_hed", _RGB_FROM_HED.clone(), persistent=False)
         self.register_buffer("hed_from_rgb", torch.linalg.inv(_RGB_FROM_HED), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) in [0, 1]
+    def recolour(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) in [0, 1]
         n = x.shape[0]
         apply = _coin(n, self.p, x)[:, None]
         alpha = torch.where(apply, _uniform((n, 3), 1 - self.sigma, 1 + self.sigma, x), 1.0)
@@ -174,7 +186,8 @@ AUGMENTATIONS = {
 
 
 def build_augmentation(name: str) -> nn.Module:
-    """A module mapping float [0, 1] batches to augmented float [0, 1] batches."""
+    """A module mapping float [0, 1] batches to augmented float [0, 1] batches. Channels after the first three
+    (lesion masks) move with the image and keep their values."""
     if name not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {name!r}; choose from {', '.join(AUGMENTATIONS)}")
     return nn.Sequential(*AUGMENTATIONS[name]())

@@ -8,8 +8,9 @@
 
 Both are reported on the test split (share rejected, coverage) and written into the model folder
 (config.json, ood.safetensors, the model card). train.py runs the same steps at the end of training.
-With ``--masks IMAGES MASKS`` it also records how often Grad-CAM peaks inside the lesion on test images with
-lesion masks (``localization.py``), which the card and the app show beside the map.
+With ``--masks IMAGES MASKS`` (a folder with validation and test splits, and their lesion masks) it also
+chooses the model's default CAM layers and method on the validation images and records how often that map
+peaks inside the lesion on the test images (``localization.py``); the card and the app show the figure.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .config import TTA_VIEWS
 from .conformal import conformal_quantile, coverage
 from .data import DataSpec, DecodedSplit, decode_split, load_raw, load_splits
 from .errors import CheckpointError, ConfigError, DataError
-from .localization import CENTRE_PRIOR, explanation_quality
+from .localization import CENTRE_PRIOR, choose_cam, explanation_quality
 from .model_card import dataset_name
 from .models import CancerModel, load_pretrained
 from .ood import MahalanobisDetector, tap_features
@@ -93,22 +94,31 @@ def fit_trust(
     return report
 
 
-def measure_explanations(model: CancerModel, images: Path, masks: Path, method: str = "gradcam") -> dict[str, Any]:
-    """How often ``method`` (the app's default) peaks inside the lesion on test images with masks (see
-    ``localization.py``), summarised for the card and the app."""
+def images_with_masks(images: Path, masks: Path, split: str) -> tuple[list[Path], list[Path]]:
+    """The image files of ``split`` of the folder ``images`` and their masks' paths under ``masks``."""
     raw = load_raw(str(images))
-    split = "test" if "test" in raw else next(iter(raw))
+    if split not in raw:
+        raise DataError(f"{images} has no {split} split (found {sorted(raw)})")
     paths = [Path(item["path"]) for item in raw[split].cast_column("image", ImageFeature(decode=False))["image"]]
-    mask_paths = [masks / p.relative_to(images.resolve()).with_suffix(".png") for p in paths]
-    report = explanation_quality(Predictor(model), paths, mask_paths, [method])
+    return paths, [masks / p.relative_to(images.resolve()).with_suffix(".png") for p in paths]
+
+
+def fit_explanations(model: CancerModel, images: Path, masks: Path) -> dict[str, Any]:
+    """Choose the default CAM layers and method on the validation split (``localization.choose_cam``), then
+    measure how often that map peaks inside the lesion on the test split, summarised for the card and the app."""
+    model.config.training["cam_choice"] = choose_cam(model, *images_with_masks(images, masks, "validation"))
+    method = model.config.cam_method
+    report = explanation_quality(Predictor(model), *images_with_masks(images, masks, "test"), [method])
     return {
-        "data": f"{dataset_name(str(images))} ({split if len(raw) > 1 else 'all'})",
+        "data": f"{dataset_name(str(images))} (test)",
         "method": method,
+        "layers": model.config.cam_layers,
         "n": report["n"],
         "lesion_share": report["lesion_share"]["mean"],
         "peak_in_lesion": report[method]["peak_in_lesion"],
         "heat_in_lesion": report[method]["heat_in_lesion"],
         "centre_prior_peak_in_lesion": report[CENTRE_PRIOR]["peak_in_lesion"]["mean"],
+        "centre_prior_heat_in_lesion": report[CENTRE_PRIOR]["heat_in_lesion"]["mean"],
     }
 
 
@@ -125,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs=2,
         type=Path,
         metavar=("IMAGES", "MASKS"),
-        help="also measure whether Grad-CAM points at the lesion: test images (a folder; its test split if it has "
-        "splits) and their lesion masks at the same relative paths; the figure goes to the card and the app",
+        help="also choose the CAM layers and method that point at lesions best (on the validation split of IMAGES) "
+        "and measure them (on its test split); MASKS holds 0/255 PNGs at the images' relative paths",
     )
     parser.add_argument(
         "--tta-views",
@@ -142,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         report = fit_trust(model, decoded, args.acceptance, args.alpha)
         model.config.tta_views = args.tta_views or model.config.tta_views
         if args.masks:
-            model.config.training["explanations"] = measure_explanations(model, *args.masks)
+            model.config.training["explanations"] = fit_explanations(model, *args.masks)
     except (CheckpointError, ConfigError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -15,16 +15,17 @@ def parse_dataclass_args(cls: type, description: str | None = None, argv: list[s
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
+        optional = type(None) in typing.get_args(kind)
+        if optional:
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))  # X | None -> X
         kwargs: dict[str, Any] = {"help": f.metadata.get("help", ""), "default": f.default}
         if f.metadata.get("choices"):
             kwargs["choices"] = f.metadata["choices"]
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(kind) is list:
-            kwargs.update(nargs="+", type=typing.get_args(kind)[0], required=f.default is None)
-            kwargs.pop("default")
+        elif typing.get_origin(kind) is list:  # a list without a default is required, unless it may be None
+            kwargs.update(nargs="+", type=typing.get_args(kind)[0], required=f.default is None and not optional)
         else:
-            base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # X | None -> X
-            kwargs["type"] = base
+            kwargs["type"] = kind
         parser.add_argument(flag, **kwargs)
     return cls(**vars(parser.parse_args(argv)))

@@ -20,6 +20,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_LABELS = ("benign", "malignant")
 TTA_VIEWS = ("dihedral", "hflip")
 FORMAT_VERSION = 1
+# CAM method name -> pytorch-grad-cam class name.
+CAM_METHODS = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "hirescam": "HiResCAM",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "scorecam": "ScoreCAM",
+}
 
 
 @dataclasses.dataclass
@@ -37,6 +47,10 @@ class ModelConfig:
     # Test-time augmentation views that keep an image what it is: all 8 flips and rotations, or (for images
     # with an up, such as ultrasound) horizontal flips only.
     tta_views: str = "dihedral"
+    # Explanations: the CAM method and target layers (module names, e.g. "stage3") shown by default, chosen by
+    # how often the map points into the lesion (localization.py). No layers: the architecture's own default.
+    cam_method: str = "gradcam"
+    cam_layers: list[str] = dataclasses.field(default_factory=list)
     # Out-of-distribution rejection (ood.py): {"method": "mahalanobis", "threshold": T, "acceptance": A, ...};
     # its statistics are in ood.safetensors. None: every image is accepted.
     ood: dict[str, Any] | None = None
@@ -85,6 +99,10 @@ class ModelConfig:
             fail("temperature", f"must be a positive number, got {self.temperature!r}")
         if self.tta_views not in TTA_VIEWS:
             fail("tta_views", f"must be one of {list(TTA_VIEWS)}, got {self.tta_views!r}")
+        if self.cam_method not in CAM_METHODS:
+            fail("cam_method", f"must be one of {list(CAM_METHODS)}, got {self.cam_method!r}")
+        if not isinstance(self.cam_layers, list) or not all(isinstance(n, str) and n for n in self.cam_layers):
+            fail("cam_layers", f"must be a list of module names, got {self.cam_layers!r}")
         if self.ood is not None and not (
             isinstance(self.ood, dict)
             and self.ood.get("method") == "mahalanobis"

@@ -41,6 +41,9 @@ class DataSpec:
     subtype_column: str = "subtype"
     # Raw label -> "benign" / "malignant". Labels already named benign/malignant need no entry.
     label_map: dict[str, str] = field(default_factory=dict)
+    # Lesion masks (0/255 PNGs at each image's relative path), one folder or None per source, for
+    # mask-guided training; an image without a mask file simply has none.
+    mask_dirs: Sequence[str | None] = ()
     # Used only for sources without their own validation / test splits.
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -64,7 +67,10 @@ def load_splits(spec: DataSpec) -> DatasetDict:
     """Load, check and combine the sources into train / validation / test."""
     if not spec.sources:
         raise DataError("no data source given")
-    parts = [_load_source(source, spec) for source in spec.sources]
+    mask_dirs = list(spec.mask_dirs) or [None] * len(spec.sources)
+    if len(mask_dirs) != len(spec.sources):
+        raise DataError(f"{len(mask_dirs)} mask folder(s) for {len(spec.sources)} data source(s): give one per source")
+    parts = [_load_source(source, spec, masks) for source, masks in zip(spec.sources, mask_dirs, strict=True)]
     return DatasetDict({split: concatenate_datasets([p[split] for p in parts]) for split in SPLITS})
 
 
@@ -108,18 +114,34 @@ def _load_dataset(source: str) -> Dataset | DatasetDict:
         raise DataError(f"cannot load dataset {source!r} (unreadable files, or not reachable on the Hub): {e}") from e
 
 
-def _load_source(source: str, spec: DataSpec) -> DatasetDict:
+def _load_source(source: str, spec: DataSpec, mask_dir: str | None = None) -> DatasetDict:
     raw = load_raw(source)
     if "train" not in raw:
         raise DataError(f"{source}: no train split (found {sorted(raw)})")
-    splits = DatasetDict({name: standardise(ds, spec, f"{source}/{name}", source) for name, ds in raw.items()})
+    splits = DatasetDict(
+        {name: standardise(ds, spec, f"{source}/{name}", source, mask_dir) for name, ds in raw.items()}
+    )
     missing = [s for s in SPLITS if s not in splits]
     if missing:
         splits = _split_by_group(splits, missing, spec)
     return splits
 
 
-def standardise(ds: Dataset, spec: DataSpec, where: str, source: str) -> Dataset:
+def mask_paths(ds: Dataset, source: str, mask_dir: str) -> list[str]:
+    """Each image's lesion mask: ``mask_dir``/<its path relative to ``source``>.png, or "" where there is none."""
+    root, masks = Path(source).expanduser().resolve(), Path(mask_dir).expanduser()
+    if not masks.is_dir():
+        raise DataError(f"mask folder {mask_dir} does not exist")
+    paths = []
+    for item in ds.cast_column("image", ImageFeature(decode=False))["image"]:
+        if not item.get("path") or not Path(item["path"]).is_relative_to(root):
+            raise DataError(f"masks need images in a local folder; {source} has images that are not files under it")
+        path = masks / Path(item["path"]).relative_to(root).with_suffix(".png")
+        paths.append(str(path) if path.is_file() else "")
+    return paths
+
+
+def standardise(ds: Dataset, spec: DataSpec, where: str, source: str, mask_dir: str | None = None) -> Dataset:
     columns = ds.column_names
     for role, name in (("image", spec.image_column), ("label", spec.label_column)):
         if name not in columns:
@@ -150,8 +172,9 @@ def standardise(ds: Dataset, spec: DataSpec, where: str, source: str) -> Dataset
     if spec.image_column != "image":
         out = out.rename_column(spec.image_column, "image")
     subtypes = [str(v) for v in ds[spec.subtype_column]] if spec.subtype_column in columns else [""] * len(ds)
+    masks = mask_paths(ds, source, mask_dir) if mask_dir else [""] * len(ds)
     out = out.add_column("target", targets).add_column("group", groups).add_column("source", [source] * len(ds))
-    return out.add_column("subtype", subtypes)
+    return out.add_column("subtype", subtypes).add_column("mask", masks)
 
 
 def _split_by_group(splits: DatasetDict, missing: list[str], spec: DataSpec) -> DatasetDict:
@@ -190,6 +213,9 @@ class DecodedSplit:
     targets: torch.Tensor  # int64 (N,)
     groups: list[str]
     subtypes: list[str] = field(default_factory=list)  # "" where the data has no subtype column
+    # uint8 (N, 1, S, S), 255 inside the lesion, resized like the images; None where no image has a mask file.
+    # An image without a lesion, or without a mask file, is all zeros.
+    masks: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -217,7 +243,21 @@ def decode_split(ds: Dataset, size: int) -> DecodedSplit:
         except ImageError as e:
             raise DataError(f"image {i} ({item.get('path') or 'embedded'}): {e}") from e
     subtypes = list(ds["subtype"]) if "subtype" in ds.column_names else [""] * len(ds)
-    return DecodedSplit(images, torch.tensor(ds["target"], dtype=torch.int64), list(ds["group"]), subtypes)
+    mask_files = ds["mask"] if "mask" in ds.column_names else []
+    masks = _decode_masks(mask_files, size) if any(mask_files) else None
+    return DecodedSplit(images, torch.tensor(ds["target"], dtype=torch.int64), list(ds["group"]), subtypes, masks)
+
+
+def _decode_masks(paths: Sequence[str], size: int) -> torch.Tensor:
+    masks = torch.zeros((len(paths), 1, size, size), dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        if path:
+            try:
+                grey = load_image(path).convert("L")
+            except ImageError as e:
+                raise DataError(f"lesion mask {path}: {e}") from e
+            masks[i] = to_uint8_tensor(grey.convert("RGB"), size)[:1]
+    return masks
 
 
 def check_no_shared_groups(groups_by_split: dict[str, Sequence[str]]) -> None:

@@ -6,19 +6,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .config import CAM_METHODS
 from .models import CancerModel
 
-# Method name -> pytorch-grad-cam class name. The package is imported on the first explanation: it loads
-# OpenCV and matplotlib, seconds of start-up that an app or a prediction-only caller need not pay.
-CAM_METHODS = {
-    "gradcam": "GradCAM",
-    "gradcam++": "GradCAMPlusPlus",
-    "hirescam": "HiResCAM",
-    "xgradcam": "XGradCAM",
-    "layercam": "LayerCAM",
-    "eigencam": "EigenCAM",
-    "scorecam": "ScoreCAM",
-}
+__all__ = ["CAM_METHODS", "compute_cam", "overlay_heatmap"]
 
 
 def compute_cam(
@@ -30,6 +21,8 @@ def compute_cam(
     """
     # An input that requires grad makes the target activations require grad too, so gradient
     # methods also work when every backbone parameter is frozen.
+    # pytorch-grad-cam is imported on the first explanation: it loads OpenCV and matplotlib, seconds of
+    # start-up that an app or a prediction-only caller need not pay.
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 

@@ -16,9 +16,12 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataError
+from .models import CancerModel
 from .predict import Predictor
 
 CENTRE_PRIOR = "centre prior"
+# Methods compared when choosing a model's default (scorecam: one forward pass per channel, too slow to serve).
+CANDIDATE_METHODS = ("gradcam", "gradcam++", "layercam", "eigencam")
 
 
 def load_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -78,3 +81,29 @@ def explanation_quality(
     for name, per_image in scores.items():
         report[name] = {key: _mean_with_ci([s[key] for s in per_image]) for key in per_image[0]}
     return report
+
+
+def choose_cam(
+    model: CancerModel, images: Sequence[Path], masks: Sequence[Path], methods: Sequence[str] = CANDIDATE_METHODS
+) -> list[dict[str, Any]]:
+    """Set ``model.config``'s ``cam_layers`` and ``cam_method`` to the candidate pair whose map peaks inside the
+    lesion most often on these images (ties: more heat inside it); returns every pair's scores, best first.
+
+    Choose on validation images and report on test images: the choice is fitted to the images it is made on.
+    """
+    rows = []
+    for layers in model.cam_layer_candidates():
+        model.config.cam_layers = layers
+        report = explanation_quality(Predictor(model), images, masks, methods)
+        for method in methods:
+            rows.append(
+                {
+                    "layers": layers,
+                    "method": method,
+                    "peak_in_lesion": report[method]["peak_in_lesion"]["mean"],
+                    "heat_in_lesion": report[method]["heat_in_lesion"]["mean"],
+                }
+            )
+    rows.sort(key=lambda r: (r["peak_in_lesion"], r["heat_in_lesion"]), reverse=True)
+    model.config.cam_layers, model.config.cam_method = rows[0]["layers"], rows[0]["method"]
+    return rows

@@ -186,18 +186,23 @@ def _splits_table(config: ModelConfig) -> str:
     return "\n".join([f"| split | images | {config.labels[0]} | {config.labels[1]} |", "|---|---|---|---|", *rows])
 
 
-def explanation_reliability(explanations: dict[str, Any] | None) -> str:
-    """One sentence on how far to trust the model's Grad-CAM map, from ``config.training['explanations']``."""
+def explanation_reliability(explanations: dict[str, Any] | None, method: str | None = None) -> str:
+    """One sentence on how far to trust the model's CAM map, from ``config.training['explanations']``; with
+    ``method`` (the one shown), a note when that is not the measured one."""
     if not explanations:
         return "How often this map points at the lesion has not been measured (no lesion masks for this model)."
-    peak = explanations["peak_in_lesion"]
-    return (
-        f"On {explanations['n']} test images with known lesions ({explanations['data']}), this map "
-        f"({explanations['method']}) peaked inside the lesion {peak['mean']:.0%} of the time (95% CI "
-        f"{peak['ci'][0]:.0%}-{peak['ci'][1]:.0%}); a fixed spot at the image centre did so "
-        f"{explanations['centre_prior_peak_in_lesion']:.0%} of the time, and lesions cover "
-        f"{explanations['lesion_share']:.0%} of an image on average."
+    peak, heat = explanations["peak_in_lesion"], explanations["heat_in_lesion"]
+    measured = explanations["method"]
+    text = (
+        f"On {explanations['n']} test images with known lesions ({explanations['data']}), this model's default map "
+        f"({measured}) peaked inside the lesion {peak['mean']:.0%} of the time (95% CI "
+        f"{peak['ci'][0]:.0%}-{peak['ci'][1]:.0%}) and put {heat['mean']:.0%} of its heat there, where lesions "
+        f"cover {explanations['lesion_share']:.0%} of an image on average; a fixed spot at the image centre peaked "
+        f"inside {explanations['centre_prior_peak_in_lesion']:.0%} of the time."
     )
+    if method and method != measured:
+        text += f" This map uses {method}, which was not measured."
+    return text
 
 
 def _scope(config: ModelConfig) -> str:
@@ -227,6 +232,13 @@ def _scope(config: ModelConfig) -> str:
     explanations = config.training.get("explanations")
     if explanations:
         lines.append(f"- {explanation_reliability(explanations)}")
+        choice = config.training.get("cam_choice")
+        if choice:
+            lines.append(
+                f"- The default map ({explanations['method']} on layer(s) {', '.join(explanations['layers'])}) was "
+                f"chosen among {len(choice)} layer and method pairs on the validation images with lesion masks, "
+                f"where it peaked inside the lesion {choice[0]['peak_in_lesion']:.0%} of the time."
+            )
     test = trust.get("test", {})
     if "coverage" in test:
         lines.append(

@@ -150,9 +150,11 @@ class Predictor:
         )
 
     def explain(
-        self, image: ImageInput, method: str = "gradcam", alpha: float = 0.5, label: str | None = None
+        self, image: ImageInput, method: str | None = None, alpha: float = 0.5, label: str | None = None
     ) -> Explanation:
-        """Predict ``image`` and explain the predicted class (or ``label``) with a CAM method."""
+        """Predict ``image`` and explain the predicted class (or ``label``) with a CAM method (by default the
+        config's ``cam_method``, the one measured to point at lesions best)."""
+        method = method or self.config.cam_method
         if method not in CAM_METHODS:
             raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
         if label is not None and label not in self.config.labels:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import fixture_images
 
 from cancer_models.augment import AUGMENTATIONS, ColorJitter, HEDJitter, RandomGeometry, build_augmentation
 from cancer_models.images import load_image, to_uint8_tensor
-
-from conftest import fixture_images
 
 
 def tiles(task: str = "histopathology", size: int = 48, repeat: int = 1) -> torch.Tensor:

@@ -119,6 +119,9 @@ def test_corrupt_weights_file(saved_cnn):
         ({"std": [0.2, 0.0, 0.2]}, "'std'"),
         ({"format_version": 99}, "upgrade cancer_models"),
         ({"model_args": {"widths": 3}}, "bad model_args"),
+        ({"cam_method": "saliency"}, "'cam_method'"),
+        ({"cam_layers": "stage3"}, "'cam_layers'"),
+        ({"cam_layers": ["stage9"]}, "'cam_layers' names a layer"),
     ],
 )
 def test_invalid_config_is_refused(saved_cnn, change, message):

@@ -29,7 +29,7 @@ def test_evaluate_with_masks_reports_every_method_and_the_centre_prior(capsys):
     args = ["--model", str(ROOT / "models" / "ultrasound-cancer-cnn"), "--data", str(ULTRASOUND)]
     assert evaluate_cli.main([*args, "--masks", str(MASKS), "--cam-methods", "gradcam,layercam"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["explanations"]
-    shares = [(np.asarray(Image.open(p)) > 127).mean() for p in sorted(MASKS.rglob("*.png"))]
+    shares = [(np.asarray(Image.open(p)) > 127).mean() for p in sorted((MASKS / "test").rglob("*.png"))]
     assert report["n"] == 3 and report["without_lesion"] == 1  # normal_35 has no lesion
     assert report["lesion_share"]["mean"] == pytest.approx(np.mean([s for s in shares if s > 0]))
     for name in ("gradcam", "layercam", "centre prior"):

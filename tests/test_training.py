@@ -153,7 +153,7 @@ def test_a_frozen_backbone_is_neither_updated_nor_normalised_anew():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = build_optimizer(model, 1e-2, 0.1)
     images = torch.stack([Predictor(model).preprocess([p])[0] for p in fixture_images()[:4]])
-    x = training_batch(images, build_augmentation("histopathology"), model.config.mean, model.config.std)
+    x, _ = training_batch(images, build_augmentation("histopathology"), model.config.mean, model.config.std)
     nn.functional.cross_entropy(model(x), torch.tensor([0, 0, 1, 1])).backward()
     assert all(p.grad is None for p in model.features.parameters())
     optimizer.step()
@@ -210,6 +210,16 @@ def test_pretrained_backbone_from_the_torch_cache_and_a_clear_error_without_it(t
     assert "pretrained_backbone" not in model.config.model_args
     card = (tmp_path / "run" / "README.md").read_text()
     assert "resnet18 from ImageNet weights" in card and "base_model: timm/resnet18.tv_in1k" in card
+
+
+def test_max_steps_stops_mid_epoch_and_still_writes_a_model(tmp_path, capsys):
+    # 12 training tiles in batches of 6: 2 steps per epoch, so 3 steps end in the middle of the second epoch.
+    args = ["--data", HISTO, "--output-dir", str(tmp_path), "--epochs", "5", "--max-steps", "3", *FAST]
+    code, output = train(capsys, *args)
+    assert code == 0, output[-3000:]
+    state = json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())["state"]
+    assert state["step"] == 3 and state["epoch"] == 2
+    assert load_pretrained(tmp_path).config.training["epochs_run"] == 2
 
 
 @pytest.mark.parametrize(
@@ -323,7 +333,7 @@ def test_a_training_step_never_reads_tensor_values_back(architecture):
         model = create_model(architecture, input_size=64).train()
     optimizer = torch.optim.AdamW(model.parameters(), foreach=True)  # fused has no meta kernel
     images = torch.empty(8, 3, 64, 64, dtype=torch.uint8, device="meta")
-    x = training_batch(images, build_augmentation("histopathology").to("meta"), model.config.mean, model.config.std)
+    x, _ = training_batch(images, build_augmentation("histopathology").to("meta"), model.config.mean, model.config.std)
     loss = nn.functional.cross_entropy(model(x), torch.zeros(8, dtype=torch.long, device="meta"))
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), 1.0)

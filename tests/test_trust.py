@@ -13,6 +13,7 @@ from cancer_models import CheckpointError, ConfigError, Prediction, Predictor, l
 from cancer_models import calibrate as calibrate_cli
 from cancer_models.conformal import conformal_quantile, coverage, prediction_set
 from cancer_models.images import normalize
+from cancer_models.localization import CANDIDATE_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTO_MODEL = ROOT / "models" / "histopathology-cancer-cnn"
@@ -82,9 +83,16 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     assert model.config.tta_views == "hflip" and model.ood_detector is not None
     card = (folder / "README.md").read_text()
     assert "## Scope" in card and "lung_aca (malignant, " in card and "colon_n (benign, " in card
+    # The default map: the best-pointing candidate on the validation images, then measured on the test images.
+    choice = model.config.training["cam_choice"]
+    assert len(choice) == len(model.cam_layer_candidates()) * len(CANDIDATE_METHODS)
+    best = max(choice, key=lambda r: (r["peak_in_lesion"], r["heat_in_lesion"]))
+    assert (model.config.cam_layers, model.config.cam_method) == (best["layers"], best["method"])
     explanations = model.config.training["explanations"]
-    assert explanations["n"] == 3 and explanations["method"] == "gradcam"  # normal_35 has no lesion
-    assert "On 3 test images with known lesions (ultrasound (all)), this map (gradcam) peaked inside" in card
+    assert explanations["n"] == 3 and explanations["method"] == best["method"]  # normal_35 has no lesion
+    assert "On 3 test images with known lesions (ultrasound (test)), this model's default map" in card
+    assert f"({best['method']}) peaked inside the lesion" in card
+    assert Predictor(model).explain(fixture_images("ultrasound")[0]).method == best["method"]
 
     (folder / "ood.safetensors").unlink()
     with pytest.raises(CheckpointError, match="ood.safetensors"):

@@ -53,7 +53,9 @@ def default_config(
 
 def build_from_config(config: ModelConfig) -> CancerModel:
     """The (randomly initialised) model that ``config`` describes."""
-    return _model_class(config.architecture)(config)
+    model = _model_class(config.architecture)(config)
+    model.cam_target_layers()  # a config naming layers the model lacks fails here, not at the first explanation
+    return model
 
 
 def create_model(

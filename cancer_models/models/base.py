@@ -68,9 +68,21 @@ class CancerModel(nn.Module, HubMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def cam_target_layers(self) -> list[nn.Module]:
-        """The layers whose activations Grad-CAM should explain."""
+    def default_cam_layers(self) -> list[str]:
+        """Names of the layers explained when the config names none."""
         raise NotImplementedError
+
+    def cam_layer_candidates(self) -> list[list[str]]:
+        """Target layer choices worth measuring (``localization.choose_cam``), coarse to fine."""
+        return [self.default_cam_layers()]
+
+    def cam_target_layers(self) -> list[nn.Module]:
+        """The layers whose activations CAM methods explain: the config's ``cam_layers``, else the default."""
+        names = self.config.cam_layers or self.default_cam_layers()
+        try:
+            return [self.get_submodule(name) for name in names]
+        except AttributeError as e:
+            raise ConfigError(f"config field 'cam_layers' names a layer {self.config.architecture} lacks: {e}") from e
 
     def ood_layers(self) -> list[nn.Module]:
         """Mid-level layers whose pooled outputs describe what an image looks like (see ``ood.py``)."""

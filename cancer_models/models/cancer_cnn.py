@@ -157,8 +157,12 @@ class CancerCNN(CancerModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stage4(self.stage3(self.stage2(self.stem(x))))
 
-    def cam_target_layers(self) -> list[nn.Module]:
-        return [self.stage4[-1]]
+    def default_cam_layers(self) -> list[str]:
+        return ["stage4.1"]
+
+    def cam_layer_candidates(self) -> list[list[str]]:
+        # At 128 px: stage4 is 4x4, stage3 8x8 (after its pooling; 16x16 before, in its CBAM), stage2 16x16.
+        return [["stage4.1"], ["stage4.0"], ["stage3"], ["stage3.1"], ["stage2"], ["stage3", "stage4.1"]]
 
     def ood_layers(self) -> list[nn.Module]:
         return [self.stage2, self.stage3]

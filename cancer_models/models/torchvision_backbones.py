@@ -112,11 +112,16 @@ class TransferClassifier(CancerModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
-    def cam_target_layers(self) -> list[nn.Module]:
-        last = self.features[-1]
-        if isinstance(last, nn.MaxPool2d):  # VGG: explain the last conv stage, before its pooling
-            last = self.features[-2]
-        return [last]
+    def default_cam_layers(self) -> list[str]:
+        last = len(self.features) - 1
+        if isinstance(self.features[last], nn.MaxPool2d):  # VGG: explain the last conv stage, before its pooling
+            last -= 1
+        return [f"features.{last}"]
+
+    def cam_layer_candidates(self) -> list[list[str]]:
+        # The default, then the blocks the out-of-distribution check reads (mid-level stages, finer maps).
+        blocks = BACKBONES[self.config.architecture].ood_blocks
+        return [self.default_cam_layers(), *([f"features.{i}"] for i in reversed(blocks))]
 
     def ood_layers(self) -> list[nn.Module]:
         return [self.features[i] for i in BACKBONES[self.config.architecture].ood_blocks]

@@ -25,6 +25,7 @@ class TrainerState:
     """Where a run stands after its last finished epoch (checkpointed with it)."""
 
     epoch: int = 0
+    step: int = 0  # optimizer steps taken
     best_auc: float = -1.0
     best_val_loss: float = math.inf
     best_epoch: int = 0

@@ -38,8 +38,22 @@ class TrainConfig:
     label_map: str = _opt("", "map raw labels onto benign/malignant, e.g. 'lung_n=benign,lung_aca=malignant'")
     validation_fraction: float = _opt(0.15, "share split off for validation where a source has no validation split")
     test_fraction: float = _opt(0.15, "share split off for testing where a source has no test split")
+    masks: list[str] | None = _opt(
+        None,
+        "lesion mask folders, one per --data source ('none' for a source without), 0/255 PNGs at the images' "
+        "relative paths; used with --mask-loss",
+    )
+    mask_loss: float = _opt(
+        0.0, "weight of the mask-guided term: the share of Grad-CAM heat outside the lesion, on images with masks"
+    )
+    cam_layers: list[str] | None = _opt(
+        None,
+        "the model's CAM target layers (module names, e.g. stage3.1), which --mask-loss guides; default: the "
+        "architecture's",
+    )
     augment: str = _opt("default", "augmentation preset", choices=list(AUGMENTATIONS))
     epochs: int = _opt(30, "maximum epochs")
+    max_steps: int = _opt(0, "stop after this many optimizer steps (0: no limit), e.g. for smoke runs and benchmarks")
     batch_size: int = _opt(64, "batch size per process")
     lr: float = _opt(1e-3, "peak learning rate (AdamW)")
     weight_decay: float = _opt(1e-4, "AdamW weight decay")
@@ -71,7 +85,10 @@ class TrainConfig:
 
 
 # Settings a resumed run must share with the interrupted one, or it would not continue the same run.
-_RESUME_MUST_MATCH = ("data", "model", "input_size", "batch_size", "augment", "seed", "epochs", "lr", "freeze_epochs")
+_RESUME_MUST_MATCH = (
+    "data", "model", "input_size", "batch_size", "augment", "seed", "epochs", "lr", "freeze_epochs", "masks",
+    "mask_loss", "cam_layers", "max_steps",
+)  # fmt: skip
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -82,6 +99,10 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"unknown model {cfg.model!r}; choose from {', '.join(list_models())}")
     if cfg.augment not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation {cfg.augment!r}; choose from {', '.join(AUGMENTATIONS)}")
+    if cfg.masks and len(cfg.masks) != len(cfg.data):
+        raise ConfigError(f"--masks: {len(cfg.masks)} folder(s) for {len(cfg.data)} --data source(s); give one each")
+    if cfg.mask_loss and not cfg.masks:
+        raise ConfigError("--mask-loss needs --masks")
     try:
         choose_threshold([0, 1], [0.2, 0.8], cfg.threshold)
     except ValueError as e:

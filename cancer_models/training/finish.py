@@ -113,13 +113,22 @@ def provenance() -> dict[str, str | None]:
 def recipe(run: Run) -> str:
     cfg, accelerator = run.cfg, run.accelerator
     freeze = f", backbone frozen for {cfg.freeze_epochs} epoch(s)" if cfg.freeze_epochs else ""
+    masks = run.decoded["train"].masks
+    guided = ""
+    if cfg.mask_loss and masks is not None:
+        layers = run.unwrapped.config.cam_layers or run.unwrapped.default_cam_layers()
+        lesions = int((masks.flatten(1).amax(dim=1) > 0).sum())
+        guided = (
+            f" Mask-guided: plus {cfg.mask_loss} x the share of Grad-CAM heat ({', '.join(layers)}) "
+            f"outside the lesion, on the {lesions} of {len(masks)} training images with a lesion mask."
+        )
     return (
         f"{cfg.model} from {'ImageNet weights' if cfg.pretrained else 'scratch'}{freeze}, {cfg.input_size}px, "
         f"up to {cfg.epochs} epochs (early stopping on validation AUC, patience {cfg.patience}), batch {cfg.batch_size} "
         f"x {accelerator.num_processes} process(es), AdamW lr {cfg.lr} wd {cfg.weight_decay}, {cfg.warmup_epochs} warm-up "
         f"epoch(s) then {cfg.scheduler}, {cfg.loss} loss{' with class weights' if cfg.class_weights else ''}, "
         f"augmentation '{cfg.augment}', mixed precision {accelerator.mixed_precision}; temperature scaling and a "
-        f"'{cfg.threshold}' threshold fitted on validation."
+        f"'{cfg.threshold}' threshold fitted on validation.{guided}"
     )
 
 

@@ -19,6 +19,7 @@ from ..images import normalize
 from ..metrics import binary_metrics
 from ..models import CancerModel
 from .config import TrainConfig
+from .guidance import outside_lesion_share, tap_activations
 
 
 @dataclass
@@ -46,15 +47,36 @@ class Run:
 
 
 def training_batch(
-    images: torch.Tensor, augment: nn.Module, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
-    """What the model trains on: a uint8 batch augmented in [0, 1], then normalised like at inference."""
-    x = augment(images.float().div(255)).mul_(255)
-    return normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
+    images: torch.Tensor,
+    augment: nn.Module,
+    mean: Sequence[float],
+    std: Sequence[float],
+    masks: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What the model trains on: a uint8 batch augmented in [0, 1], then normalised like at inference; and
+    the batch's uint8 lesion masks, if given, moved by the same geometry, in [0, 1]."""
+    x = images.float().div(255)
+    if masks is not None:
+        x = torch.cat([x, masks.float().div(255)], dim=1)
+    x = augment(x)
+    x, masks = (x, None) if masks is None else (x[:, :3], x[:, 3:])
+    return normalize(x.mul(255), mean, std).contiguous(memory_format=torch.channels_last), masks
 
 
-def train_one_epoch(run: Run, epoch: int) -> float:
-    """One pass over the training split; returns the mean training loss."""
+def training_loss(run: Run, x: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+    """The loss, plus ``mask_loss`` times the Grad-CAM share outside the lesion where there are masks."""
+    if masks is None or not run.cfg.mask_loss:
+        with run.accelerator.autocast():
+            return run.criterion(run.model(x).float(), targets)
+    with run.accelerator.autocast(), tap_activations(run.unwrapped.cam_target_layers()) as activations:
+        logits = run.model(x).float()
+    chosen = logits.gather(1, targets[:, None]).squeeze(1)
+    return run.criterion(logits, targets) + run.cfg.mask_loss * outside_lesion_share(activations, chosen, masks)
+
+
+def train_one_epoch(run: Run, epoch: int, max_steps: int | None = None) -> tuple[float, int]:
+    """One pass over the training split, or its first ``max_steps`` batches; returns the mean training loss and
+    the number of optimizer steps taken."""
     cfg, accelerator, config = run.cfg, run.accelerator, run.unwrapped.config
     if run.unwrapped.has_backbone:
         run.unwrapped.set_backbone_frozen(epoch <= cfg.freeze_epochs)
@@ -67,11 +89,11 @@ def train_one_epoch(run: Run, epoch: int) -> float:
         disable=not accelerator.is_local_main_process,
         leave=False,
     )
-    for step, (images, targets) in enumerate(bar, 1):
+    step = 0
+    for step, (images, targets, *masks) in enumerate(bar, 1):
         with torch.no_grad():
-            x = training_batch(images, run.augment, config.mean, config.std)
-        with accelerator.autocast():
-            loss = run.criterion(run.model(x).float(), targets)
+            x, lesions = training_batch(images, run.augment, config.mean, config.std, *masks)
+        loss = training_loss(run, x, targets, lesions)
         accelerator.backward(loss)
         if cfg.clip_grad:
             accelerator.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
@@ -82,7 +104,9 @@ def train_one_epoch(run: Run, epoch: int) -> float:
         seen += len(targets)
         if step % 10 == 0:  # reading the loss waits for the GPU to finish, so not every step
             bar.set_postfix(loss=f"{summed_loss.item() / seen:.4f}")
-    return summed_loss.item() / max(seen, 1)
+        if step == max_steps:
+            break
+    return summed_loss.item() / max(seen, 1), step
 
 
 @torch.no_grad()

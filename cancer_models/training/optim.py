@@ -55,6 +55,7 @@ def build_schedulers(
     warm = LinearLR(optimizer, start_factor=1 / warmup, end_factor=1.0, total_iters=max(warmup - 1, 1))
     if cfg.scheduler == "plateau":
         return warm, ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1, threshold=0.0)
-    total = max(cfg.epochs * steps_per_epoch, warmup + 1)
+    total = cfg.epochs * steps_per_epoch
+    total = max(min(total, cfg.max_steps) if cfg.max_steps else total, warmup + 1)
     cosine = CosineAnnealingLR(optimizer, T_max=total - warmup)
     return SequentialLR(optimizer, [warm, cosine], milestones=[warmup]), None

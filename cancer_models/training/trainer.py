@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..augment import build_augmentation
 from ..data import DataSpec, DecodedSplit, check_no_shared_groups, decode_split, load_splits, parse_label_map
 from ..errors import ConfigError
-from ..models import CancerModel, create_model
+from ..models import CancerModel, build_from_config, default_config
 from .checkpoint import TrainerState, load_checkpoint, save_best_weights, save_checkpoint, write_history
 from .config import TrainConfig, check_config
 from .finish import finish
@@ -37,7 +37,7 @@ def train(cfg: TrainConfig) -> Path:
         run.log(f"resumed after epoch {state.epoch} (best validation AUC {state.best_auc:.4f})")
     run.accelerator.init_trackers("logs", config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
-        if state.stale_epochs >= cfg.patience:
+        if state.stale_epochs >= cfg.patience or (cfg.max_steps and state.step >= cfg.max_steps):
             break
         run_epoch(run, state, epoch)
     out = finish(run, state)
@@ -48,7 +48,9 @@ def train(cfg: TrainConfig) -> Path:
 def run_epoch(run: Run, state: TrainerState, epoch: int) -> None:
     """Train one epoch, validate, keep the best weights, and checkpoint."""
     accelerator, out = run.accelerator, Path(run.cfg.output_dir)
-    row = validate(run, epoch, train_one_epoch(run, epoch))
+    train_loss, steps = train_one_epoch(run, epoch, (run.cfg.max_steps - state.step) or None)
+    state.step += steps
+    row = validate(run, epoch, train_loss)
     accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"}, step=epoch)
     improved = state.record(row)
     if run.epoch_scheduler is not None:
@@ -114,9 +116,11 @@ def prepare_run(cfg: TrainConfig) -> Run:
 
 
 def _build_model(cfg: TrainConfig) -> CancerModel:
-    model = create_model(
+    config = default_config(
         cfg.model, input_size=cfg.input_size, **({"pretrained_backbone": True} if cfg.pretrained else {})
     )
+    config.cam_layers = cfg.cam_layers or []
+    model = build_from_config(config)
     if cfg.freeze_epochs and not model.has_backbone:
         raise ConfigError(f"--freeze-epochs applies to transfer models (a backbone to freeze), not to {cfg.model}")
     return model
@@ -129,6 +133,7 @@ def _data_spec(cfg: TrainConfig) -> DataSpec:
         label_column=cfg.label_column,
         group_column=cfg.group_column,
         label_map=parse_label_map(cfg.label_map),
+        mask_dirs=[None if m.lower() == "none" else m for m in cfg.masks or []],
         validation_fraction=cfg.validation_fraction,
         test_fraction=cfg.test_fraction,
         seed=cfg.seed,
@@ -136,8 +141,9 @@ def _data_spec(cfg: TrainConfig) -> DataSpec:
 
 
 def _loader(split: DecodedSplit, cfg: TrainConfig, accelerator: Accelerator, shuffle: bool) -> DataLoader:
+    with_masks = shuffle and cfg.mask_loss and split.masks is not None  # masks matter only to training
     return DataLoader(
-        TensorDataset(split.images, split.targets),
+        TensorDataset(split.images, split.targets, *([split.masks] if with_masks else [])),
         batch_size=cfg.batch_size,
         shuffle=shuffle,
         pin_memory=accelerator.device.type == "cuda",
