@@ -212,6 +212,19 @@ def test_pretrained_backbone_from_the_torch_cache_and_a_clear_error_without_it(t
     assert "resnet18 from ImageNet weights" in card and "base_model: timm/resnet18.tv_in1k" in card
 
 
+def test_mask_guided_training_records_its_map_layers(tmp_path, capsys):
+    us = str(FIXTURES / "ultrasound")
+    args = ["--data", us, "--masks", str(FIXTURES / "ultrasound_masks"), "--mask-loss", "1", "--cam-layers", "stage3.1"]
+    code, output = train(capsys, *args, "--output-dir", str(tmp_path), "--epochs", "1", *FAST)
+    assert code == 0, output[-3000:]
+    config = load_pretrained(tmp_path).config
+    assert config.cam_layers == ["stage3.1"]
+    assert (
+        "share of Grad-CAM heat (stage3.1) outside the lesion, on the 7 of 8 training images"
+        in config.training["recipe"]
+    )
+
+
 def test_max_steps_stops_mid_epoch_and_still_writes_a_model(tmp_path, capsys):
     # 12 training tiles in batches of 6: 2 steps per epoch, so 3 steps end in the middle of the second epoch.
     args = ["--data", HISTO, "--output-dir", str(tmp_path), "--epochs", "5", "--max-steps", "3", *FAST]
@@ -230,8 +243,20 @@ def test_max_steps_stops_mid_epoch_and_still_writes_a_model(tmp_path, capsys):
         (["--data", HISTO, "--threshold", "best"], "youden"),
         (["--data", HISTO, "--model", "cancer_cnn", "--freeze-epochs", "2"], "transfer models"),
         (["--data", HISTO, "--resume"], "no checkpoint"),
+        (["--data", HISTO, "--masks", "a", "b"], "give one each"),
+        (["--data", HISTO, "--mask-loss", "1"], "needs --masks"),
+        (["--data", HISTO, "--cam-layers", "stage9"], "names a layer cancer_cnn lacks"),
     ],
-    ids=["missing-data", "wrong-column", "bad-threshold", "freeze-without-backbone", "resume-without-checkpoint"],
+    ids=[
+        "missing-data",
+        "wrong-column",
+        "bad-threshold",
+        "freeze-without-backbone",
+        "resume-without-checkpoint",
+        "masks-per-source",
+        "mask-loss-without-masks",
+        "unknown-cam-layer",
+    ],
 )
 def test_bad_inputs_fail_before_training(tmp_path, capsys, args, message):
     code, output = train(capsys, *[a.format(tmp=tmp_path) for a in args], "--output-dir", str(tmp_path / "out"))
