@@ -1,0 +1,43 @@
+"""Model comparison on real images: per-model metrics with intervals and a paired AUC difference."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+
+from cancer_models import compare as compare_cli
+from cancer_models.compare import paired_auc_difference
+from cancer_models.metrics import rank_auc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_paired_difference_is_zero_for_one_model_and_clear_for_a_better_one():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    groups = [f"g{i // 2}" for i in range(120)]  # pairs of near-copies
+    weak = y * 0.3 + rng.random(120)
+    same = paired_auc_difference(y, weak, weak, groups)
+    assert same["difference"] == 0 and same["ci"] == [0, 0] and same["p_value"] == 1.0
+    strong = y * 2.0 + rng.random(120)
+    better = paired_auc_difference(y, weak, strong, groups)
+    assert better["difference"] == pytest.approx(rank_auc(y, strong) - rank_auc(y, weak))
+    assert better["ci"][0] > 0 and better["p_value"] < 0.01
+
+
+def test_compare_cli_scores_every_model_on_the_same_images(tmp_path, capsys, small_cnn):
+    small_cnn.save_pretrained(tmp_path / "small")
+    shipped = str(ROOT / "models" / "histopathology-cancer-cnn")
+    args = ["--data", str(FIXTURES / "histopathology"), "--models", shipped, str(tmp_path / "small"), shipped]
+    assert compare_cli.main([*args, "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert report["split"] == "test" and report["n"] == 6 and len(report["models"]) == 3
+    first, _, again = report["models"]
+    assert again["auc_vs_first"]["difference"] == 0 and again["auc"] == first["auc"]
+    assert "| model | AUC | sensitivity |" in captured.err
+    assert (tmp_path / "out" / "comparison.md").read_text().startswith("Data: ")
+    assert compare_cli.main(["--data", str(FIXTURES / "histopathology"), "--models", shipped]) == 2
+    assert "at least two models" in capsys.readouterr().err
