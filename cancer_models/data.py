@@ -19,6 +19,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, loa
 from datasets import Image as ImageFeature
 from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
+from tqdm.auto import tqdm
 
 from .errors import DataError, ImageError
 from .images import load_image, to_uint8_tensor
@@ -216,6 +217,8 @@ class DecodedSplit:
     # uint8 (N, 1, S, S), 255 inside the lesion, resized like the images; None where no image has a mask file.
     # An image without a lesion, or without a mask file, is all zeros.
     masks: torch.Tensor | None = None
+    # Images left out because they could not be decoded (decode_split's skip_bad): "file: reason".
+    skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -232,20 +235,31 @@ class DecodedSplit:
         return dict(sorted(counts.items()))
 
 
-def decode_split(ds: Dataset, size: int) -> DecodedSplit:
-    """Decode every image through ``load_image`` (the Predictor's path) and resize to ``size``."""
+def decode_split(ds: Dataset, size: int, skip_bad: bool = False, desc: str = "decoding") -> DecodedSplit:
+    """Decode every image through ``load_image`` (the Predictor's path) and resize to ``size``.
+
+    An image that cannot be decoded is a DataError naming it, or with ``skip_bad`` is left out and listed in
+    ``skipped``.
+    """
     ds = ds.cast_column("image", ImageFeature(decode=False))
     images = torch.empty((len(ds), 3, size, size), dtype=torch.uint8)
-    for i, item in enumerate(ds["image"]):
+    keep, skipped = [], []
+    for i, item in enumerate(tqdm(ds["image"], desc=desc, unit="img", leave=False, mininterval=1.0)):
         source = item["bytes"] if item.get("bytes") else item["path"]
         try:
-            images[i] = to_uint8_tensor(load_image(source), size)
+            images[len(keep)] = to_uint8_tensor(load_image(source), size)
+            keep.append(i)
         except ImageError as e:
-            raise DataError(f"image {i} ({item.get('path') or 'embedded'}): {e}") from e
+            if not skip_bad:
+                raise DataError(f"image {i} ({item.get('path') or 'embedded'}): {e}") from e
+            skipped.append(f"{item.get('path') or f'image {i}'}: {e}")
+    if skipped:
+        ds, images = ds.select(keep), images[: len(keep)]
     subtypes = list(ds["subtype"]) if "subtype" in ds.column_names else [""] * len(ds)
     mask_files = ds["mask"] if "mask" in ds.column_names else []
     masks = _decode_masks(mask_files, size) if any(mask_files) else None
-    return DecodedSplit(images, torch.tensor(ds["target"], dtype=torch.int64), list(ds["group"]), subtypes, masks)
+    targets = torch.tensor(ds["target"], dtype=torch.int64)
+    return DecodedSplit(images, targets, list(ds["group"]), subtypes, masks, skipped)
 
 
 def _decode_masks(paths: Sequence[str], size: int) -> torch.Tensor:

@@ -172,3 +172,10 @@ def test_decoding_matches_the_predictor_and_reports_corrupt_files(tmp_path, smal
     victim.write_bytes(victim.read_bytes()[:200])
     with pytest.raises(DataError, match=victim.name):
         decode_split(load_splits(DataSpec([str(broken)]))["test"], 64)
+    kept = decode_split(load_splits(DataSpec([str(broken)]))["test"], 64, skip_bad=True)
+    assert len(kept) == 5 and kept.images.shape[0] == 5 and len(kept.groups) == 5 and kept.class_counts() == [2, 3]
+    assert len(kept.skipped) == 1 and victim.name in kept.skipped[0]
+    full = decode_split(splits["test"], 64)
+    paths = [item["path"] for item in splits["test"].cast_column("image", ImageFeature(decode=False))["image"]]
+    bad = next(i for i, p in enumerate(paths) if Path(p).name == victim.name)
+    assert torch.equal(kept.images, full.images[[i for i in range(6) if i != bad]])  # the intact ones, in order

@@ -3,6 +3,7 @@ a process of their own (a hard kill, two ranks) are marked slow."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -223,6 +224,21 @@ def test_mask_guided_training_records_its_map_layers(tmp_path, capsys):
         "share of Grad-CAM heat (stage3.1) outside the lesion, on the 7 of 8 training images"
         in config.training["recipe"]
     )
+
+
+def test_a_corrupt_image_stops_training_or_is_skipped_and_recorded(tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(HISTO, data)
+    victim = next((data / "train" / "malignant").glob("*.jpg"))
+    victim.write_bytes(b"")
+    args = ["--data", str(data), "--epochs", "1", *FAST]
+    code, output = train(capsys, *args, "--output-dir", str(tmp_path / "strict"))
+    assert code == 2 and victim.name in output and "Traceback" not in output
+    code, output = train(capsys, *args, "--output-dir", str(tmp_path / "lenient"), "--skip-bad-images")
+    assert code == 0, output[-3000:]
+    assert "train: 11 images" in output and f"warning: train: skipped {victim}" in output
+    skipped = load_pretrained(tmp_path / "lenient").config.training["skipped_images"]
+    assert list(skipped) == ["train"] and victim.name in skipped["train"][0]
 
 
 def test_max_steps_stops_mid_epoch_and_still_writes_a_model(tmp_path, capsys):

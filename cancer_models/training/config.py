@@ -51,6 +51,9 @@ class TrainConfig:
         "the model's CAM target layers (module names, e.g. stage3.1), which --mask-loss guides; default: the "
         "architecture's",
     )
+    skip_bad_images: bool = _opt(
+        False, "leave out images that cannot be decoded (listed in the log and the model's config) instead of stopping"
+    )
     augment: str = _opt("default", "augmentation preset", choices=list(AUGMENTATIONS))
     epochs: int = _opt(30, "maximum epochs")
     max_steps: int = _opt(0, "stop after this many optimizer steps (0: no limit), e.g. for smoke runs and benchmarks")

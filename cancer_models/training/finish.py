@@ -82,6 +82,9 @@ def training_record(run: Run, state: TrainerState, metrics: dict, collapsed: boo
         "command": " ".join(sys.argv),
         "provenance": provenance(),
     }
+    skipped = {name: d.skipped for name, d in decoded.items() if d.skipped}
+    if skipped:
+        record["skipped_images"] = skipped
     if cfg.pretrained and BACKBONES.get(cfg.model) and BACKBONES[cfg.model].hub_id:
         record["base_model"] = BACKBONES[cfg.model].hub_id
     return record

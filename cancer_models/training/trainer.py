@@ -85,9 +85,13 @@ def prepare_run(cfg: TrainConfig) -> Run:
     with accelerator.main_process_first():
         model = _build_model(cfg)  # before the data: a bad model option fails in seconds
         splits = load_splits(_data_spec(cfg))
-    decoded = {name: decode_split(ds, cfg.input_size) for name, ds in splits.items()}
+    decoded = {
+        name: decode_split(ds, cfg.input_size, cfg.skip_bad_images, f"decoding {name}") for name, ds in splits.items()
+    }
     for name, d in decoded.items():
         accelerator.print(f"{name}: {len(d)} images (benign {d.class_counts()[0]}, malignant {d.class_counts()[1]})")
+        for problem in d.skipped:
+            accelerator.print(f"warning: {name}: skipped {problem}")
     check_no_shared_groups({name: d.groups for name, d in decoded.items()})
 
     model.to(memory_format=torch.channels_last)
