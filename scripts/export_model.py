@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cancer_models import load_pretrained
 
-SHIPPED = ["config.json", "model.safetensors", "README.md", "metrics.json", "history.csv", "plots"]
+SHIPPED = ["config.json", "model.safetensors", "ood.safetensors", "README.md", "metrics.json", "history.csv", "plots"]
 MAX_BYTES = 15_000_000
 
 

@@ -16,10 +16,19 @@ train() {  # NAME ARGS...
   $LAUNCH train.py --output-dir "runs/$name" "$@" "${resume[@]}"
 }
 
+# Where lesion masks exist: choose the default CAM layers and method on the validation split and measure them on
+# the test split (python -m cancer_models.calibrate --masks), after training.
+explain() {  # NAME DATA... -- IMAGES MASKS
+  local name=$1; shift
+  local data=()
+  while [ "$1" != "--" ]; do data+=("$1"); shift; done
+  python -m cancer_models.calibrate --model "runs/$name" --data "${data[@]}" --masks "$2" "$3"
+}
+
 declare -A RECIPES=(
   [histopathology-cancer-cnn]="--data $DATA/histopathology --task histopathology --model cancer_cnn --input-size 128 --augment histopathology --epochs 15 --patience 5 --lr 2e-3 --weight-decay 0.05"
-  [dermoscopy-cancer-cnn]="--data $DATA/dermoscopy --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 40 --patience 10 --lr 2e-3 --weight-decay 0.05"
-  [ultrasound-cancer-cnn]="--data $DATA/ultrasound --task ultrasound --model cancer_cnn --input-size 128 --augment ultrasound --epochs 60 --patience 15 --lr 1e-3 --weight-decay 0.05 --batch-size 32"
+  [dermoscopy-cancer-cnn]="--data $DATA/dermoscopy $DATA/dermoscopy_multiclass --masks none $DATA/dermoscopy_multiclass_masks --mask-loss 1 --cam-layers stage3.1 --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 10 --patience 4 --lr 2e-3 --weight-decay 0.05"
+  [ultrasound-cancer-cnn]="--data $DATA/ultrasound --masks $DATA/ultrasound_masks --mask-loss 1 --cam-layers stage3.1 --task ultrasound --model cancer_cnn --input-size 128 --augment ultrasound --epochs 60 --patience 15 --lr 1e-3 --weight-decay 0.05 --batch-size 32"
   [histopathology-resnet34]="--data $DATA/histopathology --task histopathology --model resnet34 --input-size 96 --augment histopathology --epochs 12 --patience 4 --lr 1e-3 --weight-decay 0.05"
   [dermoscopy-resnet34]="--data $DATA/dermoscopy --task dermoscopy --model resnet34 --input-size 96 --augment dermoscopy --epochs 30 --patience 8 --lr 1e-3 --weight-decay 0.05"
 )
@@ -30,4 +39,9 @@ for name in "${names[@]}"; do
   [ -n "${RECIPES[$name]:-}" ] || { echo "unknown model $name; known: ${!RECIPES[*]}" >&2; exit 2; }
   # shellcheck disable=SC2086
   train "$name" ${RECIPES[$name]}
+  case $name in
+    ultrasound-*) explain "$name" "$DATA/ultrasound" -- "$DATA/ultrasound" "$DATA/ultrasound_masks" ;;
+    dermoscopy-*) explain "$name" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" -- \
+      "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" ;;
+  esac
 done
