@@ -28,7 +28,7 @@ def main() -> None:
     model = load_pretrained(args.run)  # must load before it ships
     shipped, dest = SHIPPED, ROOT / "models" / args.run.name
     if sum(_size(args.run / name) for name in SHIPPED) > MAX_BYTES:
-        shipped, dest = [n for n in SHIPPED if n != "model.safetensors"], ROOT / "model_cards" / args.run.name
+        shipped, dest = [n for n in SHIPPED if not n.endswith(".safetensors")], ROOT / "model_cards" / args.run.name
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     for name in shipped:
