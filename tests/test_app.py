@@ -26,6 +26,7 @@ LOCAL = "Histopathology · test CNN"
 HUB = "Histopathology · test CNN (Hub)"
 BROKEN = "Dermoscopy · missing"
 SHIPPED = "Histopathology · shipped CNN"
+ULTRASOUND = "Ultrasound · shipped CNN"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -50,6 +51,7 @@ def served(tmp_path_factory, _briefly_trained_cnn):
             "modality": "histopathology",
             "local_dir": str(ROOT / "models" / "histopathology-cancer-cnn"),
         },
+        {"name": ULTRASOUND, "modality": "ultrasound", "local_dir": str(ROOT / "models" / "ultrasound-cancer-cnn")},
     ]
     (tmp / "catalog.json").write_text(json.dumps(catalog))
     port = _free_port()
@@ -163,6 +165,19 @@ def test_an_image_of_another_modality_gets_no_verdict(client, tmp_path):
     assert [row[1] for row in table["data"]] == ["not recognised", expected.decision]
 
 
+def test_the_map_comes_with_its_measured_reliability(client):
+    config = load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn").config
+    measured = config.training["explanations"]
+    lesion = fixture_images("ultrasound", "test")[-1]  # malignant_44
+    _, decision, overlay, _ = _predict(client, lesion, model=ULTRASOUND, method=config.cam_method)
+    assert overlay is not None
+    assert f"this model's default map ({config.cam_method}) peaked inside the lesion" in decision
+    assert f"{measured['peak_in_lesion']['mean']:.0%} of the time" in decision and "not measured" not in decision
+    other = next(m for m in ("gradcam", "eigencam") if m != config.cam_method)
+    _, decision, _, _ = _predict(client, lesion, model=ULTRASOUND, method=other)
+    assert f"This map uses {other}, which was not measured." in decision
+
+
 def test_twenty_concurrent_requests(client, served):
     images = (fixture_images() + fixture_images("histopathology", "validation")) * 2
     images = images[:20]
@@ -224,6 +239,14 @@ def test_in_a_real_browser(served, tmp_path):
         sync_api.expect(page.locator("#verdict")).to_contain_text("not recognised")
         assert "Benign" not in page.locator("#decision").inner_text()
         page.screenshot(path=str(ARTIFACTS / "app-not-recognised.png"), full_page=True)
+
+        # Choosing a model preselects the CAM method measured to point at lesions best for it.
+        page.get_by_label("Model (modality and architecture)").click()
+        page.get_by_role("option", name=ULTRASOUND).click()
+        page.get_by_text("Options").click()
+        method = page.get_by_label("Explanation method (the model's measured best is preselected)")
+        cam_method = load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn").config.cam_method
+        sync_api.expect(method).to_have_value(cam_method, timeout=30_000)
         browser.close()
 
 

@@ -80,7 +80,7 @@ def training_record(run: Run, state: TrainerState, metrics: dict, collapsed: boo
         "threshold_rule": cfg.threshold,
         "class_collapse_on_test": collapsed,
         "command": " ".join(sys.argv),
-        "provenance": provenance(),
+        "provenance": run.provenance,
     }
     skipped = {name: d.skipped for name, d in decoded.items() if d.skipped}
     if skipped:

@@ -37,6 +37,7 @@ class Run:
     augment: nn.Module
     criterion: nn.Module
     started: float
+    provenance: dict[str, str | None]  # the code and libraries, taken when the run started
 
     @property
     def unwrapped(self) -> CancerModel:

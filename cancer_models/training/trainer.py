@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..models import CancerModel, build_from_config, default_config
 from .checkpoint import TrainerState, load_checkpoint, save_best_weights, save_checkpoint, write_history
 from .config import TrainConfig, check_config
-from .finish import finish
+from .finish import finish, provenance
 from .loop import Run, train_one_epoch, validate
 from .optim import build_loss, build_optimizer, build_schedulers
 
@@ -116,6 +116,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
         augment=build_augmentation(cfg.augment).to(accelerator.device),
         criterion=build_loss(cfg, decoded["train"].class_counts()).to(accelerator.device),
         started=time.time(),
+        provenance=provenance(),
     )
 
 
