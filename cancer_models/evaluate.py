@@ -17,7 +17,7 @@ from datasets import Image as ImageFeature
 from .data import DataSpec, decode_split, load_raw, parse_label_map, standardise
 from .errors import CheckpointError, ConfigError, DataError
 from .localization import explanation_quality
-from .metrics import binary_metrics, summarize
+from .metrics import binary_metrics, subtype_metrics, summarize
 from .model_card import RESEARCH_WARNING, metrics_table
 from .models import CancerModel, load_pretrained
 from .plots import write_plots
@@ -47,6 +47,8 @@ def evaluate(
     probs = predictor.probabilities(decoded.images)[:, 1].numpy()
     # Groups only matter for the bootstrap; without a group column every image is its own group anyway.
     metrics = binary_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.groups)
+    if any(decoded.subtypes):
+        metrics["subtypes"] = subtype_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.subtypes)
     # A flat benign/ malignant/ folder loads as one "train" split; call it what it is.
     metrics.update(split=split if len(splits) > 1 else "all", tta=tta)
     raw = {"targets": decoded.targets.tolist(), "p_malignant": probs.tolist(), "groups": decoded.groups, "paths": paths}

@@ -7,6 +7,7 @@ One implementation serves train.py (validation each epoch, the final test report
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,6 +128,36 @@ def _bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed) -> dict:
             exact.append(key)
     if exact:
         out["bootstrap"]["exact_binomial_for"] = exact
+    return out
+
+
+# Fewer images of a category than this and its figure is reported as too few to say much.
+MIN_SUBTYPE_IMAGES = 20
+
+
+def subtype_metrics(
+    y_true: Sequence[int], p_malignant: Sequence[float], threshold: float, subtypes: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Per category of the data's subtype column (e.g. nevus, melanoma): how many images, which class they
+    belong to, and the share the model gets right at ``threshold`` (sensitivity for a malignant category,
+    specificity for a benign one) with the exact binomial 95% interval over images."""
+    y, predicted = np.asarray(y_true, dtype=int), np.asarray(p_malignant) >= threshold
+    names = np.asarray(subtypes)
+    out = {}
+    for name in sorted(set(subtypes) - {""}):
+        members = names == name
+        target = round(y[members].mean())
+        right = int((predicted[members] == bool(target)).sum())
+        n = int(members.sum())
+        low, high = binomtest(right, n).proportion_ci(0.95, method="exact")
+        out[name] = {
+            "n": n,
+            "label": target,
+            "metric": "sensitivity" if target else "specificity",
+            "value": right / n,
+            "ci": [float(low), float(high)],
+            "too_few": n < MIN_SUBTYPE_IMAGES,
+        }
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,19 @@ def metrics_table(metrics: dict[str, Any]) -> str:
                 f"(Clopper-Pearson) binomial one over {boot['unit']}s"
             )
         rows.append(f"\n{note}.")
+    return "\n".join(rows)
+
+
+def subtype_table(subtypes: dict[str, dict[str, Any]], labels: Sequence[str]) -> str:
+    """Per category: images, class, and the share classified right (sensitivity or specificity) with its interval."""
+    rows = ["| category | class | images | right at the threshold | 95% CI |", "|---|---|---|---|---|"]
+    for name, s in subtypes.items():
+        few = " (too few images to say)" if s["too_few"] else ""
+        rows.append(
+            f"| {name} | {labels[s['label']]} | {s['n']} | {s['metric']} {s['value']:.3f}{few} | "
+            f"{s['ci'][0]:.3f} – {s['ci'][1]:.3f} |"
+        )
+    rows.append("\nIntervals: exact binomial over images.")
     return "\n".join(rows)
 
 
@@ -258,6 +272,9 @@ def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> 
         (f"Metrics on the {split} split" + (f" (n = {m['n']})" if m.get("n") else ""), metrics_table(m))
         for split, m in sorted((training.get("metrics") or {}).items(), key=lambda kv: -_SPLIT_ORDER.get(kv[0], 9))
     ]
+    test_subtypes = (training.get("metrics") or {}).get("test", {}).get("subtypes")
+    if test_subtypes:
+        metrics.append(("Per category on the test split", subtype_table(test_subtypes, config.labels)))
     return ModelCard.from_template(
         _card_data(config, title, base),
         template_str=TEMPLATE,

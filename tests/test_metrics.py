@@ -9,6 +9,7 @@ from cancer_models.metrics import (
     expected_calibration_error,
     fit_temperature,
     rank_auc,
+    subtype_metrics,
 )
 
 Y = [0, 0, 1, 1, 1]
@@ -126,3 +127,14 @@ def test_rank_auc_is_sklearns_auc_with_ties():
         y[:2] = [0, 1]
         p = rng.integers(0, 6, 40) / 5  # coarse scores: many ties
         assert rank_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+
+
+def test_per_category_figures_are_each_classes_own_hit_rate():
+    y = [0, 0, 0, 1, 1, 1, 1, 0]
+    p = [0.1, 0.2, 0.9, 0.8, 0.7, 0.3, 0.9, 0.4]
+    out = subtype_metrics(y, p, 0.5, ["nevus", "nevus", "nevus", "melanoma", "melanoma", "bcc", "bcc", ""])
+    assert set(out) == {"nevus", "melanoma", "bcc"}  # no category named: left out
+    assert out["nevus"]["metric"] == "specificity" and out["nevus"]["value"] == pytest.approx(2 / 3)
+    assert out["melanoma"]["value"] == 1.0 and out["bcc"]["value"] == 0.5 and out["bcc"]["label"] == 1
+    low, high = out["nevus"]["ci"]
+    assert 0 < low < 2 / 3 < high < 1 and out["nevus"]["too_few"]

@@ -87,6 +87,7 @@ def test_model_card_has_hub_metadata_and_no_machine_paths(trained_cnn):
     assert "95% CI" in card and "not a medical device" in card and "| test | 6 | 3 | 3 |" in card
     assert str(FIXTURES) not in card and "tests/fixtures" not in card
     assert "\nhistopathology\n" in card  # the data is named by its folder
+    assert "Per category on the test split" in card and "| lung_n | benign |" in card
 
 
 @pytest.mark.slow
@@ -296,6 +297,10 @@ def test_evaluate_cli_prints_json_and_writes_a_report(trained_cnn, tmp_path, cap
     assert expected | {"confusion_matrix", "auc_ci", "accuracy_ci"} <= set(metrics)
     assert metrics["n"] == 6 and metrics["split"] == "test" and metrics["tta"] is True
     assert sum(map(sum, metrics["confusion_matrix"])) == 6
+    # Per category (the subtype column): the test tiles hold one or two of four LC25000 tissues.
+    subtypes = metrics["subtypes"]
+    assert sum(s["n"] for s in subtypes.values()) == 6 and subtypes["lung_n"]["metric"] == "specificity"
+    assert subtypes["lung_aca"]["metric"] == "sensitivity" and all(s["too_few"] for s in subtypes.values())
     assert {"report.md", "roc.png", "reliability.png", "confusion_matrix.png"} <= {p.name for p in tmp_path.iterdir()}
     assert "95%" in (tmp_path / "report.md").read_text()
 

@@ -15,7 +15,7 @@ import torch
 
 from ..augment import tta_views_for
 from ..calibrate import fit_trust
-from ..metrics import binary_metrics, choose_threshold, fit_temperature, summarize
+from ..metrics import binary_metrics, choose_threshold, fit_temperature, subtype_metrics, summarize
 from ..model_card import dataset_name, is_hub_dataset_id
 from ..models import BACKBONES
 from ..plots import write_plots
@@ -43,6 +43,10 @@ def finish(run: Run, state: TrainerState) -> Path:
         ),
         "test": binary_metrics(test_targets.numpy(), test_probs, config.threshold, run.decoded["test"].groups),
     }
+    if any(run.decoded["test"].subtypes):
+        metrics["test"]["subtypes"] = subtype_metrics(
+            test_targets.numpy(), test_probs, config.threshold, run.decoded["test"].subtypes
+        )
     collapsed = len(set((test_probs >= config.threshold).tolist())) == 1
     config.model_args = {k: v for k, v in config.model_args.items() if k != "pretrained_backbone"}
     config.tta_views = tta_views_for(run.augment)
