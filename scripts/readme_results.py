@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Data folder -> what it is.
 DATA = {
     "histopathology": "LC25000 lung + colon H&E",
     "dermoscopy": "ISIC (Kaggle benign/malignant)",
+    "dermoscopy_multiclass": "HAM10000",
     "ultrasound": "BUSI breast ultrasound",
 }
 
@@ -28,11 +30,12 @@ def results_table() -> str:
     for folder in sorted((ROOT / "models").iterdir()) + sorted((ROOT / "model_cards").glob("*/")):
         config = json.loads((folder / "config.json").read_text())
         m = config["training"]["metrics"]["test"]
-        task = config["training"]["task"]
+        folders = [Path(d.strip()).name for d in config["training"]["data"].split(",")]
+        data = " + ".join(DATA.get(f, f) for f in folders)
         where = folder.relative_to(ROOT).as_posix()
         shipped = "" if (folder / "model.safetensors").is_file() else " (card only; weights not in the repo)"
         lines.append(
-            f"| [`{folder.name}`]({where}){shipped} | {DATA.get(task, task)} | {m['n']} ({m['n_benign']} / "
+            f"| [`{folder.name}`]({where}){shipped} | {data} | {m['n']} ({m['n_benign']} / "
             f"{m['n_malignant']}) | "
             + " | ".join(cell(m, k) for k in ("auc", "accuracy", "sensitivity", "specificity"))
             + " |"
