@@ -19,14 +19,14 @@ def compute_cam(
 
     Leaves the model in eval mode with no hooks and no parameter gradients behind.
     """
-    # An input that requires grad makes the target activations require grad too, so gradient
-    # methods also work when every backbone parameter is frozen.
     # pytorch-grad-cam is imported on the first explanation: it loads OpenCV and matplotlib, seconds of
     # start-up that an app or a prediction-only caller need not pay.
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     cam_class = getattr(pytorch_grad_cam, CAM_METHODS[method])
+    # An input that requires grad makes the target activations require grad too, so gradient
+    # methods also work when every backbone parameter is frozen.
     x = input_tensor.detach().clone().requires_grad_(True)
     with torch.enable_grad(), cam_class(model=model, target_layers=model.cam_target_layers()) as cam:
         maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(class_index)])
