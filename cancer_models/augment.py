@@ -22,8 +22,8 @@ _GREY = torch.tensor([0.299, 0.587, 0.114]).expand(3, 3).clone()
 # Cross-product matrix of the grey axis (1, 1, 1) / sqrt(3), for rotations about it.
 _GREY_AXIS_CROSS = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]) / math.sqrt(3)
 # Ruifrok & Johnston (2001) stain vectors for haematoxylin, eosin and DAB, as rows (skimage's rgb_from_hed).
-_RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
-_RGB_FROM_HED = _RGB_FROM_HED / _RGB_FROM_HED.norm(dim=1, keepdim=True)
+RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+RGB_FROM_HED = RGB_FROM_HED / RGB_FROM_HED.norm(dim=1, keepdim=True)
 
 
 def _uniform(size: int | tuple[int, ...], low: float, high: float, like: torch.Tensor) -> torch.Tensor:
@@ -160,8 +160,8 @@ class HEDJitter(_Photometric):
     def __init__(self, sigma: float = 0.05, bias: float = 0.05, p: float = 0.5) -> None:
         super().__init__()
         self.sigma, self.bias, self.p = sigma, bias, p
-        self.register_buffer("rgb_from_hed", _RGB_FROM_HED.clone(), persistent=False)
-        self.register_buffer("hed_from_rgb", torch.linalg.inv(_RGB_FROM_HED), persistent=False)
+        self.register_buffer("rgb_from_hed", RGB_FROM_HED.clone(), persistent=False)
+        self.register_buffer("hed_from_rgb", torch.linalg.inv(RGB_FROM_HED), persistent=False)
 
     def recolour(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) in [0, 1]
         n = x.shape[0]

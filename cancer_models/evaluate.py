@@ -22,6 +22,7 @@ from .model_card import RESEARCH_WARNING, metrics_table
 from .models import CancerModel, load_pretrained
 from .plots import write_plots
 from .predict import Predictor
+from .robustness import SHIFTS, shift_report
 
 
 def evaluate(
@@ -93,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         "measure whether the explanations point at the lesion",
     )
     parser.add_argument(
+        "--shifts",
+        default=None,
+        help="also re-score under acquisition shifts: 'all' or a comma-separated list of robustness.SHIFTS "
+        "(zoom, JPEG, blur, brightness, contrast, stain)",
+    )
+    parser.add_argument(
         "--cam-methods", default="gradcam,gradcam++,layercam,eigencam", help="CAM methods to measure with --masks"
     )
     args = parser.parse_args(argv)
@@ -106,10 +113,20 @@ def main(argv: list[str] | None = None) -> int:
             metrics["explanations"] = explanation_quality(
                 Predictor(model), [Path(p) for p in raw["paths"]], masks, args.cam_methods.split(",")
             )
-    except (CheckpointError, ConfigError, DataError) as e:
+        if args.shifts:
+            shifts = list(SHIFTS) if args.shifts == "all" else args.shifts.split(",")
+            metrics["shifts"] = shift_report(
+                Predictor(model, tta=args.tta), raw["paths"], raw["targets"], raw["groups"], shifts
+            )
+    except (CheckpointError, ConfigError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summarize(metrics), file=sys.stderr)
+    for name, m in metrics.get("shifts", {}).items():
+        figures = ", ".join(
+            f"{k} {'n/a' if m[k] is None else f'{m[k]:.3f}'}" for k in ("auc", "sensitivity", "specificity")
+        )
+        print(f"  {name}: {figures}", file=sys.stderr)
     if args.out:
         write_report(args.out, model, metrics, raw, args.model, args.data)
         print(f"wrote {args.out}", file=sys.stderr)
