@@ -119,6 +119,10 @@ def test_shipped_models_carry_rejection_and_conformal_data():
     for folder in sorted((ROOT / "models").iterdir()):
         model = load_pretrained(folder)
         assert model.config.ood and model.config.conformal and model.ood_detector is not None, folder.name
-        test = model.config.training["trust"]["test"]
-        assert test["rejected"] <= 0.03 and abs(test["coverage"] - 0.9) <= 0.03, (folder.name, test)
+        trust = model.config.training["trust"]
+        test, level = trust["test"], 1 - model.config.conformal["alpha"]
+        # Coverage varies with the calibration draw (a Beta around the level, Vovk 2012) and the test draw:
+        # three standard deviations of both together, which is 0.14 for ultrasound's 75 and 77 images.
+        spread = level * (1 - level) * (1 / (trust["validation"]["n"] + 2) + 1 / test["n"])
+        assert test["rejected"] <= 0.03 and abs(test["coverage"] - level) <= 3 * spread**0.5, (folder.name, test)
     assert load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn").config.tta_views == "hflip"
