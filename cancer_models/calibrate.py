@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         report = fit_trust(model, decoded, args.acceptance, args.alpha)
         model.config.tta_views = args.tta_views or model.config.tta_views
         if args.masks:
-            model.config.training["explanations"] = fit_explanations(model, *args.masks)
+            tried = model.config.training.get("explanations", {}).get("tried", [])  # the trainer's notes stay
+            model.config.training["explanations"] = {**fit_explanations(model, *args.masks), "tried": tried}
     except (CheckpointError, ConfigError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -253,6 +253,8 @@ def _scope(config: ModelConfig) -> str:
                 f"chosen among {len(choice)} layer and method pairs on the validation images with lesion masks, "
                 f"where it peaked inside the lesion {choice[0]['peak_in_lesion']:.0%} of the time."
             )
+        # What was tried to make the map point at the lesion, in the trainer's words (config.training).
+        lines.extend(f"- Tried: {note}" for note in explanations.get("tried", []))
     test = trust.get("test", {})
     if "coverage" in test:
         lines.append(

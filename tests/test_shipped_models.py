@@ -24,6 +24,14 @@ def test_shipped_model_loads_and_is_small(folder):
     assert (folder / "README.md").read_text() == str(model.generate_model_card())  # the card as rendered now
 
 
+def test_cards_with_measured_maps_say_what_was_tried():
+    for name in ("ultrasound-cancer-cnn", "dermoscopy-cancer-cnn"):
+        folder = Path(DEFAULT_CATALOG).parent / "models" / name
+        tried = load_pretrained(folder).config.training["explanations"]["tried"]
+        card = (folder / "README.md").read_text()
+        assert tried and all(f"- Tried: {note}" in card for note in tried)
+
+
 def test_histopathology_model_gets_the_fixture_tiles_right():
     predictor = Predictor(load_pretrained(Path(DEFAULT_CATALOG).parent / "models" / "histopathology-cancer-cnn"))
     images = fixture_images("histopathology", "test") + fixture_images("histopathology", "validation")

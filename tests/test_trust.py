@@ -70,6 +70,7 @@ def test_the_decision_never_contradicts_the_set_or_the_check(label, prediction_s
 
 def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, capsys):
     folder = tmp_path / "model"
+    small_cnn.config.training["explanations"] = {"tried": ["a mask term"]}  # the trainer's note survives
     small_cnn.save_pretrained(folder)
     weights = (folder / "model.safetensors").read_bytes()
     args = ["--model", str(folder), "--data", str(FIXTURES / "histopathology"), "--acceptance", "1.0"]
@@ -92,6 +93,7 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     assert explanations["n"] == 3 and explanations["method"] == best["method"]  # normal_35 has no lesion
     assert "On 3 test images with known lesions (ultrasound (test)), this model's default map" in card
     assert f"({best['method']}) peaked inside the lesion" in card
+    assert explanations["tried"] == ["a mask term"] and "- Tried: a mask term" in card
     assert Predictor(model).explain(fixture_images("ultrasound")[0]).method == best["method"]
 
     (folder / "ood.safetensors").unlink()
