@@ -29,7 +29,7 @@ from sklearn.covariance import LedoitWolf
 
 from .config import TTA_VIEWS
 from .conformal import conformal_quantile, coverage
-from .data import DataSpec, DecodedSplit, decode_split, load_raw, load_splits
+from .data import DataSpec, DecodedSplit, decode_split, load_raw, load_splits, mask_path
 from .errors import CheckpointError, ConfigError, DataError
 from .localization import CENTRE_PRIOR, choose_cam, explanation_quality
 from .model_card import dataset_name
@@ -100,7 +100,7 @@ def images_with_masks(images: Path, masks: Path, split: str) -> tuple[list[Path]
     if split not in raw:
         raise DataError(f"{images} has no {split} split (found {sorted(raw)})")
     paths = [Path(item["path"]) for item in raw[split].cast_column("image", ImageFeature(decode=False))["image"]]
-    return paths, [masks / p.relative_to(images.resolve()).with_suffix(".png") for p in paths]
+    return paths, [mask_path(p, images, masks) for p in paths]
 
 
 def fit_explanations(model: CancerModel, images: Path, masks: Path) -> dict[str, Any]:

@@ -128,16 +128,22 @@ def _load_source(source: str, spec: DataSpec, mask_dir: str | None = None) -> Da
     return splits
 
 
+def mask_path(image: str | Path, source: str | Path, mask_dir: str | Path) -> Path:
+    """Where an image's lesion mask lives: ``mask_dir``/<the image's path relative to ``source``>, as a .png."""
+    relative = Path(image).relative_to(Path(source).expanduser().resolve())
+    return Path(mask_dir).expanduser() / relative.with_suffix(".png")
+
+
 def mask_paths(ds: Dataset, source: str, mask_dir: str) -> list[str]:
-    """Each image's lesion mask: ``mask_dir``/<its path relative to ``source``>.png, or "" where there is none."""
-    root, masks = Path(source).expanduser().resolve(), Path(mask_dir).expanduser()
-    if not masks.is_dir():
+    """Each image's lesion mask (``mask_path``), or "" where there is none."""
+    if not Path(mask_dir).expanduser().is_dir():
         raise DataError(f"mask folder {mask_dir} does not exist")
+    root = Path(source).expanduser().resolve()
     paths = []
     for item in ds.cast_column("image", ImageFeature(decode=False))["image"]:
         if not item.get("path") or not Path(item["path"]).is_relative_to(root):
             raise DataError(f"masks need images in a local folder; {source} has images that are not files under it")
-        path = masks / Path(item["path"]).relative_to(root).with_suffix(".png")
+        path = mask_path(item["path"], source, mask_dir)
         paths.append(str(path) if path.is_file() else "")
     return paths
 

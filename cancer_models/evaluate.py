@@ -14,7 +14,7 @@ from pathlib import Path
 
 from datasets import Image as ImageFeature
 
-from .data import DataSpec, decode_split, load_raw, parse_label_map, standardise
+from .data import DataSpec, decode_split, load_raw, mask_path, parse_label_map, standardise
 from .errors import CheckpointError, ConfigError, DataError
 from .localization import explanation_quality
 from .metrics import binary_metrics, subtype_metrics, summarize
@@ -107,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_pretrained(args.model, revision=args.revision)
         metrics, raw = evaluate(model, args.data, args.split, args.tta, parse_label_map(args.label_map))
         if args.masks:
-            masks = [
-                args.masks / Path(p).relative_to(Path(args.data).resolve()).with_suffix(".png") for p in raw["paths"]
-            ]
+            masks = [mask_path(p, args.data, args.masks) for p in raw["paths"]]
             metrics["explanations"] = explanation_quality(
                 Predictor(model), [Path(p) for p in raw["paths"]], masks, args.cam_methods.split(",")
             )
