@@ -53,7 +53,8 @@ class RandomGeometry(nn.Module):
     Orientation: a horizontal flip, or with `all_orientations` any of the 8 flips and 90-degree rotations
     (a transposition is one of the three coin flips, so non-square images keep their flips only).
     Affine: rotation within +-degrees, translation within +-translate of the size, isotropic scale in
-    `scale`, x-shear within +-shear degrees; borders reflect. A sample left unwarped is resampled exactly at
+    `scale` (log-uniform, so zooming in 2x is as likely as zooming out 2x), x-shear within +-shear degrees;
+    borders reflect. A sample left unwarped is resampled exactly at
     pixel centres, so its values are unchanged up to float rounding.
     """
 
@@ -85,7 +86,8 @@ class RandomGeometry(nn.Module):
         warp = _coin(n, self.p, one)
         angle = torch.deg2rad(_uniform(n, -self.degrees, self.degrees, one)) * warp
         tan = torch.tan(torch.deg2rad(_uniform(n, -self.shear, self.shear, one))) * warp
-        zoom = torch.where(warp, _uniform(n, *self.scale, one), 1.0)
+        log_zoom = _uniform(n, math.log(self.scale[0]), math.log(self.scale[1]), one)
+        zoom = torch.where(warp, log_zoom.exp(), 1.0)
         shift = torch.stack([_uniform(n, -1, 1, one) * w, _uniform(n, -1, 1, one) * h], 1)
         shift = shift * self.translate * warp[:, None]
 
@@ -176,10 +178,37 @@ class HEDJitter(_Photometric):
         return torch.exp(-torch.baddbmm(offset, matrix, density)).view_as(x).clamp_(0, 1)
 
 
+class GaussianBlur(_Photometric):
+    """With probability p per image, a Gaussian blur with sigma drawn from ``sigma`` (in pixels): focus and
+    scanner optics. One grouped separable convolution for the batch; a sample left alone gets a delta kernel."""
+
+    def __init__(self, sigma: tuple[float, float] = (0.3, 1.5), p: float = 0.3) -> None:
+        super().__init__()
+        self.sigma, self.p = sigma, p
+        self.radius = math.ceil(3 * sigma[1])
+
+    def recolour(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W)
+        n, c, h, w = x.shape
+        sigma = torch.where(_coin(n, self.p, x), _uniform(n, *self.sigma, x), 1e-3)
+        offsets = torch.arange(-self.radius, self.radius + 1, device=x.device, dtype=x.dtype)
+        kernel = torch.exp(-0.5 * (offsets[None] / sigma[:, None]) ** 2)
+        kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (N*C, K)
+        y = F.pad(x.reshape(1, n * c, h, w), (self.radius,) * 4, mode="reflect")
+        y = F.conv2d(y, kernel[:, None, None, :], groups=n * c)
+        y = F.conv2d(y, kernel[:, None, :, None], groups=n * c)
+        return y.view_as(x)
+
+
 AUGMENTATIONS = {
     "none": list,
     "default": lambda: [RandomGeometry(), ColorJitter(0.15, 0.15, 0.1, 0.02, p=0.8)],
-    "histopathology": lambda: [RandomGeometry(), ColorJitter(0.1, 0.1, 0.1, 0.02, p=0.5), HEDJitter()],
+    # Other labs scan at other magnifications (2-3x), with other stains and optics.
+    "histopathology": lambda: [
+        RandomGeometry(scale=(0.5, 2.5), p=0.8),
+        ColorJitter(0.15, 0.15, 0.1, 0.02, p=0.5),
+        HEDJitter(sigma=0.1, bias=0.05, p=0.8),
+        GaussianBlur(),
+    ],
     "dermoscopy": lambda: [RandomGeometry(), ColorJitter(0.2, 0.2, 0.15, 0.03, p=0.8)],
     "ultrasound": lambda: [RandomGeometry(all_orientations=False), ColorJitter(0.2, 0.2, 0.0, 0.0, p=0.8)],
 }

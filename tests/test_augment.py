@@ -6,7 +6,14 @@ import pytest
 import torch
 from conftest import fixture_images
 
-from cancer_models.augment import AUGMENTATIONS, ColorJitter, HEDJitter, RandomGeometry, build_augmentation
+from cancer_models.augment import (
+    AUGMENTATIONS,
+    ColorJitter,
+    GaussianBlur,
+    HEDJitter,
+    RandomGeometry,
+    build_augmentation,
+)
 from cancer_models.images import load_image, to_uint8_tensor
 
 
@@ -130,6 +137,27 @@ def test_hed_bias_shifts_every_pixels_optical_density_alike():
     # ... and by at most `bias` of each stain: in stain space (od = hed @ rgb_from_hed, per row) the shift is beta.
     stain_shift = shift.mean(dim=2) @ jitter.hed_from_rgb
     assert stain_shift.abs().max() <= 0.05 + 1e-4 and stain_shift.abs().max() > 0.01
+
+
+def test_blur_smooths_selected_tiles_keeps_their_mean_and_leaves_the_rest_exact():
+    x = tiles(size=64)
+    assert torch.equal(GaussianBlur(p=0.0)(x), x)
+    blurred = GaussianBlur(sigma=(1.5, 1.5), p=1.0)(x)
+
+    def roughness(t: torch.Tensor) -> torch.Tensor:
+        return (t[..., 1:] - t[..., :-1]).abs().mean(dim=(1, 2, 3))
+
+    assert (roughness(blurred) < 0.7 * roughness(x)).all()
+    assert torch.allclose(blurred.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=0.01)
+
+
+def test_log_uniform_zoom_magnifies_as_often_as_it_shrinks():
+    torch.manual_seed(0)
+    x = torch.zeros(2000, 1, 33, 33)
+    x[:, :, 12:21, 12:21] = 1  # a 9 x 9 square at the centre: its area scales with zoom**2
+    out = RandomGeometry(all_orientations=False, degrees=0, translate=0, scale=(0.5, 2.0), shear=0, p=1.0)(x)
+    area = out.flatten(1).sum(dim=1)
+    assert 0.45 < (area > 81).float().mean() < 0.55
 
 
 @pytest.mark.parametrize("name", list(AUGMENTATIONS))
