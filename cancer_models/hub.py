@@ -9,7 +9,7 @@ the config is validated, the weights must match the architecture exactly, and ev
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import torch
 from huggingface_hub import HfApi, ModelCard, PyTorchModelHubMixin, hf_hub_download
@@ -21,7 +21,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file, save_file, save_model
 from typing_extensions import Self
 
 from .config import ModelConfig
@@ -51,6 +51,8 @@ class HubMixin(
     config: ModelConfig
     # Out-of-distribution statistics (ood.safetensors), present when config.ood is set.
     ood_detector: MahalanobisDetector | None = None
+    # Floating-point weights are stored in this dtype (None: as they are) and loaded into the model's own.
+    weights_dtype: ClassVar[torch.dtype | None] = None
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> HubMixin:
@@ -65,7 +67,14 @@ class HubMixin(
         self.config.validate()
         self.config.save(save_directory / CONFIG_NAME)
         # save_model (not save_file) resolves shared tensors; metadata marks the framework for the Hub.
-        save_model(self, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        if self.weights_dtype is None:
+            save_model(self, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        else:
+            state = {
+                k: (v.to(self.weights_dtype) if v.is_floating_point() else v).contiguous()
+                for k, v in self.state_dict().items()
+            }
+            save_file(state, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
         if (self.config.ood is None) != (self.ood_detector is None):
             raise ConfigError("config.ood and the model's ood_detector must be set together")
         if self.ood_detector is not None:

@@ -29,12 +29,13 @@ def register_model(name: str, **default_cfg: Any) -> Callable[[type[CancerModel]
 
 
 def list_models() -> list[str]:
-    return sorted(_classes)
+    """Architectures that can be created and trained (not composites such as ensembles, built from trained models)."""
+    return sorted(name for name, cls in _classes.items() if not cls.is_composite)
 
 
 def _model_class(name: str) -> type[CancerModel]:
     if name not in _classes:
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(_classes))}")
     return _classes[name]
 
 

@@ -38,6 +38,7 @@ class CancerModel(nn.Module, HubMixin):
 
     default_architecture: ClassVar[str]
     has_backbone: ClassVar[bool] = False  # a pretrained trunk that can be frozen (transfer models)
+    is_composite: ClassVar[bool] = False  # built from trained models (ensembles), not trained itself
     global_pool: nn.Module
     head: nn.Module
 

@@ -1,0 +1,99 @@
+"""Several trained models of one architecture served as one: the K models of a cross-validation run.
+
+The ensemble's output is the log of its members' mean class probabilities, so everything that treats a model's
+output as logits (temperature scaling, the threshold, conformal sets) works on the averaged probabilities
+unchanged. Its CAM target layers are every member's, which pytorch-grad-cam averages: one map for the ensemble.
+Out-of-distribution features come from the first member. Weights are stored in half precision (one folder of
+K members stays small); they are used in float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ._registry import build_from_config, register_model
+from .base import CancerModel
+
+
+def member_config(config: ModelConfig) -> ModelConfig:
+    """The config of each member of the ensemble ``config`` describes: its architecture at the ensemble's input."""
+    args = config.model_args
+    if not isinstance(args.get("member"), str) or args.get("member") == "ensemble":
+        raise ConfigError("config field 'model_args' of an ensemble must name its members' architecture ('member')")
+    if not isinstance(args.get("members"), int) or args["members"] < 2:
+        raise ConfigError(f"config field 'model_args' of an ensemble needs 'members' >= 2, got {args.get('members')!r}")
+    if not isinstance(args.get("member_args", {}), dict):
+        raise ConfigError("config field 'model_args.member_args' must be an object")
+    return ModelConfig(
+        architecture=args["member"],
+        model_args=dict(args.get("member_args", {})),
+        labels=config.labels,
+        input_size=config.input_size,
+        mean=config.mean,
+        std=config.std,
+    )
+
+
+@register_model("ensemble")
+class Ensemble(CancerModel):
+    default_architecture = "ensemble"
+    is_composite = True
+    weights_dtype: ClassVar[torch.dtype | None] = torch.float16
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        member = member_config(config)
+        self.members = nn.ModuleList(build_from_config(member) for _ in range(config.model_args["members"]))
+
+    @classmethod
+    def of(cls, members: Sequence[CancerModel], config: ModelConfig | None = None) -> Ensemble:
+        """The ensemble of trained ``members`` (same architecture and input); its config starts from the first's
+        (or ``config``), with temperature, threshold and calibration to be fitted for the ensemble."""
+        first = members[0].config
+        for m in members[1:]:
+            if (m.config.architecture, m.config.model_args, m.config.input_size) != (
+                first.architecture,
+                first.model_args,
+                first.input_size,
+            ):
+                raise ConfigError("ensemble members must share architecture, model_args and input_size")
+        base = config or first
+        ensemble_config = dataclasses.replace(
+            base,
+            architecture="ensemble",
+            model_args={"member": first.architecture, "member_args": first.model_args, "members": len(members)},
+            cam_layers=[],
+            temperature=1.0,
+            threshold=0.5,
+            ood=None,
+            conformal=None,
+            training={},
+        )
+        ensemble = cls(ensemble_config)
+        for slot, member in zip(ensemble.members, members, strict=True):
+            slot.load_state_dict(member.state_dict())
+        ensemble.config.cam_layers = ensemble._member_layers(first.cam_layers)
+        return ensemble.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([m(x).float().softmax(dim=1) for m in self.members]).mean(dim=0)
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+    def _member_layers(self, names: Sequence[str]) -> list[str]:
+        return [f"members.{i}.{name}" for i in range(len(self.members)) for name in names]
+
+    def default_cam_layers(self) -> list[str]:
+        return self._member_layers(self.members[0].default_cam_layers())
+
+    def cam_layer_candidates(self) -> list[list[str]]:
+        return [self._member_layers(names) for names in self.members[0].cam_layer_candidates()]
+
+    def ood_layers(self) -> list[nn.Module]:
+        return self.members[0].ood_layers()
