@@ -147,9 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         model = load_pretrained(args.model)
-        splits = load_splits(DataSpec(args.data))
-        decoded = {name: decode_split(ds, model.config.input_size) for name, ds in splits.items()}
-        report = fit_trust(model, decoded, args.acceptance, args.alpha)
+        if "cross_validation" in model.config.training:
+            # A cross-validated ensemble was trained on these validation images: its rejection and prediction
+            # sets were fitted on out-of-fold predictions (train.py --folds) and stay.
+            report = model.config.training["trust"]
+        else:
+            splits = load_splits(DataSpec(args.data))
+            decoded = {name: decode_split(ds, model.config.input_size) for name, ds in splits.items()}
+            report = fit_trust(model, decoded, args.acceptance, args.alpha)
         model.config.tta_views = args.tta_views or model.config.tta_views
         if args.masks:
             tried = model.config.training.get("explanations", {}).get("tried", [])  # the trainer's notes stay

@@ -212,6 +212,31 @@ def group_split(
     return keep, take
 
 
+def fold_indices(
+    targets: Sequence[int], groups: Sequence[str], folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``folds`` (train, held-out) index pairs, stratified by target, never cutting a group; each image is held
+    out exactly once."""
+    n_groups = len(set(groups))
+    if not 2 <= folds <= n_groups:
+        raise DataError(f"{folds} folds need 2 <= folds <= the number of groups ({n_groups})")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(targets)), targets, groups))
+
+
+def pooled_for_folds(splits: DatasetDict) -> Dataset:
+    """What cross-validation cuts into folds: train and validation together (the test split stays out)."""
+    return concatenate_datasets([splits["train"], splits["validation"]])
+
+
+def fold_splits(splits: DatasetDict, fold: int, folds: int, seed: int) -> DatasetDict:
+    """Fold ``fold`` of ``folds``: train on the other folds of train + validation, validate on this one; the test
+    split unchanged."""
+    pooled = pooled_for_folds(splits)
+    keep, held_out = fold_indices(pooled["target"], pooled["group"], folds, seed)[fold]
+    return DatasetDict({"train": pooled.select(keep), "validation": pooled.select(held_out), "test": splits["test"]})
+
+
 @dataclass
 class DecodedSplit:
     """A split decoded once to uint8 tensors at the model's input size (augmentation works on these)."""
@@ -228,6 +253,17 @@ class DecodedSplit:
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> DecodedSplit:
+        """The images at ``indices``, in that order."""
+        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        return DecodedSplit(
+            self.images[index],
+            self.targets[index],
+            [self.groups[i] for i in index.tolist()],
+            [self.subtypes[i] for i in index.tolist()] if self.subtypes else [],
+            None if self.masks is None else self.masks[index],
+        )
 
     def class_counts(self) -> list[int]:
         return torch.bincount(self.targets, minlength=2).tolist()

@@ -28,7 +28,8 @@ CARD_METRICS = {
 }
 # Test metrics that become the card's model-index results, with the Hub's metric type.
 _HUB_METRICS = {"auc": "roc_auc", "accuracy": "accuracy", "sensitivity": "recall", "f1": "f1"}
-_SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
+_SPLIT_ORDER = {"train": 0, "train + validation": 0, "validation": 1, "out_of_fold": 1, "test": 2}
+_SPLIT_TITLES = {"out_of_fold": "Metrics on the out-of-fold predictions (cross-validation over train + validation)"}
 
 TEMPLATE = """---
 {{ card_data }}
@@ -110,6 +111,17 @@ def metrics_table(metrics: dict[str, Any]) -> str:
                 f"(Clopper-Pearson) binomial one over {boot['unit']}s"
             )
         rows.append(f"\n{note}.")
+    return "\n".join(rows)
+
+
+def cross_validation_table(cv: dict[str, Any], test_auc: float | None) -> str:
+    """Per fold: held-out images and AUC; then the members' test AUCs against the ensemble's."""
+    rows = ["| fold | held-out images | AUC |", "|---|---|---|"]
+    rows += [f"| {f['fold']} | {f['n']} | {_fmt(f['auc'])} |" for f in cv["per_fold"]]
+    rows.append(f"| mean ± sd | | {cv['auc_mean']:.3f} ± {cv['auc_sd']:.3f} |")
+    members = ", ".join(f"{a:.3f}" for a in cv["member_test_auc"])
+    ensemble = f"; the ensemble: {test_auc:.3f}" if test_auc is not None else ""
+    rows.append(f"\nTest AUC of each fold's model alone: {members}{ensemble}.")
     return "\n".join(rows)
 
 
@@ -223,10 +235,12 @@ def _scope(config: ModelConfig) -> str:
     trust, task = config.training.get("trust"), config.training.get("task") or "its training"
     if not (trust and config.ood and config.conformal):
         return ""
+    calibrated_on = trust.get("calibrated_on", "validation")
+    held_out = "validation" if calibrated_on == "validation" else "first member's held-out fold"
     lines = [
         (
             f"- Made for {task} images like those of its training data. An image whose mid-level features lie "
-            f"further from the training images than {config.ood['acceptance']:.0%} of the validation images "
+            f"further from the training images than {config.ood['acceptance']:.0%} of the {held_out} images "
             "(Mahalanobis distance) gets no verdict: *not recognised*. Other imaging modalities, photographs "
             "and drawings are out of scope."
         ),
@@ -258,7 +272,8 @@ def _scope(config: ModelConfig) -> str:
     test = trust.get("test", {})
     if "coverage" in test:
         lines.append(
-            f"- Prediction sets at {1 - config.conformal['alpha']:.0%} (split-conformal, calibrated on validation): "
+            f"- Prediction sets at {1 - config.conformal['alpha']:.0%} (split-conformal, calibrated on "
+            f"{calibrated_on}): "
             f"they held the true class of {test['coverage']:.1%} of the accepted test images; one class "
             f"{test['singleton']:.1%}, both classes (*uncertain*) {test['both']:.1%}, none {test['empty']:.1%}."
         )
@@ -269,11 +284,20 @@ def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> 
     """The card for a model with this config; ``base`` holds metadata every card shares (library, tags)."""
     training = config.training
     task = f" for {training['task']}" if training.get("task") else ""
-    title = training.get("name") or f"{config.architecture} benign-vs-malignant classifier{task}"
+    architecture = config.architecture
+    if architecture == "ensemble":
+        architecture = f"{config.model_args.get('members')} x {config.model_args.get('member')} ensemble"
+    title = training.get("name") or f"{architecture} benign-vs-malignant classifier{task}"
     metrics = [
-        (f"Metrics on the {split} split" + (f" (n = {m['n']})" if m.get("n") else ""), metrics_table(m))
+        (
+            _SPLIT_TITLES.get(split, f"Metrics on the {split} split") + (f" (n = {m['n']})" if m.get("n") else ""),
+            metrics_table(m),
+        )
         for split, m in sorted((training.get("metrics") or {}).items(), key=lambda kv: -_SPLIT_ORDER.get(kv[0], 9))
     ]
+    if training.get("cross_validation"):
+        test_auc = (training.get("metrics") or {}).get("test", {}).get("auc")
+        metrics.append(("Cross-validation", cross_validation_table(training["cross_validation"], test_auc)))
     test_subtypes = (training.get("metrics") or {}).get("test", {}).get("subtypes")
     if test_subtypes:
         metrics.append(("Per category on the test split", subtype_table(test_subtypes, config.labels)))

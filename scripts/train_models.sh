@@ -12,7 +12,8 @@ LAUNCH=${LAUNCH:-accelerate launch --num_processes 1 --mixed_precision no --num_
 train() {  # NAME ARGS...
   local name=$1; shift
   local resume=()
-  [ -f "runs/$name/checkpoint/trainer_state.json" ] && resume=(--resume)
+  if compgen -G "runs/$name/checkpoint/trainer_state.json" > /dev/null ||
+    compgen -G "runs/$name/fold*/checkpoint/trainer_state.json" > /dev/null; then resume=(--resume); fi
   $LAUNCH train.py --output-dir "runs/$name" "$@" "${resume[@]}"
 }
 

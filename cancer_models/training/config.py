@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..augment import AUGMENTATIONS
+from ..data import DataSpec, parse_label_map
 from ..errors import ConfigError
 from ..metrics import choose_threshold
 from ..models import list_models
@@ -54,6 +55,12 @@ class TrainConfig:
     skip_bad_images: bool = _opt(
         False, "leave out images that cannot be decoded (listed in the log and the model's config) instead of stopping"
     )
+    folds: int = _opt(
+        0,
+        "K-fold cross-validation: train + validation pooled and cut into K folds that never split a group; one "
+        "model per fold, early-stopped on its held-out fold, served together as one ensemble whose temperature, "
+        "threshold and prediction sets come from the out-of-fold predictions (0: one model on the given splits)",
+    )
     augment: str = _opt("default", "augmentation preset", choices=list(AUGMENTATIONS))
     epochs: int = _opt(30, "maximum epochs")
     max_steps: int = _opt(0, "stop after this many optimizer steps (0: no limit), e.g. for smoke runs and benchmarks")
@@ -86,11 +93,24 @@ class TrainConfig:
     def checkpoint_dir(self) -> Path:
         return Path(self.output_dir) / CHECKPOINT_DIR
 
+    def data_spec(self) -> DataSpec:
+        return DataSpec(
+            sources=self.data,
+            image_column=self.image_column,
+            label_column=self.label_column,
+            group_column=self.group_column,
+            label_map=parse_label_map(self.label_map),
+            mask_dirs=[None if m.lower() == "none" else m for m in self.masks or []],
+            validation_fraction=self.validation_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.seed,
+        )
+
 
 # Settings a resumed run must share with the interrupted one, or it would not continue the same run.
 _RESUME_MUST_MATCH = (
     "data", "model", "input_size", "batch_size", "augment", "seed", "epochs", "lr", "freeze_epochs", "masks",
-    "mask_loss", "cam_layers", "max_steps",
+    "mask_loss", "cam_layers", "max_steps", "folds",
 )  # fmt: skip
 
 
@@ -110,8 +130,11 @@ def check_config(cfg: TrainConfig) -> None:
         choose_threshold([0, 1], [0.2, 0.8], cfg.threshold)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if cfg.resume and not (cfg.checkpoint_dir / STATE_FILE).is_file():
-        raise ConfigError(f"--resume: no checkpoint in {cfg.checkpoint_dir}")
+    if cfg.folds == 1 or cfg.folds < 0:
+        raise ConfigError(f"--folds must be 0 (no cross-validation) or at least 2, got {cfg.folds}")
+    fold_checkpoints = Path(cfg.output_dir).glob(f"fold*/{CHECKPOINT_DIR}/{STATE_FILE}")
+    if cfg.resume and not (cfg.checkpoint_dir / STATE_FILE).is_file() and not any(fold_checkpoints):
+        raise ConfigError(f"--resume: no checkpoint in {cfg.checkpoint_dir} (or in its fold folders)")
 
 
 def check_resume_compatible(saved: dict[str, Any], cfg: TrainConfig) -> None:

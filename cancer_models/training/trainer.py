@@ -17,20 +17,48 @@ from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwa
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..augment import build_augmentation
-from ..data import DataSpec, DecodedSplit, check_no_shared_groups, decode_split, load_splits, parse_label_map
+from ..data import (
+    DecodedSplit,
+    check_no_shared_groups,
+    decode_split,
+    fold_splits,
+    load_splits,
+)
 from ..errors import ConfigError
 from ..models import CancerModel, build_from_config, default_config
 from .checkpoint import TrainerState, load_checkpoint, save_best_weights, save_checkpoint, write_history
-from .config import TrainConfig, check_config
+from .config import CHECKPOINT_DIR, STATE_FILE, TrainConfig, check_config
+from .cross_validation import build_ensemble, fold_dir
 from .finish import finish, provenance
 from .loop import Run, train_one_epoch, validate
 from .optim import build_loss, build_optimizer, build_schedulers
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Train, calibrate, evaluate on the test split once, and write a Hub-ready folder; returns it."""
+    """Train, calibrate, evaluate on the test split once, and write a Hub-ready folder; returns it. With
+    ``cfg.folds``, one model per fold (each a folder ``foldK``) and then their ensemble (``cross_validation``)."""
     check_config(cfg)
-    run = prepare_run(cfg)
+    if not cfg.folds:
+        accelerator = fit(cfg).accelerator
+    else:
+        accelerator = None
+        for fold in range(cfg.folds):
+            folder = fold_dir(cfg, fold)
+            if cfg.resume and (folder / "config.json").is_file():
+                continue  # this fold finished before the interruption
+            resume = cfg.resume and (folder / CHECKPOINT_DIR / STATE_FILE).is_file()
+            accelerator = fit(dataclasses.replace(cfg, output_dir=str(folder), resume=resume), fold).accelerator
+        accelerator = accelerator or Accelerator()
+        if accelerator.is_main_process:
+            build_ensemble(cfg, log=accelerator.print)
+        accelerator.wait_for_everyone()
+    accelerator.end_training()  # also ends the process group, so it comes after the last collective
+    return Path(cfg.output_dir)
+
+
+def fit(cfg: TrainConfig, fold: int | None = None) -> Run:
+    """One model: trained (on fold ``fold`` of ``cfg.folds`` if given), calibrated, tested and written."""
+    run = prepare_run(cfg, fold)
     state = TrainerState()
     if cfg.resume:
         state = load_checkpoint(run.accelerator, cfg)
@@ -40,9 +68,10 @@ def train(cfg: TrainConfig) -> Path:
         if state.stale_epochs >= cfg.patience or (cfg.max_steps and state.step >= cfg.max_steps):
             break
         run_epoch(run, state, epoch)
-    out = finish(run, state)
-    run.accelerator.end_training()  # also ends the process group, so it comes after the last collective
-    return out
+    finish(run, state)
+    for tracker in run.accelerator.trackers:
+        tracker.finish()
+    return run
 
 
 def run_epoch(run: Run, state: TrainerState, epoch: int) -> None:
@@ -68,8 +97,9 @@ def run_epoch(run: Run, state: TrainerState, epoch: int) -> None:
     save_checkpoint(accelerator, run.cfg, state)
 
 
-def prepare_run(cfg: TrainConfig) -> Run:
-    """Model and data built, decoded and handed to Accelerate, with optimizer, schedules, loss and augmentation."""
+def prepare_run(cfg: TrainConfig, fold: int | None = None) -> Run:
+    """Model and data built, decoded and handed to Accelerate, with optimizer, schedules, loss and augmentation;
+    with ``fold``, the data is that cross-validation fold (``data.fold_splits``)."""
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         log_with="tensorboard",
@@ -84,7 +114,9 @@ def prepare_run(cfg: TrainConfig) -> Run:
     # One process downloads ImageNet weights and builds the datasets cache; the others then read both.
     with accelerator.main_process_first():
         model = _build_model(cfg)  # before the data: a bad model option fails in seconds
-        splits = load_splits(_data_spec(cfg))
+        splits = load_splits(cfg.data_spec())
+        if fold is not None:
+            splits = fold_splits(splits, fold, cfg.folds, cfg.seed)
     decoded = {
         name: decode_split(ds, cfg.input_size, cfg.skip_bad_images, f"decoding {name}") for name, ds in splits.items()
     }
@@ -129,20 +161,6 @@ def _build_model(cfg: TrainConfig) -> CancerModel:
     if cfg.freeze_epochs and not model.has_backbone:
         raise ConfigError(f"--freeze-epochs applies to transfer models (a backbone to freeze), not to {cfg.model}")
     return model
-
-
-def _data_spec(cfg: TrainConfig) -> DataSpec:
-    return DataSpec(
-        sources=cfg.data,
-        image_column=cfg.image_column,
-        label_column=cfg.label_column,
-        group_column=cfg.group_column,
-        label_map=parse_label_map(cfg.label_map),
-        mask_dirs=[None if m.lower() == "none" else m for m in cfg.masks or []],
-        validation_fraction=cfg.validation_fraction,
-        test_fraction=cfg.test_fraction,
-        seed=cfg.seed,
-    )
 
 
 def _loader(split: DecodedSplit, cfg: TrainConfig, accelerator: Accelerator, shuffle: bool) -> DataLoader:

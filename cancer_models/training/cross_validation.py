@@ -1,0 +1,152 @@
+"""``train.py --folds K``: K models, one per fold of train + validation, served together as one ensemble.
+
+Each fold's model is a complete folder (``fold1`` ... ``foldK``), early-stopped and tested like any run
+(``trainer.train`` runs them). Then every
+image of train + validation has one prediction from the model that did not train on it (out-of-fold); those
+give the per-fold and out-of-fold metrics, and the ensemble's temperature, threshold and conformal sets, in
+place of one small validation split. The ensemble (``models/ensemble.py``) is written to the output folder,
+re-loaded from it, and tested once on the test split.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..calibrate import split_outputs
+from ..conformal import conformal_quantile, coverage
+from ..data import DecodedSplit, decode_split, fold_indices, load_splits, pooled_for_folds
+from ..metrics import binary_metrics, choose_threshold, fit_temperature, subtype_metrics, summarize
+from ..models import CancerModel, Ensemble, load_pretrained
+from ..plots import write_plots
+from .config import TrainConfig
+
+OUT_OF_FOLD = "out_of_fold"
+
+
+def fold_dir(cfg: TrainConfig, fold: int) -> Path:
+    return Path(cfg.output_dir) / f"fold{fold + 1}"
+
+
+def _raw_probabilities(model: CancerModel, split: DecodedSplit) -> np.ndarray:
+    """softmax of the model's logits without its temperature: what an ensemble averages."""
+    saved, model.config.temperature = model.config.temperature, 1.0
+    try:
+        return split_outputs(model, split).probabilities
+    finally:
+        model.config.temperature = saved
+
+
+def build_ensemble(cfg: TrainConfig, log=print) -> Path:
+    """The fold models' ensemble, calibrated on their out-of-fold predictions and tested once, in ``output_dir``."""
+    out = Path(cfg.output_dir)
+    members = [load_pretrained(fold_dir(cfg, k)) for k in range(cfg.folds)]
+    size = members[0].config.input_size
+    splits = load_splits(cfg.data_spec())
+    pooled = decode_split(pooled_for_folds(splits), size, cfg.skip_bad_images, "decoding train + validation")
+    test = decode_split(splits["test"], size, cfg.skip_bad_images, "decoding test")
+    logits, per_fold = out_of_fold(members, pooled, cfg.folds, cfg.seed)
+    ensemble = Ensemble.of(members)
+    oof_probs = calibrate_ensemble(ensemble, members[0], logits, pooled.targets, cfg.threshold)
+    ensemble.save_pretrained(out)  # first without test figures: the test split is scored by the saved ensemble
+
+    shipped = load_pretrained(out)
+    config = shipped.config
+    test_metrics, trust, test_probs = score_test(shipped, test)
+    metrics = {OUT_OF_FOLD: binary_metrics(pooled.targets.numpy(), oof_probs, config.threshold, pooled.groups)}
+    metrics["test"] = test_metrics
+    aucs = [f["auc"] for f in per_fold if f["auc"] is not None]
+    config.training = {
+        **_shared_record(members[0].config.training, cfg.folds),
+        "splits": {"train + validation": len(pooled), "test": len(test)},
+        "class_counts": {"train + validation": pooled.class_counts(), "test": test.class_counts()},
+        "metrics": metrics,
+        "cross_validation": {
+            "folds": cfg.folds,
+            "per_fold": per_fold,
+            "auc_mean": float(np.mean(aucs)),
+            "auc_sd": float(np.std(aucs, ddof=1)),
+            "member_test_auc": [m.config.training["metrics"]["test"]["auc"] for m in members],
+        },
+        "trust": trust,
+        "threshold_rule": cfg.threshold,
+    }
+    if pooled.subtype_counts():
+        config.training["subtypes"] = pooled.subtype_counts()
+    shipped.save_pretrained(out)
+    write_plots(out / "plots", test.targets.numpy(), test_probs, config.threshold, config.labels)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log(
+        f"{cfg.folds}-fold cross-validation: AUC per fold {', '.join(f'{a:.4f}' for a in aucs)} "
+        f"(mean {np.mean(aucs):.4f} +- {np.std(aucs, ddof=1):.4f}); out-of-fold: {summarize(metrics[OUT_OF_FOLD])}"
+    )
+    log(f"ensemble of {cfg.folds}, test: {summarize(metrics['test'])}; wrote {out}")
+    return out
+
+
+def out_of_fold(
+    members: list[CancerModel], pooled: DecodedSplit, folds: int, seed: int
+) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """Each image's log-probabilities from the one member that did not train on it, and each fold's AUC."""
+    targets = pooled.targets.numpy()
+    probs = np.zeros((len(pooled), 2), dtype=np.float32)
+    per_fold = []
+    for k, (_, held_out) in enumerate(fold_indices(targets.tolist(), pooled.groups, folds, seed)):
+        probs[held_out] = _raw_probabilities(members[k], pooled.subset(held_out))
+        auc = binary_metrics(targets[held_out], probs[held_out, 1], 0.5, n_bootstrap=0)["auc"]
+        per_fold.append({"fold": k + 1, "n": len(held_out), "auc": auc})
+    return torch.from_numpy(np.log(probs.clip(1e-12, 1))), per_fold
+
+
+def calibrate_ensemble(
+    ensemble: Ensemble, first: CancerModel, logits: torch.Tensor, targets: torch.Tensor, rule: str
+) -> np.ndarray:
+    """Temperature, threshold and conformal sets from out-of-fold log-probabilities (the ensemble's output is a
+    log-probability too); rejection from the first member. Returns the calibrated out-of-fold probabilities."""
+    config = ensemble.config
+    config.temperature = fit_temperature(logits, targets)
+    probs = (logits / config.temperature).softmax(dim=1).numpy()
+    config.threshold = choose_threshold(targets.numpy(), probs[:, 1], rule)
+    # Rejection uses the first member's features, so its detector (fitted on that fold's training images,
+    # thresholded on its held-out fold) is the ensemble's.
+    ensemble.ood_detector, config.ood = first.ood_detector, first.config.ood
+    alpha = first.config.conformal["alpha"]
+    p_true = probs[np.arange(len(targets)), targets.numpy()]
+    config.conformal = {"alpha": alpha, "qhat": conformal_quantile(p_true, alpha)}
+    return probs[:, 1]
+
+
+def score_test(model: CancerModel, test: DecodedSplit) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
+    """The test split, once: metrics (per category too), rejection and prediction-set coverage, probabilities."""
+    config = model.config
+    outputs = split_outputs(model, test)
+    probs, targets = outputs.probabilities[:, 1], outputs.targets
+    metrics = binary_metrics(targets, probs, config.threshold, test.groups)
+    if any(test.subtypes):
+        metrics["subtypes"] = subtype_metrics(targets, probs, config.threshold, test.subtypes)
+    accepted = (model.ood_detector.score(outputs.features) <= config.ood["threshold"]).numpy()
+    trust = {
+        "calibrated_on": "out-of-fold predictions",
+        "test": {
+            "n": len(test),
+            "rejected": float(1 - accepted.mean()),
+            **coverage(outputs.probabilities[accepted], targets[accepted], config.conformal["qhat"]),
+        },
+    }
+    return metrics, trust, probs
+
+
+def _shared_record(member: dict[str, Any], folds: int) -> dict[str, Any]:
+    """What every member's ``config.training`` says alike (data, recipe, provenance), with the recipe extended."""
+    keep = ("task", "data", "hub_datasets", "license", "command", "provenance", "base_model")
+    record = {k: member[k] for k in keep if k in member}
+    record["recipe"] = (
+        f"{member.get('recipe', '')} Ensemble of the models of a group-aware {folds}-fold "
+        "cross-validation over train + validation (each early-stopped on its held-out fold), probabilities "
+        "averaged; temperature, threshold and prediction sets fitted on the out-of-fold predictions."
+    )
+    return record

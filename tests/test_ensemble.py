@@ -1,0 +1,127 @@
+"""Cross-validation (train.py --folds) on the fixture tiles, and the ensemble folder it writes, used like any model."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import FIXTURES, fixture_images
+
+import train as train_cli
+from cancer_models import CheckpointError, Predictor, create_model, load_pretrained
+from cancer_models import calibrate as calibrate_cli
+from cancer_models import compare as compare_cli
+from cancer_models.data import DataSpec, fold_indices, load_splits, pooled_for_folds
+from cancer_models.models import Ensemble
+
+HISTO = str(FIXTURES / "histopathology")
+FAST = ["--input-size", "64", "--batch-size", "6", "--warmup-epochs", "0.5", "--augment", "histopathology"]
+
+
+@pytest.fixture(scope="module")
+def cross_validated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cv")
+    assert train_cli.main(["--data", HISTO, "--output-dir", str(out), "--folds", "2", "--epochs", "2", *FAST]) == 0
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_folds_hold_every_image_out_once_and_never_cut_a_group(seed):
+    pooled = pooled_for_folds(load_splits(DataSpec([HISTO])))
+    groups, targets = pooled["group"], pooled["target"]
+    folds = fold_indices(targets, groups, 3, seed)
+    held_out = np.concatenate([h for _, h in folds])
+    assert sorted(held_out.tolist()) == list(range(len(pooled)))
+    for keep, out in folds:
+        assert not {groups[i] for i in keep} & {groups[i] for i in out}
+        assert {targets[i] for i in out} == {0, 1}  # stratified: both classes in every fold
+
+
+def test_cross_validation_writes_fold_models_and_their_ensemble(cross_validated):
+    for k in (1, 2):
+        assert (cross_validated / f"fold{k}" / "model.safetensors").is_file()
+    model = load_pretrained(cross_validated)
+    assert isinstance(model, Ensemble) and len(model.members) == 2
+    training = model.config.training
+    cv = training["cross_validation"]
+    assert cv["folds"] == 2 and sum(f["n"] for f in cv["per_fold"]) == 18 == training["metrics"]["out_of_fold"]["n"]
+    assert training["metrics"]["test"]["n"] == 6 and training["splits"] == {"train + validation": 18, "test": 6}
+    assert 0 < model.config.threshold < 1 and model.config.ood and model.config.conformal
+    assert "coverage" in training["trust"]["test"]
+    card = (cross_validated / "README.md").read_text()
+    assert "## Cross-validation" in card and "out-of-fold predictions" in card and "2 x cancer_cnn ensemble" in card
+
+
+def test_ensemble_averages_its_members_probabilities(cross_validated):
+    ensemble = load_pretrained(cross_validated)
+    members = [load_pretrained(cross_validated / f"fold{k}") for k in (1, 2)]
+    predictor = Predictor(ensemble)
+    batch = predictor.preprocess(fixture_images())
+    x = (batch.float() / 255 - torch.tensor(ensemble.config.mean)[:, None, None]) / torch.tensor(ensemble.config.std)[
+        :, None, None
+    ]
+    with torch.no_grad():
+        mean = torch.stack([m(x).softmax(dim=1) for m in members]).mean(dim=0)  # float32 members
+        expected = (mean.log() / ensemble.config.temperature).softmax(dim=1)
+    # The folder stores the members in half precision: the probabilities may move in the fourth decimal only.
+    assert torch.allclose(predictor.probabilities(batch), expected, atol=2e-3)
+    assert os.path.getsize(cross_validated / "model.safetensors") < 0.55 * 2 * os.path.getsize(
+        cross_validated / "fold1" / "model.safetensors"
+    )
+
+
+def test_ensemble_predicts_explains_and_rejects_like_a_single_model(cross_validated):
+    predictor = Predictor(load_pretrained(cross_validated))
+    predictions = predictor.predict(fixture_images())
+    assert all(p.ood_score is not None and p.prediction_set is not None for p in predictions)
+    explanation = predictor.explain(fixture_images()[0])
+    assert explanation.heatmap.shape == explanation.image.size[::-1] and explanation.heatmap.max() > 0
+    layers = predictor.model.cam_target_layers()
+    assert len(layers) == 2 and layers[0] is not layers[1]  # one map from both members
+
+
+def test_calibrate_keeps_out_of_fold_trust_and_compare_scores_the_ensemble(cross_validated, tmp_path, capsys):
+    before = load_pretrained(cross_validated).config
+    assert calibrate_cli.main(["--model", str(cross_validated), "--data", HISTO]) == 0
+    after = load_pretrained(cross_validated).config
+    assert after.conformal == before.conformal and after.ood == before.ood
+    capsys.readouterr()
+    out = tmp_path / "comparison"
+    args = ["--data", HISTO, "--models", str(cross_validated / "fold1"), str(cross_validated), "--out", str(out)]
+    assert compare_cli.main(args) == 0
+    report = json.loads((out / "comparison.json").read_text())
+    assert report["n"] == 6 and len(report["models"]) == 2 and "difference" in report["models"][1]["auc_vs_first"]
+
+
+def test_resume_skips_finished_folds_and_rebuilds_the_ensemble(cross_validated, capsys):
+    fold_weights = cross_validated / "fold1" / "model.safetensors"
+    stamp = fold_weights.stat().st_mtime_ns
+    (cross_validated / "model.safetensors").unlink()
+    args = ["--data", HISTO, "--output-dir", str(cross_validated), "--folds", "2", "--epochs", "2", "--resume", *FAST]
+    assert train_cli.main(args) == 0
+    assert "epoch 1:" not in capsys.readouterr().out
+    assert fold_weights.stat().st_mtime_ns == stamp
+    assert isinstance(load_pretrained(cross_validated), Ensemble)
+
+
+def test_ensembles_need_two_members_of_one_architecture(tmp_path):
+    with pytest.raises(Exception, match="share architecture"):
+        Ensemble.of([create_model("cancer_cnn", input_size=64), create_model("cancer_cnn", input_size=96)])
+    ensemble = Ensemble.of([create_model("cancer_cnn", input_size=64) for _ in range(2)])
+    ensemble.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model_args"]["members"] = 1
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Exception, match="members"):
+        load_pretrained(tmp_path)
+    config["model_args"]["members"] = 3  # more members than the weights hold
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="missing"):
+        load_pretrained(tmp_path)
+
+
+def test_folds_option_is_checked_before_training(tmp_path, capsys):
+    assert train_cli.main(["--data", HISTO, "--output-dir", str(tmp_path), "--folds", "1"]) == 2
+    assert "--folds" in capsys.readouterr().err
