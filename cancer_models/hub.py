@@ -9,7 +9,7 @@ the config is validated, the weights must match the architecture exactly, and ev
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from huggingface_hub import HfApi, ModelCard, PyTorchModelHubMixin, hf_hub_download
@@ -51,8 +51,6 @@ class HubMixin(
     config: ModelConfig
     # Out-of-distribution statistics (ood.safetensors), present when config.ood is set.
     ood_detector: MahalanobisDetector | None = None
-    # Floating-point weights are stored in this dtype (None: as they are) and loaded into the model's own.
-    weights_dtype: ClassVar[torch.dtype | None] = None
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> HubMixin:
@@ -67,18 +65,24 @@ class HubMixin(
         self.config.validate()
         self.config.save(save_directory / CONFIG_NAME)
         # save_model (not save_file) resolves shared tensors; metadata marks the framework for the Hub.
-        if self.weights_dtype is None:
+        stored = self.stored_state()
+        if stored is None:
             save_model(self, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
         else:
-            state = {
-                k: (v.to(self.weights_dtype) if v.is_floating_point() else v).contiguous()
-                for k, v in self.state_dict().items()
-            }
-            save_file(state, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
+            save_file(stored, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
         if (self.config.ood is None) != (self.ood_detector is None):
             raise ConfigError("config.ood and the model's ood_detector must be set together")
         if self.ood_detector is not None:
             self.ood_detector.save(save_directory / OOD_WEIGHTS_NAME)
+
+    def stored_state(self) -> dict[str, torch.Tensor] | None:
+        """The tensors written to model.safetensors when they differ from the state dict (e.g. compressed);
+        ``restored_state`` undoes it. None: the state dict as it is."""
+        return None
+
+    @classmethod
+    def restored_state(cls, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return stored
 
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
         return build_model_card(self.config, self._hub_mixin_info.model_card_data)
@@ -145,6 +149,7 @@ class HubMixin(
             state = load_file(weights_file, device=str(map_location))
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"{weights_file} is not a readable safetensors file: {e}") from e
+        state = model.restored_state(state)
         check_state_dict(model, state, weights_file)
         model.load_state_dict(state, strict=strict)
         if config.ood is not None:

@@ -297,7 +297,15 @@ def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> 
     ]
     if training.get("cross_validation"):
         test_auc = (training.get("metrics") or {}).get("test", {}).get("auc")
-        metrics.append(("Cross-validation", cross_validation_table(training["cross_validation"], test_auc)))
+        table = cross_validation_table(training["cross_validation"], test_auc)
+        storage = training.get("storage")
+        if storage:
+            table += (
+                f" Weights are stored as {storage['weights']}: that moved a test probability by at most "
+                f"{storage['largest_test_probability_change']:.4f} (test AUC in float32: "
+                f"{_fmt(storage['test_auc_in_float32'])})."
+            )
+        metrics.append(("Cross-validation", table))
     test_subtypes = (training.get("metrics") or {}).get("test", {}).get("subtypes")
     if test_subtypes:
         metrics.append(("Per category on the test split", subtype_table(test_subtypes, config.labels)))

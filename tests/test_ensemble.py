@@ -65,9 +65,12 @@ def test_ensemble_averages_its_members_probabilities(cross_validated):
     with torch.no_grad():
         mean = torch.stack([m(x).softmax(dim=1) for m in members]).mean(dim=0)  # float32 members
         expected = (mean.log() / ensemble.config.temperature).softmax(dim=1)
-    # The folder stores the members in half precision: the probabilities may move in the fourth decimal only.
-    assert torch.allclose(predictor.probabilities(batch), expected, atol=2e-3)
-    assert os.path.getsize(cross_validated / "model.safetensors") < 0.55 * 2 * os.path.getsize(
+    # The folder stores the members compressed (int8 weights): probabilities may move in the third decimal only,
+    # and cross-validation recorded by how much on the test split.
+    assert torch.allclose(predictor.probabilities(batch), expected, atol=5e-3)
+    storage = ensemble.config.training["storage"]
+    assert 0 < storage["largest_test_probability_change"] < 5e-3
+    assert os.path.getsize(cross_validated / "model.safetensors") < 0.3 * 2 * os.path.getsize(
         cross_validated / "fold1" / "model.safetensors"
     )
 
