@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 from _common import DATA, command, machine, summary_ms, time_calls  # noqa: E402
 
 from cancer_models import create_model, load_pretrained  # noqa: E402
-from cancer_models.data import DataSpec, decode_split, load_splits  # noqa: E402
+from cancer_models.data import DataSpec, load_splits  # noqa: E402
+from cancer_models.decoding import decode_split  # noqa: E402
 from cancer_models.images import normalize  # noqa: E402
 
 

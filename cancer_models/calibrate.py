@@ -29,7 +29,8 @@ from sklearn.covariance import LedoitWolf
 
 from .config import TTA_VIEWS
 from .conformal import conformal_quantile, coverage
-from .data import DataSpec, DecodedSplit, decode_split, load_raw, load_splits, mask_path
+from .data import DataSpec, load_raw, load_splits, mask_path
+from .decoding import DecodedSplit, decode_split
 from .errors import CheckpointError, ConfigError, DataError
 from .localization import CENTRE_PRIOR, choose_cam, explanation_quality
 from .model_card import dataset_name

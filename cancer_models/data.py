@@ -14,15 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset
 from datasets import Image as ImageFeature
 from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
-from tqdm.auto import tqdm
 
-from .errors import DataError, ImageError
-from .images import load_image, to_uint8_tensor
+from .errors import DataError
 
 SPLITS = ("train", "validation", "test")
 _SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation"}
@@ -45,6 +42,8 @@ class DataSpec:
     # Lesion masks (0/255 PNGs at each image's relative path), one folder or None per source, for
     # mask-guided training; an image without a mask file simply has none.
     mask_dirs: Sequence[str | None] = ()
+    # datasets' cache folder (source arrow files and decoded images); None: HF_DATASETS_CACHE.
+    cache_dir: str | None = None
     # Used only for sources without their own validation / test splits.
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -75,7 +74,7 @@ def load_splits(spec: DataSpec) -> DatasetDict:
     return DatasetDict({split: concatenate_datasets([p[split] for p in parts]) for split in SPLITS})
 
 
-def load_raw(source: str) -> DatasetDict:
+def load_raw(source: str, cache_dir: str | None = None) -> DatasetDict:
     """A local directory (imagefolder, or a Hub dataset's parquet files) or a Hub dataset id, as loaded,
     with split names normalised."""
     path = Path(source).expanduser()
@@ -90,15 +89,15 @@ def load_raw(source: str) -> DatasetDict:
         suffixes = {p.suffix.lower() for p in path.rglob("*")}
         if suffixes & set(Image.registered_extensions()):
             try:
-                raw = load_dataset("imagefolder", data_dir=str(path))
+                raw = load_dataset("imagefolder", data_dir=str(path), cache_dir=cache_dir)
             except FileNotFoundError as e:  # datasets' EmptyDatasetError: e.g. the images are behind a link
                 raise no_images from e
         elif ".parquet" in suffixes:
-            raw = _load_dataset(str(path))  # the loader a Hub id goes through, on the downloaded files
+            raw = _load_dataset(str(path), cache_dir)  # the loader a Hub id goes through, on the downloaded files
         else:
             raise no_images
     else:
-        raw = _load_dataset(source)
+        raw = _load_dataset(source, cache_dir)
     if not isinstance(raw, DatasetDict):
         raw = DatasetDict({"train": raw})
     raw = DatasetDict({_SPLIT_ALIASES.get(name, name): ds for name, ds in raw.items()})
@@ -108,15 +107,15 @@ def load_raw(source: str) -> DatasetDict:
     return raw
 
 
-def _load_dataset(source: str) -> Dataset | DatasetDict:
+def _load_dataset(source: str, cache_dir: str | None = None) -> Dataset | DatasetDict:
     try:
-        return load_dataset(source)
+        return load_dataset(source, cache_dir=cache_dir)
     except Exception as e:  # datasets raises many types for "cannot find, reach or read this"
         raise DataError(f"cannot load dataset {source!r} (unreadable files, or not reachable on the Hub): {e}") from e
 
 
 def _load_source(source: str, spec: DataSpec, mask_dir: str | None = None) -> DatasetDict:
-    raw = load_raw(source)
+    raw = load_raw(source, spec.cache_dir)
     if "train" not in raw:
         raise DataError(f"{source}: no train split (found {sorted(raw)})")
     splits = DatasetDict(
@@ -235,85 +234,6 @@ def fold_splits(splits: DatasetDict, fold: int, folds: int, seed: int) -> Datase
     pooled = pooled_for_folds(splits)
     keep, held_out = fold_indices(pooled["target"], pooled["group"], folds, seed)[fold]
     return DatasetDict({"train": pooled.select(keep), "validation": pooled.select(held_out), "test": splits["test"]})
-
-
-@dataclass
-class DecodedSplit:
-    """A split decoded once to uint8 tensors at the model's input size (augmentation works on these)."""
-
-    images: torch.Tensor  # uint8 (N, 3, S, S)
-    targets: torch.Tensor  # int64 (N,)
-    groups: list[str]
-    subtypes: list[str] = field(default_factory=list)  # "" where the data has no subtype column
-    # uint8 (N, 1, S, S), 255 inside the lesion, resized like the images; None where no image has a mask file.
-    # An image without a lesion, or without a mask file, is all zeros.
-    masks: torch.Tensor | None = None
-    # Images left out because they could not be decoded (decode_split's skip_bad): "file: reason".
-    skipped: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> DecodedSplit:
-        """The images at ``indices``, in that order."""
-        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        return DecodedSplit(
-            self.images[index],
-            self.targets[index],
-            [self.groups[i] for i in index.tolist()],
-            [self.subtypes[i] for i in index.tolist()] if self.subtypes else [],
-            None if self.masks is None else self.masks[index],
-        )
-
-    def class_counts(self) -> list[int]:
-        return torch.bincount(self.targets, minlength=2).tolist()
-
-    def subtype_counts(self) -> dict[str, list[int]]:
-        """{subtype: [benign images, malignant images]}, for the images whose data names one."""
-        counts: dict[str, list[int]] = {}
-        for subtype, target in zip(self.subtypes, self.targets.tolist(), strict=True):
-            if subtype:
-                counts.setdefault(subtype, [0, 0])[target] += 1
-        return dict(sorted(counts.items()))
-
-
-def decode_split(ds: Dataset, size: int, skip_bad: bool = False, desc: str = "decoding") -> DecodedSplit:
-    """Decode every image through ``load_image`` (the Predictor's path) and resize to ``size``.
-
-    An image that cannot be decoded is a DataError naming it, or with ``skip_bad`` is left out and listed in
-    ``skipped``.
-    """
-    ds = ds.cast_column("image", ImageFeature(decode=False))
-    images = torch.empty((len(ds), 3, size, size), dtype=torch.uint8)
-    keep, skipped = [], []
-    for i, item in enumerate(tqdm(ds["image"], desc=desc, unit="img", leave=False, mininterval=1.0)):
-        source = item["bytes"] if item.get("bytes") else item["path"]
-        try:
-            images[len(keep)] = to_uint8_tensor(load_image(source), size)
-            keep.append(i)
-        except ImageError as e:
-            if not skip_bad:
-                raise DataError(f"image {i} ({item.get('path') or 'embedded'}): {e}") from e
-            skipped.append(f"{item.get('path') or f'image {i}'}: {e}")
-    if skipped:
-        ds, images = ds.select(keep), images[: len(keep)]
-    subtypes = list(ds["subtype"]) if "subtype" in ds.column_names else [""] * len(ds)
-    mask_files = ds["mask"] if "mask" in ds.column_names else []
-    masks = _decode_masks(mask_files, size) if any(mask_files) else None
-    targets = torch.tensor(ds["target"], dtype=torch.int64)
-    return DecodedSplit(images, targets, list(ds["group"]), subtypes, masks, skipped)
-
-
-def _decode_masks(paths: Sequence[str], size: int) -> torch.Tensor:
-    masks = torch.zeros((len(paths), 1, size, size), dtype=torch.uint8)
-    for i, path in enumerate(paths):
-        if path:
-            try:
-                grey = load_image(path).convert("L")
-            except ImageError as e:
-                raise DataError(f"lesion mask {path}: {e}") from e
-            masks[i] = to_uint8_tensor(grey.convert("RGB"), size)[:1]
-    return masks
 
 
 def check_no_shared_groups(groups_by_split: dict[str, Sequence[str]]) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from datasets import Image as ImageFeature
 
-from .data import DataSpec, decode_split, load_raw, mask_path, parse_label_map, standardise
+from .data import DataSpec, load_raw, mask_path, parse_label_map, standardise
+from .decoding import decode_split
 from .errors import CheckpointError, ConfigError, DataError
 from .localization import explanation_quality
 from .metrics import binary_metrics, subtype_metrics, summarize

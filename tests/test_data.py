@@ -10,7 +10,8 @@ from datasets import ClassLabel, Dataset, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
-from cancer_models.data import DataError, DataSpec, decode_split, group_split, load_splits, parse_label_map
+from cancer_models.data import DataError, DataSpec, group_split, load_splits, parse_label_map
+from cancer_models.decoding import decode_split
 
 HISTO = FIXTURES / "histopathology"
 

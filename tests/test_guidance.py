@@ -10,7 +10,8 @@ from conftest import FIXTURES
 
 from cancer_models import create_model
 from cancer_models.augment import ColorJitter, RandomGeometry
-from cancer_models.data import DataError, DataSpec, decode_split, load_splits
+from cancer_models.data import DataError, DataSpec, load_splits
+from cancer_models.decoding import decode_split
 from cancer_models.explain import compute_cam
 from cancer_models.images import load_image, normalize, to_uint8_tensor
 from cancer_models.training.guidance import outside_lesion_share, tap_activations

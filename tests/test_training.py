@@ -329,12 +329,14 @@ def test_push_to_hub_dry_run_and_offline_failures(trained_cnn, tmp_path, capsys,
 
 @pytest.mark.slow
 def test_two_processes_count_every_image_once(tmp_path):
-    """Distributed run on the CPU (gloo), with a frozen first epoch: 6 validation/test images over 2 processes x
-    batch 4 means padded batches; gather_for_metrics must drop the padding so every image counts exactly once.
+    """Distributed run on the CPU (gloo), with a frozen first epoch and images read from one decoded cache on
+    disk: 6 validation/test images over 2 processes x batch 4 means padded batches; gather_for_metrics must drop
+    the padding so every image counts exactly once.
     The two ranks are started directly with the environment torchrun would give them (a launcher process would
     only add its own start-up)."""
     args = [sys.executable, "train.py", "--data", HISTO, "--output-dir", str(tmp_path), "--epochs", "2",
-            "--input-size", "32", "--batch-size", "4", "--model", "resnet18", "--freeze-epochs", "1"]  # fmt: skip
+            "--input-size", "32", "--batch-size", "4", "--model", "resnet18", "--freeze-epochs", "1",
+            "--decoded-images", "disk", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
@@ -348,6 +350,11 @@ def test_two_processes_count_every_image_once(tmp_path):
             ranks.append(subprocess.Popen(args, cwd=ROOT, env=env_r, stdout=out, stderr=subprocess.STDOUT))
     codes = [rank.wait(timeout=300) for rank in ranks]
     assert codes == [0, 0], [log.read_text()[-3000:] for log in logs]
+    # One decode into one cache, by the main process; the other read it.
+    assert "decoded by an earlier run" not in logs[0].read_text()
+    assert "process 1: decoded images read from the shared cache for ['train', 'validation', 'test']" in (
+        logs[1].read_text()
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["validation"]["n"] == 6 and metrics["test"]["n"] == 6
     assert sum(map(sum, metrics["test"]["confusion_matrix"])) == 6

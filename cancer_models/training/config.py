@@ -61,6 +61,16 @@ class TrainConfig:
         "model per fold, early-stopped on its held-out fold, served together as one ensemble whose temperature, "
         "threshold and prediction sets come from the out-of-fold predictions (0: one model on the given splits)",
     )
+    decoded_images: str = _opt(
+        "auto",
+        "where decoded images live: in RAM, or on disk in datasets' memory-mapped cache, read batch by batch (for "
+        "sets larger than memory); auto: RAM for a split up to 2 GiB decoded",
+        choices=["auto", "memory", "disk"],
+    )
+    decode_workers: int = _opt(0, "processes decoding images into the cache (0: one per CPU core)")
+    cache_dir: str = _opt(
+        None, "datasets' cache folder, where decoded images are kept too (default: HF_DATASETS_CACHE)"
+    )
     augment: str = _opt("default", "augmentation preset", choices=list(AUGMENTATIONS))
     epochs: int = _opt(30, "maximum epochs")
     max_steps: int = _opt(0, "stop after this many optimizer steps (0: no limit), e.g. for smoke runs and benchmarks")
@@ -104,6 +114,7 @@ class TrainConfig:
             validation_fraction=self.validation_fraction,
             test_fraction=self.test_fraction,
             seed=self.seed,
+            cache_dir=self.cache_dir,
         )
 
 

@@ -19,7 +19,8 @@ import torch
 
 from ..calibrate import split_outputs
 from ..conformal import conformal_quantile, coverage
-from ..data import DecodedSplit, decode_split, fold_indices, load_splits, pooled_for_folds
+from ..data import fold_indices, load_splits, pooled_for_folds
+from ..decoding import DecodedSplit, decode_split
 from ..metrics import binary_metrics, choose_threshold, fit_temperature, subtype_metrics, summarize
 from ..models import CancerModel, Ensemble, load_pretrained
 from ..plots import write_plots

@@ -124,7 +124,7 @@ def recipe(run: Run) -> str:
     guided = ""
     if cfg.mask_loss and masks is not None:
         layers = run.unwrapped.config.cam_layers or run.unwrapped.default_cam_layers()
-        lesions = int((masks.flatten(1).amax(dim=1) > 0).sum())
+        lesions = run.decoded["train"].lesion_count()
         guided = (
             f" Mask-guided: plus {cfg.mask_loss} x the share of Grad-CAM heat ({', '.join(layers)}) "
             f"outside the lesion, on the {lesions} of {len(masks)} training images with a lesion mask."

@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data import DecodedSplit
+from ..decoding import DecodedSplit
 from ..images import normalize
 from ..metrics import binary_metrics
 from ..models import CancerModel

@@ -14,16 +14,11 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from ..augment import build_augmentation
-from ..data import (
-    DecodedSplit,
-    check_no_shared_groups,
-    decode_split,
-    fold_splits,
-    load_splits,
-)
+from ..data import check_no_shared_groups, fold_splits, load_splits
+from ..decoding import DecodedSplit, decode_split
 from ..errors import ConfigError
 from ..models import CancerModel, build_from_config, default_config
 from .checkpoint import TrainerState, load_checkpoint, save_best_weights, save_checkpoint, write_history
@@ -111,19 +106,31 @@ def prepare_run(cfg: TrainConfig, fold: int | None = None) -> Run:
     )
     set_seed(cfg.seed)
     _warn_about_idle_cores(accelerator)
-    # One process downloads ImageNet weights and builds the datasets cache; the others then read both.
+    # One process downloads ImageNet weights, builds the datasets cache and decodes the images into it; the
+    # others then read all three.
+    in_memory = {"auto": None, "memory": True, "disk": False}[cfg.decoded_images]
     with accelerator.main_process_first():
         model = _build_model(cfg)  # before the data: a bad model option fails in seconds
         splits = load_splits(cfg.data_spec())
         if fold is not None:
             splits = fold_splits(splits, fold, cfg.folds, cfg.seed)
-    decoded = {
-        name: decode_split(ds, cfg.input_size, cfg.skip_bad_images, f"decoding {name}") for name, ds in splits.items()
-    }
+        decoded = {
+            name: decode_split(
+                ds, cfg.input_size, cfg.skip_bad_images, f"decoding {name}", in_memory, cfg.decode_workers or None
+            )
+            for name, ds in splits.items()
+        }
     for name, d in decoded.items():
-        accelerator.print(f"{name}: {len(d)} images (benign {d.class_counts()[0]}, malignant {d.class_counts()[1]})")
+        where = "in memory" if d.in_memory else "read from the memory-mapped cache"
+        reused = ", decoded by an earlier run" if d.cache_hit else ""
+        accelerator.print(
+            f"{name}: {len(d)} images (benign {d.class_counts()[0]}, malignant {d.class_counts()[1]}; {where}{reused})"
+        )
         for problem in d.skipped:
             accelerator.print(f"warning: {name}: skipped {problem}")
+    if not accelerator.is_main_process:  # the main process decoded first: did this one read its cache?
+        shared = [name for name, d in decoded.items() if d.cache_hit]
+        print(f"process {accelerator.process_index}: decoded images read from the shared cache for {shared}")
     check_no_shared_groups({name: d.groups for name, d in decoded.items()})
 
     model.to(memory_format=torch.channels_last)
@@ -163,12 +170,34 @@ def _build_model(cfg: TrainConfig) -> CancerModel:
     return model
 
 
+class SplitDataset(Dataset):
+    """A decoded split's (images, targets[, masks]) read a whole batch at a time: one read of the memory-mapped
+    cache per batch rather than one per image."""
+
+    def __init__(self, split: DecodedSplit, with_masks: bool) -> None:
+        self.columns = (split.images, split.targets, *([split.masks] if with_masks else []))
+
+    def __len__(self) -> int:
+        return len(self.columns[1])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(column[index] for column in self.columns)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        return tuple(column[indices] for column in self.columns)
+
+
+def _whole_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return batch  # __getitems__ already returns the batch
+
+
 def _loader(split: DecodedSplit, cfg: TrainConfig, accelerator: Accelerator, shuffle: bool) -> DataLoader:
     with_masks = shuffle and cfg.mask_loss and split.masks is not None  # masks matter only to training
     return DataLoader(
-        TensorDataset(split.images, split.targets, *([split.masks] if with_masks else [])),
+        SplitDataset(split, bool(with_masks)),
         batch_size=cfg.batch_size,
         shuffle=shuffle,
+        collate_fn=_whole_batch,
         pin_memory=accelerator.device.type == "cuda",
     )
 

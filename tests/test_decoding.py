@@ -1,0 +1,69 @@
+"""Decoding through datasets' cache on the fixture tiles: written once, reused, re-made when the size changes,
+read from disk batch by batch, and a corrupt file reported or skipped."""
+
+import shutil
+
+import pytest
+import torch
+from conftest import FIXTURES
+
+import train as train_cli
+from cancer_models import decoding
+from cancer_models.data import DataError, DataSpec, load_splits
+from cancer_models.decoding import ArrowImages, decode_split
+
+HISTO = str(FIXTURES / "histopathology")
+
+
+def train_split(cache, source: str = HISTO):
+    return load_splits(DataSpec([source], cache_dir=str(cache)))["train"]
+
+
+def test_second_decode_reuses_the_cache_and_a_new_size_decodes_again(tmp_path):
+    first = decode_split(train_split(tmp_path), 64)
+    again = decode_split(train_split(tmp_path), 64)
+    other_size = decode_split(train_split(tmp_path), 48)
+    assert not first.cache_hit and again.cache_hit and not other_size.cache_hit
+    assert torch.equal(first.images, again.images) and other_size.images.shape == (12, 3, 48, 48)
+    assert decode_split(train_split(tmp_path), 48).cache_hit
+
+
+def test_images_read_from_disk_are_the_images_decoded_into_memory(tmp_path):
+    in_memory = decode_split(train_split(tmp_path), 64, in_memory=True)
+    on_disk = decode_split(train_split(tmp_path), 64, in_memory=False)
+    assert isinstance(on_disk.images, ArrowImages) and not on_disk.in_memory and len(on_disk.images) == 12
+    assert torch.equal(on_disk.images[[5, 0, 11]], in_memory.images[[5, 0, 11]])  # in the order asked
+    assert torch.equal(on_disk.images[2:7], in_memory.images[2:7]) and on_disk.images[3].shape == (3, 64, 64)
+    assert torch.equal(on_disk.subset([4, 1]).images, in_memory.images[[4, 1]])
+    assert on_disk.images[[]].shape == (0, 3, 64, 64)
+    assert decode_split(train_split(tmp_path), 64, in_memory=None).in_memory  # small: chosen for RAM
+
+
+def test_parallel_decoding_gives_the_same_pixels(tmp_path, monkeypatch):
+    serial = decode_split(train_split(tmp_path / "a"), 64, num_proc=1)
+    monkeypatch.setattr(decoding, "PARALLEL_FROM", 1)  # the fixtures are far below the real cut-off
+    parallel = decode_split(train_split(tmp_path / "b"), 64, num_proc=2)
+    assert torch.equal(serial.images, parallel.images) and serial.groups == parallel.groups
+
+
+def test_a_corrupt_file_in_a_cached_set_is_named_or_skipped(tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(HISTO, broken)
+    victim = sorted((broken / "train" / "malignant").glob("*.jpg"))[0]
+    victim.write_bytes(b"")
+    with pytest.raises(DataError, match=victim.name):
+        decode_split(train_split(tmp_path / "cache", str(broken)), 64, in_memory=False)
+    kept = decode_split(train_split(tmp_path / "cache", str(broken)), 64, skip_bad=True, in_memory=False)
+    assert kept.cache_hit  # the decode errors were cached with the images
+    assert len(kept) == 11 == len(kept.images) and kept.class_counts() == [6, 5] and victim.name in kept.skipped[0]
+    assert kept.images[:].shape == (11, 3, 64, 64) and bool(kept.images[:].flatten(1).amax(dim=1).gt(0).all())
+
+
+def test_training_from_the_disk_cache_then_again_from_the_same_cache(tmp_path, capsys):
+    args = ["--data", HISTO, "--input-size", "64", "--batch-size", "6", "--max-steps", "2", "--epochs", "1"]
+    args += ["--decoded-images", "disk", "--cache-dir", str(tmp_path / "cache")]
+    assert train_cli.main([*args, "--output-dir", str(tmp_path / "one")]) == 0
+    first = capsys.readouterr().out
+    assert "train: 12 images (benign 6, malignant 6; read from the memory-mapped cache)" in first
+    assert train_cli.main([*args, "--output-dir", str(tmp_path / "two")]) == 0
+    assert "read from the memory-mapped cache, decoded by an earlier run)" in capsys.readouterr().out
