@@ -49,7 +49,7 @@ def test_parallel_decoding_gives_the_same_pixels(tmp_path, monkeypatch):
 def test_a_corrupt_file_in_a_cached_set_is_named_or_skipped(tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(HISTO, broken)
-    victim = sorted((broken / "train" / "malignant").glob("*.jpg"))[0]
+    victim = min((broken / "train" / "malignant").glob("*.jpg"))
     victim.write_bytes(b"")
     with pytest.raises(DataError, match=victim.name):
         decode_split(train_split(tmp_path / "cache", str(broken)), 64, in_memory=False)
