@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, IterableDatasetDict, concatenate_datasets, load_dataset
 from datasets import Image as ImageFeature
 from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
@@ -74,9 +75,9 @@ def load_splits(spec: DataSpec) -> DatasetDict:
     return DatasetDict({split: concatenate_datasets([p[split] for p in parts]) for split in SPLITS})
 
 
-def load_raw(source: str, cache_dir: str | None = None) -> DatasetDict:
-    """A local directory (imagefolder, or a Hub dataset's parquet files) or a Hub dataset id, as loaded,
-    with split names normalised."""
+def load_raw(source: str, cache_dir: str | None = None, streaming: bool = False) -> DatasetDict | IterableDatasetDict:
+    """A local directory (imagefolder, or a Hub dataset's parquet files) or a Hub dataset id, as loaded (or, with
+    ``streaming``, opened as streams), with split names normalised."""
     path = Path(source).expanduser()
     if path.exists() or source.startswith((".", "/", "~")):
         if not path.is_dir():
@@ -89,27 +90,28 @@ def load_raw(source: str, cache_dir: str | None = None) -> DatasetDict:
         suffixes = {p.suffix.lower() for p in path.rglob("*")}
         if suffixes & set(Image.registered_extensions()):
             try:
-                raw = load_dataset("imagefolder", data_dir=str(path), cache_dir=cache_dir)
+                raw = load_dataset("imagefolder", data_dir=str(path), cache_dir=cache_dir, streaming=streaming)
             except FileNotFoundError as e:  # datasets' EmptyDatasetError: e.g. the images are behind a link
                 raise no_images from e
         elif ".parquet" in suffixes:
-            raw = _load_dataset(str(path), cache_dir)  # the loader a Hub id goes through, on the downloaded files
+            raw = _load_dataset(str(path), cache_dir, streaming)  # as a Hub id is loaded, on the downloaded files
         else:
             raise no_images
     else:
-        raw = _load_dataset(source, cache_dir)
-    if not isinstance(raw, DatasetDict):
-        raw = DatasetDict({"train": raw})
-    raw = DatasetDict({_SPLIT_ALIASES.get(name, name): ds for name, ds in raw.items()})
+        raw = _load_dataset(source, cache_dir, streaming)
+    kind = IterableDatasetDict if streaming else DatasetDict
+    if not isinstance(raw, kind):
+        raw = kind({"train": raw})
+    raw = kind({_SPLIT_ALIASES.get(name, name): ds for name, ds in raw.items()})
     unknown = set(raw) - set(SPLITS)
     if unknown:
         raise DataError(f"{source}: unexpected split(s) {sorted(unknown)}; expected {list(SPLITS)}")
     return raw
 
 
-def _load_dataset(source: str, cache_dir: str | None = None) -> Dataset | DatasetDict:
+def _load_dataset(source: str, cache_dir: str | None = None, streaming: bool = False) -> Any:
     try:
-        return load_dataset(source, cache_dir=cache_dir)
+        return load_dataset(source, cache_dir=cache_dir, streaming=streaming)
     except Exception as e:  # datasets raises many types for "cannot find, reach or read this"
         raise DataError(f"cannot load dataset {source!r} (unreadable files, or not reachable on the Hub): {e}") from e
 

@@ -67,6 +67,12 @@ class TrainConfig:
         "sets larger than memory); auto: RAM for a split up to 2 GiB decoded",
         choices=["auto", "memory", "disk"],
     )
+    streaming: bool = _opt(
+        False,
+        "stream the training split (Hub datasets too large for local disk): read through a shuffle buffer, split "
+        "across processes and decoded as it arrives; validation and test splits are read in full",
+    )
+    shuffle_buffer: int = _opt(10_000, "--streaming: images in the shuffle buffer")
     decode_workers: int = _opt(0, "processes decoding images into the cache (0: one per CPU core)")
     cache_dir: str = _opt(
         None, "datasets' cache folder, where decoded images are kept too (default: HF_DATASETS_CACHE)"
@@ -141,6 +147,8 @@ def check_config(cfg: TrainConfig) -> None:
         choose_threshold([0, 1], [0.2, 0.8], cfg.threshold)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if cfg.streaming and (cfg.folds or cfg.masks):
+        raise ConfigError("--streaming works with neither --folds nor --masks (both need the whole training split)")
     if cfg.folds == 1 or cfg.folds < 0:
         raise ConfigError(f"--folds must be 0 (no cross-validation) or at least 2, got {cfg.folds}")
     fold_checkpoints = Path(cfg.output_dir).glob(f"fold*/{CHECKPOINT_DIR}/{STATE_FILE}")

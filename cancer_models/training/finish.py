@@ -87,6 +87,15 @@ def training_record(run: Run, state: TrainerState, metrics: dict, collapsed: boo
         "provenance": run.provenance,
     }
     skipped = {name: d.skipped for name, d in decoded.items() if d.skipped}
+    if run.streamed:
+        record["splits"]["train"] = len(run.streamed)
+        record["class_counts"]["train"] = run.streamed.class_counts()
+        record["streamed"] = (
+            f"training split streamed; rejection check fitted on its first {len(decoded['train'])} images"
+        )
+        skipped = {k: v for k, v in skipped.items() if k != "train"} | (
+            {"train": run.streamed.skipped} if run.streamed.skipped else {}
+        )
     if skipped:
         record["skipped_images"] = skipped
     if cfg.pretrained and BACKBONES.get(cfg.model) and BACKBONES[cfg.model].hub_id:

@@ -18,6 +18,7 @@ from ..decoding import DecodedSplit
 from ..images import normalize
 from ..metrics import binary_metrics
 from ..models import CancerModel
+from ..streaming import StreamedSplit
 from .config import TrainConfig
 from .guidance import outside_lesion_share, tap_activations
 
@@ -38,6 +39,8 @@ class Run:
     criterion: nn.Module
     started: float
     provenance: dict[str, str | None]  # the code and libraries, taken when the run started
+    streamed: StreamedSplit | None = None  # --streaming: the training stream (decoded["train"] is a sample of it)
+    steps_per_epoch: int | None = None  # where the training loader has no length (a stream)
 
     @property
     def unwrapped(self) -> CancerModel:
@@ -90,7 +93,8 @@ def train_one_epoch(run: Run, epoch: int, max_steps: int | None = None) -> tuple
         disable=not accelerator.is_local_main_process,
         leave=False,
     )
-    step = 0
+    step, limits = 0, [n for n in (max_steps, run.steps_per_epoch) if n]
+    max_steps = min(limits) if limits else None
     for step, (images, targets, *masks) in enumerate(bar, 1):
         with torch.no_grad():
             x, lesions = training_batch(images, run.augment, config.mean, config.std, *masks)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.data_loader import DataLoaderShard
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader, Dataset
 
@@ -21,6 +22,7 @@ from ..data import check_no_shared_groups, fold_splits, load_splits
 from ..decoding import DecodedSplit, decode_split
 from ..errors import ConfigError
 from ..models import CancerModel, build_from_config, default_config
+from ..streaming import StreamedImages, StreamedSplit, load_streamed
 from .checkpoint import TrainerState, load_checkpoint, save_best_weights, save_checkpoint, write_history
 from .config import CHECKPOINT_DIR, STATE_FILE, TrainConfig, check_config
 from .cross_validation import build_ensemble, fold_dir
@@ -108,37 +110,25 @@ def prepare_run(cfg: TrainConfig, fold: int | None = None) -> Run:
     _warn_about_idle_cores(accelerator)
     # One process downloads ImageNet weights, builds the datasets cache and decodes the images into it; the
     # others then read all three.
-    in_memory = {"auto": None, "memory": True, "disk": False}[cfg.decoded_images]
     with accelerator.main_process_first():
         model = _build_model(cfg)  # before the data: a bad model option fails in seconds
-        splits = load_splits(cfg.data_spec())
-        if fold is not None:
-            splits = fold_splits(splits, fold, cfg.folds, cfg.seed)
-        decoded = {
-            name: decode_split(
-                ds, cfg.input_size, cfg.skip_bad_images, f"decoding {name}", in_memory, cfg.decode_workers or None
-            )
-            for name, ds in splits.items()
-        }
-    for name, d in decoded.items():
-        where = "in memory" if d.in_memory else "read from the memory-mapped cache"
-        reused = ", decoded by an earlier run" if d.cache_hit else ""
-        accelerator.print(
-            f"{name}: {len(d)} images (benign {d.class_counts()[0]}, malignant {d.class_counts()[1]}; {where}{reused})"
-        )
-        for problem in d.skipped:
-            accelerator.print(f"warning: {name}: skipped {problem}")
-    if not accelerator.is_main_process:  # the main process decoded first: did this one read its cache?
-        shared = [name for name, d in decoded.items() if d.cache_hit]
-        print(f"process {accelerator.process_index}: decoded images read from the shared cache for {shared}")
-    check_no_shared_groups({name: d.groups for name, d in decoded.items()})
+        decoded, streamed = _load_data(cfg, fold)
+    _report_data(accelerator, decoded, streamed)
+    check_no_shared_groups(
+        {name: d.groups for name, d in decoded.items()} | ({"train": streamed.groups} if streamed else {})
+    )
 
     model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     loaders = {name: _loader(d, cfg, accelerator, shuffle=name == "train") for name, d in decoded.items()}
+    if streamed:
+        del loaders["train"]  # only a sample, for the rejection check
     model, optimizer, *prepared = accelerator.prepare(model, optimizer, *loaders.values())
     loaders = dict(zip(loaders, prepared))
-    step_scheduler, epoch_scheduler = build_schedulers(cfg, optimizer, len(loaders["train"]))
+    if streamed:
+        loaders["train"] = _stream_loader(streamed, cfg, accelerator)
+    steps_per_epoch = len(streamed) // (cfg.batch_size * accelerator.num_processes) if streamed else None
+    step_scheduler, epoch_scheduler = build_schedulers(cfg, optimizer, steps_per_epoch or len(loaders["train"]))
     accelerator.register_for_checkpointing(*(s for s in (step_scheduler, epoch_scheduler) if s is not None))
     if cfg.compile:
         model = torch.compile(model)
@@ -153,10 +143,67 @@ def prepare_run(cfg: TrainConfig, fold: int | None = None) -> Run:
         loaders=loaders,
         decoded=decoded,
         augment=build_augmentation(cfg.augment).to(accelerator.device),
-        criterion=build_loss(cfg, decoded["train"].class_counts()).to(accelerator.device),
+        criterion=build_loss(cfg, (streamed or decoded["train"]).class_counts()).to(accelerator.device),
         started=time.time(),
         provenance=provenance(),
+        streamed=streamed,
+        steps_per_epoch=max(1, steps_per_epoch) if streamed else None,
     )
+
+
+def _stream_loader(streamed: StreamedSplit, cfg: TrainConfig, accelerator: Accelerator) -> DataLoader:
+    """Split between processes by the stream itself (split_dataset_by_node), not by Accelerate; batches on the
+    device like those of the prepared loaders. Every process takes the same number of steps (``steps_per_epoch``)."""
+    images = StreamedImages(
+        streamed, cfg.input_size, cfg.seed, accelerator.process_index, accelerator.num_processes,
+        cfg.skip_bad_images, cfg.shuffle_buffer,
+    )  # fmt: skip
+    return DataLoaderShard(images, device=accelerator.device, batch_size=cfg.batch_size)
+
+
+# Streaming: training images decoded up front as a sample of the stream, to fit the rejection check on.
+STREAM_SAMPLE = 2000
+
+
+def _load_data(cfg: TrainConfig, fold: int | None) -> tuple[dict[str, DecodedSplit], StreamedSplit | None]:
+    """The decoded splits (with ``--streaming``: validation, test and a sample of the training stream) and the
+    training stream."""
+    in_memory = {"auto": None, "memory": True, "disk": False}[cfg.decoded_images]
+    streamed = None
+    if cfg.streaming:
+        streamed, splits = load_streamed(cfg.data_spec())
+        splits["train"] = streamed.head(STREAM_SAMPLE)
+    else:
+        splits = load_splits(cfg.data_spec())
+        if fold is not None:
+            splits = fold_splits(splits, fold, cfg.folds, cfg.seed)
+    workers = cfg.decode_workers or None
+    decoded = {
+        name: decode_split(ds, cfg.input_size, cfg.skip_bad_images, f"decoding {name}", in_memory, workers)
+        for name, ds in splits.items()
+    }
+    return decoded, streamed
+
+
+def _report_data(accelerator: Accelerator, decoded: dict[str, DecodedSplit], streamed: StreamedSplit | None) -> None:
+    for name, d in decoded.items():
+        if name == "train" and streamed:
+            counts = streamed.class_counts()
+            accelerator.print(
+                f"train: {len(streamed)} images (benign {counts[0]}, malignant {counts[1]}; streamed, the first "
+                f"{len(d)} decoded for the rejection check)"
+            )
+            continue
+        where = "in memory" if d.in_memory else "read from the memory-mapped cache"
+        reused = ", decoded by an earlier run" if d.cache_hit else ""
+        accelerator.print(
+            f"{name}: {len(d)} images (benign {d.class_counts()[0]}, malignant {d.class_counts()[1]}; {where}{reused})"
+        )
+        for problem in d.skipped:
+            accelerator.print(f"warning: {name}: skipped {problem}")
+    if not accelerator.is_main_process:  # the main process decoded first: did this one read its cache?
+        shared = [name for name, d in decoded.items() if d.cache_hit]
+        print(f"process {accelerator.process_index}: decoded images read from the shared cache for {shared}")
 
 
 def _build_model(cfg: TrainConfig) -> CancerModel:
