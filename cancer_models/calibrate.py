@@ -40,6 +40,8 @@ from .predict import Predictor
 
 DEFAULT_ACCEPTANCE = 0.99
 DEFAULT_ALPHA = 0.1
+# Training images the rejection detector is fitted on, at most: plenty for a mean and a shrunk covariance.
+DETECTOR_SAMPLE = 20_000
 
 
 @dataclass
@@ -71,7 +73,12 @@ def fit_trust(
     acceptance: float = DEFAULT_ACCEPTANCE,
     alpha: float = DEFAULT_ALPHA,
 ) -> dict[str, Any]:
-    """Fit rejection and conformal sets into ``model`` (detector and config); returns what they do on each split."""
+    """Fit rejection and conformal sets into ``model`` (detector and config); returns what they do on each split.
+    The detector is fitted on at most ``DETECTOR_SAMPLE`` training images (a seeded sample of larger sets)."""
+    splits, categories = dict(splits), splits["train"].subtype_counts()
+    if len(splits["train"]) > DETECTOR_SAMPLE:
+        sample = sorted(np.random.default_rng(0).choice(len(splits["train"]), DETECTOR_SAMPLE, replace=False))
+        splits["train"] = splits["train"].subset(sample)
     outputs = {name: split_outputs(model, split) for name, split in splits.items()}
     detector = fit_detector(outputs["train"].features, outputs["train"].targets)
     scores = {name: detector.score(o.features) for name, o in outputs.items()}
@@ -90,8 +97,8 @@ def fit_trust(
         if name != "train" and ok.any():
             report[name].update(coverage(o.probabilities[ok], o.targets[ok], qhat))
     model.config.training["trust"] = report
-    if splits["train"].subtype_counts():
-        model.config.training["subtypes"] = splits["train"].subtype_counts()
+    if categories:
+        model.config.training["subtypes"] = categories
     return report
 
 

@@ -125,6 +125,18 @@ def cross_validation_table(cv: dict[str, Any], test_auc: float | None) -> str:
     return "\n".join(rows)
 
 
+def shift_table(robustness: dict[str, Any]) -> str:
+    """AUC, sensitivity and specificity (at the model's threshold) under each acquisition shift."""
+    rows = ["| shift | AUC | sensitivity | specificity |", "|---|---|---|---|"]
+    for name, m in robustness["shifts"].items():
+        ci = m.get("auc_ci") or [m["auc"], m["auc"]]
+        rows.append(
+            f"| {name} | {m['auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['sensitivity']:.3f} | {m['specificity']:.3f} |"
+        )
+    rows.append(f"\n{robustness['note']}")
+    return "\n".join(rows)
+
+
 def subtype_table(subtypes: dict[str, dict[str, Any]], labels: Sequence[str]) -> str:
     """Per category: images, class, and the share classified right (sensitivity or specificity) with its interval."""
     rows = ["| category | class | images | right at the threshold | 95% CI |", "|---|---|---|---|---|"]
@@ -306,6 +318,9 @@ def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> 
                 f"{_fmt(storage['test_auc_in_float32'])})."
             )
         metrics.append(("Cross-validation", table))
+    if training.get("robustness"):
+        split = training["robustness"].get("split", "test")
+        metrics.append((f"Under acquisition shifts ({split} split)", shift_table(training["robustness"])))
     test_subtypes = (training.get("metrics") or {}).get("test", {}).get("subtypes")
     if test_subtypes:
         metrics.append(("Per category on the test split", subtype_table(test_subtypes, config.labels)))

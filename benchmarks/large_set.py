@@ -1,0 +1,227 @@
+"""Training on a set larger than memory: decode time, cache hits, peak memory, throughput. Prints JSON.
+
+    python benchmarks/large_set.py make   --out /tmp/synthetic --train 200000      # real JPEG files, 96 px
+    python benchmarks/large_set.py decode --data /tmp/synthetic --workers 1 2     # cache misses, then a hit
+    python benchmarks/large_set.py train  --data /tmp/synthetic -- --input-size 64 --epochs 1 ...
+    python benchmarks/large_set.py train  --processes 2 --data /tmp/synthetic -- --max-steps 20 ...
+
+``make`` writes an imagefolder set (train / validation / test, metadata.csv with label and group) of JPEG files
+cut from the real histopathology tiles (each file a random crop, orientation and colour scaling of one tile,
+resized to 96 px), so decoding costs what real JPEGs cost. ``train`` runs train.py (``accelerate launch`` with
+``--processes N``) and samples the memory of every process of the run twice a second: resident memory split
+into private (anonymous) and file-backed pages (the memory-mapped cache, which the kernel can drop and which
+processes share), and the proportional set size (PSS) summed over processes, which counts shared pages once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import psutil
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from _common import DATA, command, machine  # noqa: E402
+
+SIZE = 96
+
+
+def _write_images(job: tuple[list[tuple[str, int, str]], str, int]) -> list[tuple[str, str, str]]:
+    sources, out, seed = job
+    rng = random.Random(seed)
+    rows = []
+    for path, index, label in sources:
+        tile = Image.open(path).convert("RGB")
+        w, h = tile.size
+        crop = rng.randint(int(0.6 * min(w, h)), min(w, h))
+        left, top = rng.randint(0, w - crop), rng.randint(0, h - crop)
+        image = tile.crop((left, top, left + crop, top + crop)).resize((SIZE, SIZE), Image.BILINEAR)
+        image = image.rotate(90 * rng.randint(0, 3))
+        image = Image.eval(image, lambda v, s=rng.uniform(0.85, 1.15): min(255, int(v * s)))
+        name = f"{label}/{index:07d}.jpg"
+        image.save(Path(out) / name, quality=90)
+        rows.append((name, label, f"tile{Path(path).stem}"))
+    return rows
+
+
+def make(out: Path, train: int, held_out: int, workers: int) -> dict:
+    """The synthetic set: each split's files come from its own source tiles (groups never cross splits)."""
+    tiles = sorted((DATA / "histopathology" / "train").glob("*/*.jpg"))
+    if not tiles:
+        raise SystemExit(f"no histopathology tiles under {DATA}")
+    random.Random(0).shuffle(tiles)
+    cut = len(tiles) // 10
+    pools = {"train": tiles[2 * cut :], "validation": tiles[:cut], "test": tiles[cut : 2 * cut]}
+    sizes = {"train": train, "validation": held_out, "test": held_out}
+    started = time.perf_counter()
+    for split, count in sizes.items():
+        folder = out / split
+        for label in ("benign", "malignant"):
+            (folder / label).mkdir(parents=True, exist_ok=True)
+        sources = [(str(p), i, p.parent.name) for i, p in zip(range(count), _cycle(pools[split]), strict=False)]
+        chunks = [(sources[i : i + 2000], str(folder), i) for i in range(0, len(sources), 2000)]
+        with Pool(workers) as pool:
+            rows = [row for part in pool.imap(_write_images, chunks) for row in part]
+        with open(folder / "metadata.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file_name", "label", "group"])
+            writer.writerows(rows)
+    files = list(out.rglob("*.jpg"))
+    return {
+        "images": sizes,
+        "bytes_on_disk": sum(p.stat().st_size for p in files),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _cycle(items: list) -> object:
+    while True:
+        yield from items
+
+
+def decode(data: Path, workers: list[int], size: int) -> dict:
+    """The training split decoded into a fresh cache with each number of workers, then once more (a hit)."""
+    from cancer_models.data import DataSpec, load_splits
+    from cancer_models.decoding import decode_split
+
+    results = {}
+    for count in workers:
+        cache = tempfile.mkdtemp(prefix="decode-cache-", dir=data.parent)
+        try:
+            for run in ("miss", "hit"):
+                started = time.perf_counter()
+                split = load_splits(DataSpec([str(data)], cache_dir=cache))["train"]
+                loaded = time.perf_counter()
+                decoded = decode_split(split, size, in_memory=False, num_proc=count)
+                results[f"{count} worker(s), cache {run}"] = {
+                    "images": len(decoded),
+                    "load_seconds": round(loaded - started, 1),
+                    "decode_seconds": round(time.perf_counter() - loaded, 1),
+                    "cache_hit": decoded.cache_hit,
+                }
+                print(json.dumps(results), file=sys.stderr)
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+    return results
+
+
+class MemorySampler(threading.Thread):
+    """Peak memory of a process and its children, sampled every half second."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.root, self.done = psutil.Process(pid), threading.Event()
+        self.peak = {"rss_gb": 0.0, "private_gb": 0.0, "file_backed_gb": 0.0, "pss_gb": 0.0, "processes": 0}
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            totals = {"rss_gb": 0.0, "private_gb": 0.0, "file_backed_gb": 0.0, "pss_gb": 0.0}
+            processes = [self.root, *self.root.children(recursive=True)]
+            python = 0
+            for p in processes:
+                try:
+                    status = _kib_fields(f"/proc/{p.pid}/status", ("VmRSS", "RssAnon", "RssFile", "RssShmem"))
+                    rollup = _kib_fields(f"/proc/{p.pid}/smaps_rollup", ("Pss",))
+                except OSError:
+                    continue
+                python += "python" in p.name()
+                totals["rss_gb"] += status["VmRSS"] / 2**20
+                totals["private_gb"] += status["RssAnon"] / 2**20
+                totals["file_backed_gb"] += (status["RssFile"] + status["RssShmem"]) / 2**20
+                totals["pss_gb"] += rollup["Pss"] / 2**20
+            for key, value in totals.items():
+                self.peak[key] = max(self.peak[key], round(value, 3))
+            self.peak["processes"] = max(self.peak["processes"], python)
+            self.done.wait(0.5)
+
+
+def _kib_fields(path: str, names: tuple[str, ...]) -> dict[str, float]:
+    values = {}
+    with open(path) as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in names:
+                values[key] = float(rest.split()[0])
+    return {name: values.get(name, 0.0) for name in names}
+
+
+FIRST_STEP = re.compile(r"epoch 1/\d+:\s+\d+%\|[^|]*\|\s*1/")
+
+
+def train(data: Path, processes: int, train_args: list[str]) -> dict:
+    """train.py on ``data``; wall time, time to the first optimizer step, images/s of training, peak memory."""
+    launcher = ["accelerate", "launch", "--num_processes", str(processes), "--num_cpu_threads_per_process"]
+    launcher += [str(max(1, (os.cpu_count() or 1) // processes)), "--mixed_precision", "no"]
+    if processes > 1:
+        launcher += ["--multi_gpu", "--cpu"] if False else ["--cpu"]
+    args = [*launcher, "train.py", "--data", str(data), *train_args]
+    log = Path(tempfile.mkstemp(prefix="large-set-", suffix=".log")[1])
+    started = time.perf_counter()
+    first_step = None
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        sampler = MemorySampler(proc.pid)
+        sampler.start()
+        while proc.poll() is None:
+            if first_step is None and FIRST_STEP.search(log.read_text(errors="replace")):
+                first_step = time.perf_counter() - started
+            time.sleep(0.5)
+        sampler.done.set()
+        sampler.join()
+    text = log.read_text(errors="replace")
+    if proc.returncode:
+        raise SystemExit(f"train.py failed ({proc.returncode}):\n{text[-3000:]}")
+    rates = [float(m) for m in re.findall(r"epoch 1/\d+: 100%.*?([\d.]+)it/s", text)]
+    return {
+        "train_args": train_args,
+        "processes": processes,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "seconds_to_first_step": None if first_step is None else round(first_step, 1),
+        "peak_memory": sampler.peak,
+        "data_lines": [line.strip() for line in text.replace("\r", "\n").splitlines() if " images (" in line],
+        "final_steps_per_second": rates[-1] if rates else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("make")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--train", type=int, default=200_000)
+    p.add_argument("--held-out", type=int, default=2_000, help="images in validation and in test")
+    p.add_argument("--workers", type=int, default=os.cpu_count())
+    p = sub.add_parser("decode")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--size", type=int, default=SIZE)
+    p = sub.add_parser("train")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("train_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    if args.command == "make":
+        result = make(args.out, args.train, args.held_out, args.workers)
+    elif args.command == "decode":
+        result = decode(args.data, args.workers, args.size)
+    else:
+        result = train(args.data, args.processes, [a for a in args.train_args if a != "--"])
+    print(json.dumps({"command": command(), "machine": machine(), args.command: result}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
