@@ -35,7 +35,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import DATA, command, machine  # noqa: E402
+from _common import DATA, command, machine
 
 SIZE = 96
 
@@ -51,7 +51,8 @@ def _write_images(job: tuple[list[tuple[str, int, str]], str, int]) -> list[tupl
         left, top = rng.randint(0, w - crop), rng.randint(0, h - crop)
         image = tile.crop((left, top, left + crop, top + crop)).resize((SIZE, SIZE), Image.BILINEAR)
         image = image.rotate(90 * rng.randint(0, 3))
-        image = Image.eval(image, lambda v, s=rng.uniform(0.85, 1.15): min(255, int(v * s)))
+        scale = rng.uniform(0.85, 1.15)
+        image = image.point([min(255, int(v * scale)) for v in range(256)] * 3)
         name = f"{label}/{index:07d}.jpg"
         image.save(Path(out) / name, quality=90)
         rows.append((name, label, f"tile{Path(path).stem}"))
@@ -167,7 +168,7 @@ def train(data: Path, processes: int, train_args: list[str]) -> dict:
     launcher = ["accelerate", "launch", "--num_processes", str(processes), "--num_cpu_threads_per_process"]
     launcher += [str(max(1, (os.cpu_count() or 1) // processes)), "--mixed_precision", "no"]
     if processes > 1:
-        launcher += ["--multi_gpu", "--cpu"] if False else ["--cpu"]
+        launcher += ["--cpu"]
     args = [*launcher, "train.py", "--data", str(data), *train_args]
     log = Path(tempfile.mkstemp(prefix="large-set-", suffix=".log")[1])
     started = time.perf_counter()
@@ -185,7 +186,10 @@ def train(data: Path, processes: int, train_args: list[str]) -> dict:
     text = log.read_text(errors="replace")
     if proc.returncode:
         raise SystemExit(f"train.py failed ({proc.returncode}):\n{text[-3000:]}")
-    rates = [float(m) for m in re.findall(r"epoch 1/\d+: 100%.*?([\d.]+)it/s", text)]
+    # tqdm's last reading of the first epoch's bar: steps done, and its rate (smoothed over recent steps).
+    bars = re.findall(r"epoch 1/\d+:\s+\d+%\|[^|]*\|\s*(\d+)/\d+ \[[^,\]]*,\s*([\d.]+)(it/s|s/it)", text)
+    steps, rate, unit = bars[-1] if bars else (0, "nan", "it/s")
+    steps_per_second = float(rate) if unit == "it/s" else 1 / float(rate)
     return {
         "train_args": train_args,
         "processes": processes,
@@ -193,7 +197,8 @@ def train(data: Path, processes: int, train_args: list[str]) -> dict:
         "seconds_to_first_step": None if first_step is None else round(first_step, 1),
         "peak_memory": sampler.peak,
         "data_lines": [line.strip() for line in text.replace("\r", "\n").splitlines() if " images (" in line],
-        "final_steps_per_second": rates[-1] if rates else None,
+        "first_epoch_steps": int(steps),
+        "steps_per_second": round(steps_per_second, 3),
     }
 
 
