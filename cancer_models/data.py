@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDatasetDict, concatenate_datasets, load_dataset
 from datasets import Image as ImageFeature
+from datasets.fingerprint import Hasher
 from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
@@ -87,13 +88,18 @@ def load_raw(source: str, cache_dir: str | None = None, streaming: bool = False)
             "(SPLIT/LABEL/*.jpg, or LABEL/*.jpg) and no parquet files (a Hub dataset downloaded with "
             "`hf download --repo-type dataset`); folders reached through symbolic links are not searched"
         )
-        suffixes = {p.suffix.lower() for p in path.rglob("*")}
-        if suffixes & set(Image.registered_extensions()):
+        if _has_files(path, set(Image.registered_extensions())):
+            # Split folders named explicitly: datasets would otherwise try dozens of split-name patterns, each a
+            # search of the whole tree (minutes for 200,000 files, on every run).
+            folders = {_SPLIT_ALIASES.get(d.name, d.name): d.name for d in path.iterdir() if d.is_dir()}
+            data_files = {split: f"{folders[split]}/**" for split in SPLITS if split in folders} or None
             try:
-                raw = load_dataset("imagefolder", data_dir=str(path), cache_dir=cache_dir, streaming=streaming)
+                raw = load_dataset(
+                    "imagefolder", data_dir=str(path), data_files=data_files, cache_dir=cache_dir, streaming=streaming
+                )
             except FileNotFoundError as e:  # datasets' EmptyDatasetError: e.g. the images are behind a link
                 raise no_images from e
-        elif ".parquet" in suffixes:
+        elif _has_files(path, {".parquet"}):
             raw = _load_dataset(str(path), cache_dir, streaming)  # as a Hub id is loaded, on the downloaded files
         else:
             raise no_images
@@ -107,6 +113,10 @@ def load_raw(source: str, cache_dir: str | None = None, streaming: bool = False)
     if unknown:
         raise DataError(f"{source}: unexpected split(s) {sorted(unknown)}; expected {list(SPLITS)}")
     return raw
+
+
+def _has_files(folder: Path, suffixes: set[str]) -> bool:
+    return any(p.suffix.lower() in suffixes for p in folder.rglob("*"))
 
 
 def _load_dataset(source: str, cache_dir: str | None = None, streaming: bool = False) -> Any:
@@ -181,8 +191,14 @@ def standardise(ds: Dataset, spec: DataSpec, where: str, source: str, mask_dir: 
         out = out.rename_column(spec.image_column, "image")
     subtypes = [str(v) for v in ds[spec.subtype_column]] if spec.subtype_column in columns else [""] * len(ds)
     masks = mask_paths(ds, source, mask_dir) if mask_dir else [""] * len(ds)
-    out = out.add_column("target", targets).add_column("group", groups).add_column("source", [source] * len(ds))
-    return out.add_column("subtype", subtypes).add_column("mask", masks)
+    # The added columns follow from the data and these settings, so they key datasets' cache without hashing
+    # every value (which took a minute for 200,000 images).
+    key = Hasher.hash((ds._fingerprint, spec.label_column, spec.group_column, spec.subtype_column, spec.label_map))
+    key = Hasher.hash((key, where, source, mask_dir, masks if mask_dir else None))
+    columns = {"target": targets, "group": groups, "source": [source] * len(ds), "subtype": subtypes, "mask": masks}
+    for name, values in columns.items():
+        out = out.add_column(name, values, new_fingerprint=Hasher.hash((key, name)))
+    return out
 
 
 def _split_by_group(splits: DatasetDict, missing: list[str], spec: DataSpec) -> DatasetDict:
