@@ -8,7 +8,7 @@
 ``make`` writes an imagefolder set (train / validation / test, metadata.csv with label and group) of JPEG files
 cut from the real histopathology tiles (each file a random crop, orientation and colour scaling of one tile,
 resized to 96 px), so decoding costs what real JPEGs cost. ``train`` runs train.py (``accelerate launch`` with
-``--processes N``) and samples the memory of every process of the run twice a second: resident memory split
+``--processes N``) and samples the memory of its training processes twice a second: resident memory split
 into private (anonymous) and file-backed pages (the memory-mapped cache, which the kernel can drop and which
 processes share), and the proportional set size (PSS) summed over processes, which counts shared pages once.
 """
@@ -119,7 +119,8 @@ def decode(data: Path, workers: list[int], size: int, cache: Path) -> dict:
 
 
 class MemorySampler(threading.Thread):
-    """Peak memory of a process and its children, sampled every half second."""
+    """Peak memory of the children of a process (``accelerate launch``'s training processes), sampled every
+    half second."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
@@ -129,7 +130,7 @@ class MemorySampler(threading.Thread):
     def run(self) -> None:
         while not self.done.is_set():
             totals = {"rss_gb": 0.0, "private_gb": 0.0, "file_backed_gb": 0.0, "pss_gb": 0.0}
-            processes = [self.root, *self.root.children(recursive=True)]
+            processes = self.root.children(recursive=True)  # the training processes, not the launcher
             python = 0
             for p in processes:
                 try:
