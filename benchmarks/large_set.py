@@ -21,6 +21,7 @@ import json
 import os
 import random
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -164,11 +165,18 @@ FIRST_STEP = re.compile(r"epoch 1/\d+:\s+\d+%\|[^|]*\|\s*1/")
 
 def train(data: Path, processes: int, train_args: list[str]) -> dict:
     """train.py on ``data``; wall time, time to the first optimizer step, images/s of training, peak memory."""
-    launcher = ["accelerate", "launch", "--num_processes", str(processes), "--num_cpu_threads_per_process"]
-    launcher += [str(max(1, (os.cpu_count() or 1) // processes)), "--mixed_precision", "no"]
-    if processes > 1:
-        launcher += ["--cpu"]
-    args = [*launcher, "train.py", "--data", str(data), *train_args]
+    threads = str(max(1, (os.cpu_count() or 1) // processes))
+    script = ["train.py", "--data", str(data), *train_args]
+    if processes == 1:
+        args = ["accelerate", "launch", "--num_processes", "1", "--num_cpu_threads_per_process", threads]
+        args += ["--mixed_precision", "no", *script]
+    else:
+        # The ranks on the CPU (gloo), started with the environment torchrun would give them, under one shell.
+        world = f"WORLD_SIZE={processes} LOCAL_WORLD_SIZE={processes} MASTER_ADDR=127.0.0.1 MASTER_PORT=29533"
+        env = f"{world} ACCELERATE_USE_CPU=true OMP_NUM_THREADS={threads}"
+        quoted = " ".join(shlex.quote(a) for a in [sys.executable, *script])
+        ranks = " ".join(f"RANK={r} LOCAL_RANK={r} {env} {quoted} &" for r in range(processes))
+        args = ["bash", "-c", f"{ranks} for j in $(jobs -p); do wait $j || exit 1; done"]
     log = Path(tempfile.mkstemp(prefix="large-set-", suffix=".log")[1])
     started = time.perf_counter()
     first_step = None
