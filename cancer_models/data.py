@@ -65,6 +65,11 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     return mapping
 
 
+def target_of(name: str, label_map: dict[str, str]) -> int | None:
+    """A raw label's target (0 benign, 1 malignant) through the label map, or None if it has none."""
+    return _TARGET_NAMES.get(label_map.get(name, name).strip().lower())
+
+
 def load_splits(spec: DataSpec) -> DatasetDict:
     """Load, check and combine the sources into train / validation / test."""
     if not spec.sources:
@@ -172,11 +177,11 @@ def standardise(ds: Dataset, spec: DataSpec, where: str, source: str, mask_dir: 
     targets = []
     unmapped = Counter()
     for name in names:
-        target = spec.label_map.get(name, name).strip().lower()
-        if target in _TARGET_NAMES:
-            targets.append(_TARGET_NAMES[target])
-        else:
+        target = target_of(name, spec.label_map)
+        if target is None:
             unmapped[name] += 1
+        else:
+            targets.append(target)
     if unmapped:
         raise DataError(
             f"{where}: labels {dict(unmapped)} are neither benign/malignant nor in the label map "

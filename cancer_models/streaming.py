@@ -18,7 +18,7 @@ from datasets import ClassLabel, Dataset, IterableDataset, concatenate_datasets
 from datasets import Image as ImageFeature
 from datasets.distributed import split_dataset_by_node
 
-from .data import _TARGET_NAMES, SPLITS, DataSpec, load_raw
+from .data import SPLITS, DataSpec, load_raw, target_of
 from .errors import DataError, ImageError
 from .images import load_image, to_uint8_tensor
 
@@ -87,12 +87,12 @@ def _standardise(ds: IterableDataset, spec: DataSpec, source: str, labels_only: 
 def _standard_row(row: dict[str, Any], index: int, spec: DataSpec, source: str, label: Any) -> dict[str, Any]:
     raw = row[spec.label_column]
     name = label.int2str(raw) if isinstance(label, ClassLabel) else str(raw)
-    target = spec.label_map.get(name, name).strip().lower()
-    if target not in _TARGET_NAMES:
+    target = target_of(name, spec.label_map)
+    if target is None:
         raise DataError(f"{source}: label {name!r} is neither benign/malignant nor in the label map")
     group = row.get(spec.group_column)
     return {
-        "target": _TARGET_NAMES[target],
+        "target": target,
         "group": f"{source}:{group}" if group is not None else f"{source}:stream:{index}",
         "subtype": str(row.get(spec.subtype_column) or ""),
         "source": source,

@@ -54,9 +54,9 @@ class Ensemble(CancerModel):
         self.members = nn.ModuleList(build_from_config(member) for _ in range(config.model_args["members"]))
 
     @classmethod
-    def of(cls, members: Sequence[CancerModel], config: ModelConfig | None = None) -> Ensemble:
-        """The ensemble of trained ``members`` (same architecture and input); its config starts from the first's
-        (or ``config``), with temperature, threshold and calibration to be fitted for the ensemble."""
+    def of(cls, members: Sequence[CancerModel]) -> Ensemble:
+        """The ensemble of trained ``members`` (same architecture and input); its config starts from the first's,
+        with temperature, threshold and calibration to be fitted for the ensemble."""
         first = members[0].config
         for m in members[1:]:
             if (m.config.architecture, m.config.model_args, m.config.input_size) != (
@@ -65,9 +65,8 @@ class Ensemble(CancerModel):
                 first.input_size,
             ):
                 raise ConfigError("ensemble members must share architecture, model_args and input_size")
-        base = config or first
         ensemble_config = dataclasses.replace(
-            base,
+            first,
             architecture="ensemble",
             model_args={"member": first.architecture, "member_args": first.model_args, "members": len(members)},
             cam_layers=[],

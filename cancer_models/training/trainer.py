@@ -120,9 +120,12 @@ def prepare_run(cfg: TrainConfig, fold: int | None = None) -> Run:
 
     model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
-    loaders = {name: _loader(d, cfg, accelerator, shuffle=name == "train") for name, d in decoded.items()}
-    if streamed:
-        del loaders["train"]  # only a sample, for the rejection check
+    # With a stream, decoded["train"] is only a sample, for the rejection check: the stream has its own loader.
+    loaders = {
+        name: _loader(d, cfg, accelerator, shuffle=name == "train")
+        for name, d in decoded.items()
+        if not (streamed and name == "train")
+    }
     model, optimizer, *prepared = accelerator.prepare(model, optimizer, *loaders.values())
     loaders = dict(zip(loaders, prepared))
     if streamed:
