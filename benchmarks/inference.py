@@ -24,7 +24,7 @@ from _common import DATA, command, machine, summary_ms, time_calls  # noqa: E402
 from cancer_models import create_model, load_pretrained  # noqa: E402
 from cancer_models.data import DataSpec, load_splits  # noqa: E402
 from cancer_models.decoding import decode_split  # noqa: E402
-from cancer_models.images import normalize  # noqa: E402
+from cancer_models.images import model_input  # noqa: E402
 
 
 def real_batch(size: int, n: int = 64) -> torch.Tensor:
@@ -55,7 +55,7 @@ def run(name: str, size: int, device: torch.device, allow_compile: bool, repeats
     base = load_pretrained(trained) if trained.is_dir() else create_model(name, input_size=size)
     base = base.eval().to(device)
     images = real_batch(size)
-    x64 = normalize(images, base.config.mean, base.config.std).to(device)
+    x64 = model_input(images, base.config).to(device)
     results = {}
     reference = None
     for label, v in variants(device, allow_compile).items():

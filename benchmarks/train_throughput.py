@@ -92,14 +92,14 @@ def ours(name: str, size: int, batch: int, n_images: int, n_steps: int, device, 
     def step(model, images, targets):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with torch.no_grad():
-            x, _ = training_batch(images, augment, model.config.mean, model.config.std)
+            x, _ = training_batch(images, augment, model.config)
         update(model, x, targets)
 
     images_per_s = timed_steps(model, _cycle(loader), step, n_steps, device)
     # The same update on one batch already on the device, augmented: the ceiling no input pipeline can pass.
     images, targets = next(iter(loader))
     with torch.no_grad():
-        x, _ = training_batch(images.to(device), augment, model.config.mean, model.config.std)
+        x, _ = training_batch(images.to(device), augment, model.config)
     ceiling = timed_steps(model, itertools.repeat((x, targets.to(device))), update, n_steps, device)
     return {
         "images_per_s": round(images_per_s, 1),

@@ -19,6 +19,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_LABELS = ("benign", "malignant")
 TTA_VIEWS = ("dihedral", "hflip")
+# Per-image colour normalisation before mean/std (images.colour_constancy): none, or Shades of Gray (p = 6).
+COLOUR_CONSTANCY = ("none", "shades_of_gray")
 FORMAT_VERSION = 1
 # CAM method name -> pytorch-grad-cam class name.
 CAM_METHODS = {
@@ -40,6 +42,8 @@ class ModelConfig:
     input_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # Applied to every input (training, evaluation, the app, Grad-CAM) before mean/std.
+    colour_constancy: str = "none"
     # Decision threshold on the calibrated malignant probability.
     threshold: float = 0.5
     # Logits are divided by this before the softmax (temperature scaling).
@@ -91,6 +95,8 @@ class ModelConfig:
                 fail(name, f"must be three finite numbers, got {list(values)}")
         if not all(v > 0 for v in self.std):
             fail("std", f"must be positive, got {list(self.std)}")
+        if self.colour_constancy not in COLOUR_CONSTANCY:
+            fail("colour_constancy", f"must be one of {list(COLOUR_CONSTANCY)}, got {self.colour_constancy!r}")
         if not (isinstance(self.threshold, (int, float)) and 0.0 < self.threshold < 1.0):
             fail("threshold", f"must be a probability strictly between 0 and 1, got {self.threshold!r}")
         if not (

@@ -12,6 +12,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 # Refuse anything larger before decoding it: 8000 x 8000 is far beyond any tile or photo we classify,
 # and a small file that claims more is a decompression bomb.
@@ -144,6 +148,27 @@ def to_uint8_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """
     x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
     return F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def model_input(batch: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """uint8-scale (N, 3, H, W) -> what a model with ``config`` sees: its colour constancy, then its mean/std,
+    channels-last. Training, evaluation, the app and Grad-CAM all go through here."""
+    if config.colour_constancy == "shades_of_gray":
+        batch = shades_of_gray(batch.float())
+    return normalize(batch, config.mean, config.std).contiguous(memory_format=torch.channels_last)
+
+
+def shades_of_gray(batch: torch.Tensor, p: int = 6) -> torch.Tensor:
+    """Shades of Gray colour constancy (Finlayson & Trezzi, 2004) on a uint8-scale float batch (N, 3, H, W).
+
+    Each image's illuminant is estimated per channel as the Minkowski p-norm mean of its pixels and divided
+    out, keeping the image's overall brightness: a grey-world (p = 1) that leans towards the brightest pixels
+    (p = 6, as in strong ISIC entries). A neutral (grey) image is unchanged.
+    """
+    x = batch.float()
+    illuminant = x.clamp(min=0).div(255).pow(p).mean(dim=(2, 3)).pow(1 / p).clamp(min=1e-6)  # (N, 3)
+    gain = illuminant.norm(dim=1, keepdim=True) / (illuminant * 3**0.5)
+    return x.mul(gain[:, :, None, None]).clamp_(0, 255)
 
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

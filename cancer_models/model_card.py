@@ -197,8 +197,9 @@ def _facts(config: ModelConfig) -> str:
         f"- Architecture: `{config.architecture}`{args}",
         f"- Classes: `{config.labels[0]}` (0), `{config.labels[1]}` (1)",
         (
-            f"- Input: RGB, resized to {config.input_size}x{config.input_size}, normalised with mean "
-            f"{list(config.mean)} and std {list(config.std)}"
+            f"- Input: RGB, resized to {config.input_size}x{config.input_size}, "
+            f"{'Shades of Gray colour constancy (p = 6), ' if config.colour_constancy == 'shades_of_gray' else ''}"
+            f"normalised with mean {list(config.mean)} and std {list(config.std)}"
         ),
         (
             f"- Decision threshold on the malignant probability: {config.threshold:.3f}; "

@@ -12,7 +12,7 @@ from PIL import Image
 
 from .conformal import prediction_set as conformal_set
 from .explain import CAM_METHODS, compute_cam, overlay_heatmap
-from .images import ImageInput, load_image, normalize, to_uint8_tensor
+from .images import ImageInput, load_image, model_input, to_uint8_tensor
 from .models import CancerModel
 from .ood import tap_features
 
@@ -111,7 +111,7 @@ class Predictor:
         with self._lock, tap_features(self.model.ood_layers() if detector else []) as features:
             for start in range(0, len(batch), self.batch_size):
                 chunk = torch.cat([v[start : start + self.batch_size] for v in views]).to(self.device)
-                x = normalize(chunk, self.config.mean, self.config.std).contiguous(memory_format=torch.channels_last)
+                x = model_input(chunk, self.config)
                 logits = self.model(x) / self.config.temperature
                 probs.append(logits.float().softmax(dim=1).view(len(views), -1, logits.shape[1]).mean(dim=0).cpu())
                 if detector:  # the untransformed view's features: the first block of the chunk
@@ -165,7 +165,7 @@ class Predictor:
         prediction = self._to_prediction(probs[0].tolist(), None if scores is None else float(scores[0]))
         explained = label or prediction.label
         with self._lock:
-            x = normalize(x.to(self.device), self.config.mean, self.config.std)
+            x = model_input(x.to(self.device), self.config)
             cam = compute_cam(self.model, x, self.config.labels.index(explained), method)
         heatmap = np.asarray(Image.fromarray(cam).resize(rgb.size, Image.BILINEAR)).clip(0, 1)
         return Explanation(

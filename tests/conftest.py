@@ -10,7 +10,7 @@ import torch
 import torchvision
 
 from cancer_models import Predictor, create_model
-from cancer_models.images import normalize
+from cancer_models.images import model_input
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -44,7 +44,7 @@ def _briefly_trained_cnn():
     torch.manual_seed(0)
     model = create_model("cancer_cnn", input_size=96)
     images = fixture_images("histopathology", "train") + fixture_images("histopathology", "validation")
-    x = normalize(Predictor(model).preprocess(images), model.config.mean, model.config.std)
+    x = model_input(Predictor(model).preprocess(images), model.config)
     y = torch.tensor([int(p.parent.name == "malignant") for p in images])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()

@@ -194,3 +194,42 @@ def test_normalize_leaves_its_input_alone():
     out = normalize(batch, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     assert torch.equal(batch, torch.full((1, 3, 2, 2), 255.0))
     assert torch.allclose(out, torch.ones_like(out))
+
+
+def test_shades_of_gray_removes_a_colour_cast_and_leaves_grey_alone():
+    from conftest import fixture_images
+
+    from cancer_models.images import shades_of_gray, to_uint8_tensor
+
+    lesions = torch.stack([to_uint8_tensor(load_image(p), 96) for p in fixture_images("dermoscopy")]).float()
+    cast = lesions * torch.tensor([1.0, 0.8, 0.55]).view(1, 3, 1, 1)  # a warm light, darkening only (no clipping)
+
+    def chromaticity(x):
+        return x / x.sum(dim=1, keepdim=True).clamp(min=1)
+
+    before = (chromaticity(cast) - chromaticity(lesions)).abs().mean()
+    after = (chromaticity(shades_of_gray(cast)) - chromaticity(shades_of_gray(lesions))).abs().mean()
+    assert before > 0.05 and after < 0.01 * before
+    grey = lesions.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    assert torch.allclose(shades_of_gray(grey), grey, atol=1e-3)
+    assert shades_of_gray(torch.zeros(1, 3, 8, 8)).abs().max() == 0  # a black image: no division by zero
+
+
+def test_colour_constancy_is_part_of_the_config_and_of_every_input(small_cnn, histo_image):
+    import copy
+    import dataclasses
+
+    from cancer_models import ConfigError, ModelConfig
+    from cancer_models.images import model_input, normalize, shades_of_gray
+
+    with pytest.raises(ConfigError, match="colour_constancy"):
+        ModelConfig(architecture="cancer_cnn", colour_constancy="grey_world")
+    config = dataclasses.replace(small_cnn.config, colour_constancy="shades_of_gray")
+    assert ModelConfig.from_dict(config.to_dict()).colour_constancy == "shades_of_gray"
+    batch = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8) // torch.tensor([1, 2, 3]).view(1, 3, 1, 1)
+    assert torch.equal(model_input(batch, config), normalize(shades_of_gray(batch), config.mean, config.std))
+    assert torch.equal(model_input(batch, small_cnn.config), normalize(batch, config.mean, config.std))
+    balanced = copy.deepcopy(small_cnn)
+    balanced.config.colour_constancy = "shades_of_gray"
+    maps = [Predictor(m).explain(histo_image).heatmap for m in (small_cnn, balanced)]
+    assert not np.allclose(*maps, atol=1e-3)  # Grad-CAM sees the balanced image too

@@ -227,6 +227,21 @@ def test_mask_guided_training_records_its_map_layers(tmp_path, capsys):
     )
 
 
+def test_colour_constancy_is_trained_with_recorded_and_applied_when_predicting(tmp_path, capsys):
+    code, output = train(capsys, "--data", HISTO, "--output-dir", str(tmp_path), "--epochs", "1", *FAST,
+                         "--colour-constancy", "shades_of_gray")  # fmt: skip
+    assert code == 0, output[-3000:]
+    model = load_pretrained(tmp_path)
+    assert model.config.colour_constancy == "shades_of_gray"
+    assert "Shades of Gray colour constancy (p = 6)" in model.config.training["recipe"]
+    assert "Shades of Gray colour constancy" in (tmp_path / "README.md").read_text()
+    without = load_pretrained(tmp_path)
+    without.config.colour_constancy = "none"
+    image = fixture_images("histopathology", "test")[0]
+    with_cc, plain = Predictor(model), Predictor(without)
+    assert with_cc.predict(image).malignant_probability != plain.predict(image).malignant_probability
+
+
 def test_a_corrupt_image_stops_training_or_is_skipped_and_recorded(tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(HISTO, data)

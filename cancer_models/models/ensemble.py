@@ -40,6 +40,7 @@ def member_config(config: ModelConfig) -> ModelConfig:
         input_size=config.input_size,
         mean=config.mean,
         std=config.std,
+        colour_constancy=config.colour_constancy,
     )
 
 
@@ -59,12 +60,15 @@ class Ensemble(CancerModel):
         with temperature, threshold and calibration to be fitted for the ensemble."""
         first = members[0].config
         for m in members[1:]:
-            if (m.config.architecture, m.config.model_args, m.config.input_size) != (
+            if (m.config.architecture, m.config.model_args, m.config.input_size, m.config.colour_constancy) != (
                 first.architecture,
                 first.model_args,
                 first.input_size,
+                first.colour_constancy,
             ):
-                raise ConfigError("ensemble members must share architecture, model_args and input_size")
+                raise ConfigError(
+                    "ensemble members must share architecture, model_args, input_size and colour_constancy"
+                )
         ensemble_config = dataclasses.replace(
             first,
             architecture="ensemble",

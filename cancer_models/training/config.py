@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..augment import AUGMENTATIONS
+from ..config import COLOUR_CONSTANCY
 from ..data import DataSpec, parse_label_map
 from ..errors import ConfigError
 from ..metrics import choose_threshold
@@ -29,6 +30,11 @@ class TrainConfig:
     output_dir: str = _opt("runs/model", "folder for the trained model, its card, plots and checkpoints")
     model: str = _opt("cancer_cnn", "architecture", choices=list_models())
     input_size: int = _opt(128, "images are resized to input_size x input_size")
+    colour_constancy: str = _opt(
+        "none",
+        "per-image colour normalisation, part of the model (applied in training, evaluation, the app and Grad-CAM)",
+        choices=list(COLOUR_CONSTANCY),
+    )
     pretrained: bool = _opt(False, "start transfer models from ImageNet weights (downloads them once)")
     freeze_epochs: int = _opt(
         0, "transfer models: epochs that train only the head (backbone without gradients, BatchNorm fixed)"
@@ -126,7 +132,7 @@ class TrainConfig:
 
 # Settings a resumed run must share with the interrupted one, or it would not continue the same run.
 _RESUME_MUST_MATCH = (
-    "data", "model", "input_size", "batch_size", "augment", "seed", "epochs", "lr", "freeze_epochs", "masks",
+    "data", "model", "input_size", "colour_constancy", "batch_size", "augment", "seed", "epochs", "lr", "freeze_epochs", "masks",
     "mask_loss", "cam_layers", "max_steps", "folds",
 )  # fmt: skip
 

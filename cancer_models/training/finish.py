@@ -139,7 +139,8 @@ def recipe(run: Run) -> str:
             f"outside the lesion, on the {lesions} of {len(masks)} training images with a lesion mask."
         )
     return (
-        f"{cfg.model} from {'ImageNet weights' if cfg.pretrained else 'scratch'}{freeze}, {cfg.input_size}px, "
+        f"{cfg.model} from {'ImageNet weights' if cfg.pretrained else 'scratch'}{freeze}, {cfg.input_size}px"
+        f"{', Shades of Gray colour constancy (p = 6)' if cfg.colour_constancy == 'shades_of_gray' else ''}, "
         f"up to {cfg.epochs} epochs (early stopping on validation AUC, patience {cfg.patience}), batch {cfg.batch_size} "
         f"x {accelerator.num_processes} process(es), AdamW lr {cfg.lr} wd {cfg.weight_decay}, {cfg.warmup_epochs} warm-up "
         f"epoch(s) then {cfg.scheduler}, {cfg.loss} loss{' with class weights' if cfg.class_weights else ''}, "

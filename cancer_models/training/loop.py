@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +13,9 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..config import ModelConfig
 from ..decoding import DecodedSplit
-from ..images import normalize
+from ..images import model_input
 from ..metrics import binary_metrics
 from ..models import CancerModel
 from ..streaming import StreamedSplit
@@ -53,8 +53,7 @@ class Run:
 def training_batch(
     images: torch.Tensor,
     augment: nn.Module,
-    mean: Sequence[float],
-    std: Sequence[float],
+    config: ModelConfig,
     masks: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """What the model trains on: a uint8 batch augmented in [0, 1], then normalised like at inference; and
@@ -64,7 +63,7 @@ def training_batch(
         x = torch.cat([x, masks.float().div(255)], dim=1)
     x = augment(x)
     x, masks = (x, None) if masks is None else (x[:, :3], x[:, 3:])
-    return normalize(x.mul(255), mean, std).contiguous(memory_format=torch.channels_last), masks
+    return model_input(x.mul(255), config), masks
 
 
 def training_loss(run: Run, x: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
@@ -97,7 +96,7 @@ def train_one_epoch(run: Run, epoch: int, max_steps: int | None = None) -> tuple
     max_steps = min(limits) if limits else None
     for step, (images, targets, *masks) in enumerate(bar, 1):
         with torch.no_grad():
-            x, lesions = training_batch(images, run.augment, config.mean, config.std, *masks)
+            x, lesions = training_batch(images, run.augment, config, *masks)
         loss = training_loss(run, x, targets, lesions)
         accelerator.backward(loss)
         if cfg.clip_grad:
@@ -121,7 +120,7 @@ def predict_split(run: Run, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     run.model.eval()
     all_logits, all_targets = [], []
     for images, targets in run.loaders[split]:
-        x = normalize(images, config.mean, config.std).contiguous(memory_format=torch.channels_last)
+        x = model_input(images, config)
         with run.accelerator.autocast():
             logits = run.model(x).float()
         logits, targets = run.accelerator.gather_for_metrics((logits, targets))

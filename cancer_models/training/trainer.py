@@ -214,6 +214,7 @@ def _build_model(cfg: TrainConfig) -> CancerModel:
         cfg.model, input_size=cfg.input_size, **({"pretrained_backbone": True} if cfg.pretrained else {})
     )
     config.cam_layers = cfg.cam_layers or []
+    config.colour_constancy = cfg.colour_constancy
     model = build_from_config(config)
     if cfg.freeze_epochs and not model.has_backbone:
         raise ConfigError(f"--freeze-epochs applies to transfer models (a backbone to freeze), not to {cfg.model}")
