@@ -1,4 +1,4 @@
-"""Compare models on one image set: `python -m cancer_models.compare --data DIR --models A B [C ...]`.
+"""Compare models on one image set: `python -m cancer_models.compare --data DIR [DIR ...] --models A B [C ...]`.
 
 Each model is scored on the same images at its own input size and threshold: AUC, sensitivity and specificity
 with 95% bootstrap intervals over groups. Each model after the first is compared with the first by a paired
@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import CheckpointError, ConfigError, DataError
 from .evaluate import evaluate
-from .metrics import rank_auc
+from .metrics import binary_metrics, rank_auc
 from .models import load_pretrained
 
 
@@ -53,14 +53,27 @@ def paired_auc_difference(
     }
 
 
-def compare(models: Sequence[str], data: str, split: str | None = None, tta: bool = False) -> dict[str, Any]:
-    """Every model's metrics on one split of ``data`` and each one's paired AUC difference to the first."""
+def compare(
+    models: Sequence[str], data: str | Sequence[str], split: str | None = None, tta: bool = False
+) -> dict[str, Any]:
+    """Every model's metrics on one split of ``data`` (one image set, or several scored together, as a model
+    trained on several sources is tested) and each one's paired AUC difference to the first."""
     if len(models) < 2:
         raise ConfigError("compare needs at least two models")
+    sources = [data] if isinstance(data, (str, Path)) else list(data)
     rows, raws = [], []
     for name in models:
-        metrics, raw = evaluate(load_pretrained(name), data, split, tta)
-        rows.append({"model": name, **{k: metrics[k] for k in _COLUMNS}, "n": metrics["n"], "split": metrics["split"]})
+        model = load_pretrained(name)
+        parts = [evaluate(model, source, split, tta) for source in sources]
+        raw = _pooled([part[1] for part in parts], several=len(sources) > 1)
+        metrics = (
+            parts[0][0]
+            if len(parts) == 1
+            else binary_metrics(raw["targets"], raw["p_malignant"], model.config.threshold, raw["groups"])
+        )
+        rows.append(
+            {"model": name, **{k: metrics[k] for k in _COLUMNS}, "n": metrics["n"], "split": parts[0][0]["split"]}
+        )
         raws.append(raw)
     first = raws[0]
     for row, raw in zip(rows[1:], raws[1:], strict=True):
@@ -69,7 +82,16 @@ def compare(models: Sequence[str], data: str, split: str | None = None, tta: boo
         row["auc_vs_first"] = paired_auc_difference(
             first["targets"], first["p_malignant"], raw["p_malignant"], raw["groups"]
         )
-    return {"data": str(data), "split": rows[0]["split"], "n": rows[0]["n"], "tta": tta, "models": rows}
+    shown = " + ".join(str(s) for s in sources)
+    return {"data": shown, "split": rows[0]["split"], "n": rows[0]["n"], "tta": tta, "models": rows}
+
+
+def _pooled(raws: list[dict[str, list]], several: bool) -> dict[str, list]:
+    """Per-image results of several image sets as one; group names are kept apart per set."""
+    pooled = {key: [v for raw in raws for v in raw[key]] for key in raws[0]}
+    if several:
+        pooled["groups"] = [f"{i}/{g}" for i, raw in enumerate(raws) for g in raw["groups"]]
+    return pooled
 
 
 _COLUMNS = ("auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "specificity_ci", "threshold")
@@ -106,7 +128,9 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cancer_models.compare", description=__doc__)
-    parser.add_argument("--data", required=True, help="imagefolder directory (or Hub dataset id)")
+    parser.add_argument(
+        "--data", required=True, nargs="+", help="imagefolder directories (or Hub dataset ids), scored together"
+    )
     parser.add_argument(
         "--models", required=True, nargs="+", help="model folders or Hub repo ids; the first is the reference"
     )

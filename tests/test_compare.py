@@ -41,3 +41,19 @@ def test_compare_cli_scores_every_model_on_the_same_images(tmp_path, capsys, sma
     assert (tmp_path / "out" / "comparison.md").read_text().startswith("Data: ")
     assert compare_cli.main(["--data", str(FIXTURES / "histopathology"), "--models", shipped]) == 2
     assert "at least two models" in capsys.readouterr().err
+
+
+def test_compare_scores_several_image_sets_together(small_cnn, tmp_path):
+    from cancer_models.compare import compare
+    from cancer_models.evaluate import evaluate
+
+    small_cnn.save_pretrained(tmp_path / "small")
+    shipped = str(ROOT / "models" / "histopathology-cancer-cnn")
+    sources = [str(FIXTURES / "histopathology"), str(FIXTURES / "dermoscopy")]
+    report = compare([shipped, str(tmp_path / "small")], sources)
+    parts = [evaluate(small_cnn, s, "test")[1] for s in sources]
+    y = [t for raw in parts for t in raw["targets"]]
+    p = [v for raw in parts for v in raw["p_malignant"]]
+    assert report["n"] == len(y) == 10 and report["data"] == " + ".join(sources)
+    assert report["models"][1]["auc"] == pytest.approx(rank_auc(np.array(y), np.array(p)))
+    assert report["models"][1]["auc_vs_first"]["resamples"] > 0
