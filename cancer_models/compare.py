@@ -21,6 +21,7 @@ import numpy as np
 from .errors import CheckpointError, ConfigError, DataError
 from .evaluate import evaluate
 from .metrics import binary_metrics, rank_auc
+from .model_card import comparison_table, dataset_name
 from .models import load_pretrained
 
 
@@ -54,15 +55,21 @@ def paired_auc_difference(
 
 
 def compare(
-    models: Sequence[str], data: str | Sequence[str], split: str | None = None, tta: bool = False
+    models: Sequence[str],
+    data: str | Sequence[str],
+    split: str | None = None,
+    tta: bool = False,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Every model's metrics on one split of ``data`` (one image set, or several scored together, as a model
     trained on several sources is tested) and each one's paired AUC difference to the first."""
     if len(models) < 2:
         raise ConfigError("compare needs at least two models")
+    if names is not None and len(names) != len(models):
+        raise ConfigError(f"{len(names)} names for {len(models)} models")
     sources = [data] if isinstance(data, (str, Path)) else list(data)
     rows, raws = [], []
-    for name in models:
+    for name, shown in zip(models, names or models, strict=True):
         model = load_pretrained(name)
         parts = [evaluate(model, source, split, tta) for source in sources]
         raw = _pooled([part[1] for part in parts], several=len(sources) > 1)
@@ -72,7 +79,7 @@ def compare(
             else binary_metrics(raw["targets"], raw["p_malignant"], model.config.threshold, raw["groups"])
         )
         rows.append(
-            {"model": name, **{k: metrics[k] for k in _COLUMNS}, "n": metrics["n"], "split": parts[0][0]["split"]}
+            {"model": shown, **{k: metrics[k] for k in _COLUMNS}, "n": metrics["n"], "split": parts[0][0]["split"]}
         )
         raws.append(raw)
     first = raws[0]
@@ -82,8 +89,13 @@ def compare(
         row["auc_vs_first"] = paired_auc_difference(
             first["targets"], first["p_malignant"], raw["p_malignant"], raw["groups"]
         )
-    shown = " + ".join(str(s) for s in sources)
-    return {"data": shown, "split": rows[0]["split"], "n": rows[0]["n"], "tta": tta, "models": rows}
+    return {
+        "data": " + ".join(dataset_name(str(s)) for s in sources),
+        "split": rows[0]["split"],
+        "n": rows[0]["n"],
+        "tta": tta,
+        "models": rows,
+    }
 
 
 def _pooled(raws: list[dict[str, list]], several: bool) -> dict[str, list]:
@@ -97,33 +109,13 @@ def _pooled(raws: list[dict[str, list]], several: bool) -> dict[str, list]:
 _COLUMNS = ("auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "specificity_ci", "threshold")
 
 
-def to_markdown(report: dict[str, Any]) -> str:
-    def with_ci(value: float | None, ci: list[float] | None) -> str:
-        if value is None:
-            return "n/a"
-        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
-
-    lines = [
-        (
-            f"Data: `{report['data']}`, split `{report['split']}`, {report['n']} images. 95% intervals: bootstrap "
-            "over groups; the AUC difference is paired (both models on the same resamples)."
-        ),
-        "",
-        "| model | AUC | sensitivity | specificity | threshold | AUC - first model | p |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in report["models"]:
-        versus = row.get("auc_vs_first")
-        difference, p_value = "", ""
-        if versus:
-            difference = f"{versus['difference']:+.3f} [{versus['ci'][0]:+.3f}, {versus['ci'][1]:+.3f}]"
-            p_value = f"{versus['p_value']:.3f}"
-        lines.append(
-            f"| {row['model']} | {with_ci(row['auc'], row['auc_ci'])} | "
-            f"{with_ci(row['sensitivity'], row['sensitivity_ci'])} | "
-            f"{with_ci(row['specificity'], row['specificity_ci'])} | {row['threshold']:.3f} | {difference} | {p_value} |"
-        )
-    return "\n".join(lines)
+def record(folder: str, report: dict[str, Any]) -> None:
+    """Store ``report`` in the model folder ``folder`` (its config and card); it must be a local folder."""
+    if not Path(folder, "config.json").is_file():
+        raise ConfigError(f"--record needs a local model folder first, got {folder}")
+    model = load_pretrained(folder)
+    model.config.training["comparison"] = report
+    model.save_pretrained(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,14 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--split", default=None, help="split to score (default: test, or the only one)")
     parser.add_argument("--tta", action="store_true", help="average each model's test-time views")
+    parser.add_argument("--names", nargs="+", default=None, help="what to call the models in the table")
     parser.add_argument("--out", type=Path, default=None, help="also write comparison.md and comparison.json here")
+    parser.add_argument(
+        "--record", action="store_true", help="store the comparison in the first model's config and model card"
+    )
     args = parser.parse_args(argv)
     try:
-        report = compare(args.models, args.data, args.split, args.tta)
+        report = compare(args.models, args.data, args.split, args.tta, args.names)
+        if args.record:
+            record(args.models[0], report)
     except (CheckpointError, ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    table = to_markdown(report)
+    table = comparison_table(report)
     print(table, file=sys.stderr)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

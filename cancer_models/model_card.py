@@ -125,6 +125,37 @@ def cross_validation_table(cv: dict[str, Any], test_auc: float | None) -> str:
     return "\n".join(rows)
 
 
+def comparison_table(report: dict[str, Any]) -> str:
+    """``compare``'s report as markdown: each model's metrics with intervals and its paired AUC difference."""
+
+    def with_ci(value: float | None, ci: list[float] | None) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
+
+    lines = [
+        (
+            f"Data: `{report['data']}`, split `{report['split']}`, {report['n']} images. 95% intervals: bootstrap "
+            "over groups; the AUC difference is paired (both models on the same resamples)."
+        ),
+        "",
+        "| model | AUC | sensitivity | specificity | threshold | AUC - first model | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in report["models"]:
+        versus = row.get("auc_vs_first")
+        difference, p_value = "", ""
+        if versus:
+            difference = f"{versus['difference']:+.3f} [{versus['ci'][0]:+.3f}, {versus['ci'][1]:+.3f}]"
+            p_value = f"{versus['p_value']:.3f}"
+        lines.append(
+            f"| {row['model']} | {with_ci(row['auc'], row['auc_ci'])} | "
+            f"{with_ci(row['sensitivity'], row['sensitivity_ci'])} | "
+            f"{with_ci(row['specificity'], row['specificity_ci'])} | {row['threshold']:.3f} | {difference} | {p_value} |"
+        )
+    return "\n".join(lines)
+
+
 def shift_table(robustness: dict[str, Any]) -> str:
     """AUC, sensitivity and specificity (at the model's threshold) under each acquisition shift."""
     rows = ["| shift | AUC | sensitivity | specificity |", "|---|---|---|---|"]
@@ -325,6 +356,8 @@ def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> 
     test_subtypes = (training.get("metrics") or {}).get("test", {}).get("subtypes")
     if test_subtypes:
         metrics.append(("Per category on the test split", subtype_table(test_subtypes, config.labels)))
+    if training.get("comparison"):
+        metrics.append(("Compared with other models (same images)", comparison_table(training["comparison"])))
     return ModelCard.from_template(
         _card_data(config, title, base),
         template_str=TEMPLATE,

@@ -8,6 +8,7 @@ import pytest
 from conftest import FIXTURES
 
 from cancer_models import compare as compare_cli
+from cancer_models import load_pretrained
 from cancer_models.compare import paired_auc_difference
 from cancer_models.metrics import rank_auc
 
@@ -54,6 +55,20 @@ def test_compare_scores_several_image_sets_together(small_cnn, tmp_path):
     parts = [evaluate(small_cnn, s, "test")[1] for s in sources]
     y = [t for raw in parts for t in raw["targets"]]
     p = [v for raw in parts for v in raw["p_malignant"]]
-    assert report["n"] == len(y) == 10 and report["data"] == " + ".join(sources)
+    assert report["n"] == len(y) == 10 and report["data"] == "histopathology + dermoscopy"
     assert report["models"][1]["auc"] == pytest.approx(rank_auc(np.array(y), np.array(p)))
     assert report["models"][1]["auc_vs_first"]["resamples"] > 0
+
+
+def test_a_recorded_comparison_is_in_the_first_models_card(small_cnn, tmp_path, capsys):
+    small_cnn.save_pretrained(tmp_path / "small")
+    shipped = str(ROOT / "models" / "histopathology-cancer-cnn")
+    args = ["--data", str(FIXTURES / "histopathology"), "--models", str(tmp_path / "small"), shipped]
+    assert compare_cli.main([*args, "--names", "new", "shipped", "--record"]) == 0
+    recorded = load_pretrained(tmp_path / "small").config.training["comparison"]
+    assert [row["model"] for row in recorded["models"]] == ["new", "shipped"]
+    card = (tmp_path / "small" / "README.md").read_text()
+    assert "## Compared with other models (same images)" in card and "| shipped |" in card
+    assert str(tmp_path) not in card and "/models/" not in card
+    assert compare_cli.main([*args, "--names", "just one"]) == 2
+    assert "2 models" in capsys.readouterr().err
