@@ -60,7 +60,7 @@ def build_ensemble(cfg: TrainConfig, log=print) -> Path:
     config = shipped.config
     test_metrics, trust, test_probs = score_test(shipped, test)
     storage = {
-        "weights": "int8 per output channel (convolution, linear), float16 otherwise",
+        "weights": "int8 per output channel (convolution and linear weights of 20,000 or more), float16 otherwise",
         "largest_test_probability_change": float(np.abs(test_probs - float_probs).max()),
         "test_auc_in_float32": binary_metrics(test.targets.numpy(), float_probs, config.threshold, n_bootstrap=0)[
             "auc"
