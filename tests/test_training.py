@@ -407,3 +407,18 @@ def test_a_training_step_never_reads_tensor_values_back(architecture):
     nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_a_checkpoint_from_before_an_option_existed_resumes_with_its_default():
+    import dataclasses
+
+    from cancer_models import ConfigError
+    from cancer_models.training.config import check_resume_compatible
+
+    cfg = TrainConfig(data=[HISTO])
+    older = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "colour_constancy"}
+    check_resume_compatible(older, cfg)
+    with pytest.raises(ConfigError, match="colour_constancy: 'none' -> 'shades_of_gray'"):
+        check_resume_compatible(older, dataclasses.replace(cfg, colour_constancy="shades_of_gray"))
+    with pytest.raises(ConfigError, match="epochs: 30 -> 3"):
+        check_resume_compatible(older, dataclasses.replace(cfg, epochs=3))

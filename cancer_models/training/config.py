@@ -3,7 +3,7 @@ that can run before any image is decoded."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,9 @@ def check_config(cfg: TrainConfig) -> None:
 
 
 def check_resume_compatible(saved: dict[str, Any], cfg: TrainConfig) -> None:
-    different = [k for k in _RESUME_MUST_MATCH if saved.get(k) != getattr(cfg, k)]
+    # A checkpoint written before an option existed was trained with that option's default.
+    saved = {**{f.name: f.default for f in fields(TrainConfig)}, **saved}
+    different = [k for k in _RESUME_MUST_MATCH if saved[k] != getattr(cfg, k)]
     if different:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in different)
+        detail = ", ".join(f"{k}: {saved[k]!r} -> {getattr(cfg, k)!r}" for k in different)
         raise ConfigError(f"--resume with different settings ({detail}); use a new output_dir instead")
