@@ -155,7 +155,7 @@ def test_a_frozen_backbone_is_neither_updated_nor_normalised_anew():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = build_optimizer(model, 1e-2, 0.1)
     images = torch.stack([Predictor(model).preprocess([p])[0] for p in fixture_images()[:4]])
-    x, _ = training_batch(images, build_augmentation("histopathology"), model.config.mean, model.config.std)
+    x, _ = training_batch(images, build_augmentation("histopathology"), model.config)
     nn.functional.cross_entropy(model(x), torch.tensor([0, 0, 1, 1])).backward()
     assert all(p.grad is None for p in model.features.parameters())
     optimizer.step()
@@ -401,7 +401,7 @@ def test_a_training_step_never_reads_tensor_values_back(architecture):
         model = create_model(architecture, input_size=64).train()
     optimizer = torch.optim.AdamW(model.parameters(), foreach=True)  # fused has no meta kernel
     images = torch.empty(8, 3, 64, 64, dtype=torch.uint8, device="meta")
-    x, _ = training_batch(images, build_augmentation("histopathology").to("meta"), model.config.mean, model.config.std)
+    x, _ = training_batch(images, build_augmentation("histopathology").to("meta"), model.config)
     loss = nn.functional.cross_entropy(model(x), torch.zeros(8, dtype=torch.long, device="meta"))
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), 1.0)
