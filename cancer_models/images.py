@@ -154,7 +154,7 @@ def model_input(batch: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """uint8-scale (N, 3, H, W) -> what a model with ``config`` sees: its colour constancy, then its mean/std,
     channels-last. Training, evaluation, the app and Grad-CAM all go through here."""
     if config.colour_constancy == "shades_of_gray":
-        batch = shades_of_gray(batch.float())
+        batch = shades_of_gray(batch)
     return normalize(batch, config.mean, config.std).contiguous(memory_format=torch.channels_last)
 
 
@@ -162,8 +162,9 @@ def shades_of_gray(batch: torch.Tensor, p: int = 6) -> torch.Tensor:
     """Shades of Gray colour constancy (Finlayson & Trezzi, 2004) on a uint8-scale float batch (N, 3, H, W).
 
     Each image's illuminant is estimated per channel as the Minkowski p-norm mean of its pixels and divided
-    out, keeping the image's overall brightness: a grey-world (p = 1) that leans towards the brightest pixels
-    (p = 6, as in strong ISIC entries). A neutral (grey) image is unchanged.
+    out: a grey-world (p = 1) that leans towards the brightest pixels (p = 6, as in strong ISIC entries). The
+    gains are scaled so that a neutral (grey) image is unchanged; a colour cast is removed up to one overall
+    brightness factor.
     """
     x = batch.float()
     illuminant = x.clamp(min=0).div(255).pow(p).mean(dim=(2, 3)).pow(1 / p).clamp(min=1e-6)  # (N, 3)
