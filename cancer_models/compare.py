@@ -72,7 +72,7 @@ def compare(
     for name, shown in zip(models, names or models, strict=True):
         model = load_pretrained(name)
         parts = [evaluate(model, source, split, tta) for source in sources]
-        raw = _pooled([part[1] for part in parts], several=len(sources) > 1)
+        raw = _pooled([part[1] for part in parts])
         metrics = (
             parts[0][0]
             if len(parts) == 1
@@ -98,15 +98,14 @@ def compare(
     }
 
 
-def _pooled(raws: list[dict[str, list]], several: bool) -> dict[str, list]:
+_COLUMNS = ("auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "specificity_ci", "threshold")
+
+
+def _pooled(raws: list[dict[str, list]]) -> dict[str, list]:
     """Per-image results of several image sets as one; group names are kept apart per set."""
     pooled = {key: [v for raw in raws for v in raw[key]] for key in raws[0]}
-    if several:
-        pooled["groups"] = [f"{i}/{g}" for i, raw in enumerate(raws) for g in raw["groups"]]
+    pooled["groups"] = [f"{i}/{g}" for i, raw in enumerate(raws) for g in raw["groups"]]
     return pooled
-
-
-_COLUMNS = ("auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "specificity_ci", "threshold")
 
 
 def record(folder: str, report: dict[str, Any]) -> None:

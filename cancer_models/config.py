@@ -19,8 +19,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_LABELS = ("benign", "malignant")
 TTA_VIEWS = ("dihedral", "hflip")
-# Per-image colour normalisation before mean/std (images.model_input): none, or Shades of Gray (p = 6).
-COLOUR_CONSTANCY = ("none", "shades_of_gray")
+# Per-image colour normalisation before mean/std (images.model_input), with how recipes and cards describe it.
+COLOUR_CONSTANCY = {"none": "", "shades_of_gray": "Shades of Gray colour constancy (p = 6)"}
 FORMAT_VERSION = 1
 # CAM method name -> pytorch-grad-cam class name.
 CAM_METHODS = {

@@ -9,7 +9,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .config import ModelConfig
+from .config import COLOUR_CONSTANCY, ModelConfig
 
 RESEARCH_WARNING = (
     "**Research software, not a medical device.** This model has not been clinically validated and must not "
@@ -223,13 +223,14 @@ def _card_data(config: ModelConfig, title: str, base: ModelCardData | None) -> M
 
 
 def _facts(config: ModelConfig) -> str:
+    colour = COLOUR_CONSTANCY[config.colour_constancy]
     args = f" {json.dumps(config.model_args)}" if config.model_args else ""
     facts = [
         f"- Architecture: `{config.architecture}`{args}",
         f"- Classes: `{config.labels[0]}` (0), `{config.labels[1]}` (1)",
         (
             f"- Input: RGB, resized to {config.input_size}x{config.input_size}, "
-            f"{'Shades of Gray colour constancy (p = 6), ' if config.colour_constancy == 'shades_of_gray' else ''}"
+            f"{colour + ', ' if colour else ''}"
             f"normalised with mean {list(config.mean)} and std {list(config.std)}"
         ),
         (

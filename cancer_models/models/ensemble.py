@@ -62,13 +62,12 @@ class Ensemble(CancerModel):
         """The ensemble of trained ``members`` (same architecture and input); its config starts from the first's,
         with temperature, threshold and calibration to be fitted for the ensemble."""
         first = members[0].config
+
+        def shared(c: ModelConfig) -> tuple:
+            return c.architecture, c.model_args, c.input_size, c.colour_constancy
+
         for m in members[1:]:
-            if (m.config.architecture, m.config.model_args, m.config.input_size, m.config.colour_constancy) != (
-                first.architecture,
-                first.model_args,
-                first.input_size,
-                first.colour_constancy,
-            ):
+            if shared(m.config) != shared(first):
                 raise ConfigError(
                     "ensemble members must share architecture, model_args, input_size and colour_constancy"
                 )

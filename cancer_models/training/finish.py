@@ -15,6 +15,7 @@ import torch
 
 from ..augment import tta_views_for
 from ..calibrate import fit_trust
+from ..config import COLOUR_CONSTANCY
 from ..metrics import binary_metrics, choose_threshold, fit_temperature, subtype_metrics, summarize
 from ..model_card import dataset_name, is_hub_dataset_id
 from ..models import BACKBONES
@@ -128,6 +129,7 @@ def provenance() -> dict[str, str | None]:
 
 def recipe(run: Run) -> str:
     cfg, accelerator = run.cfg, run.accelerator
+    colour = COLOUR_CONSTANCY[cfg.colour_constancy]
     freeze = f", backbone frozen for {cfg.freeze_epochs} epoch(s)" if cfg.freeze_epochs else ""
     masks = run.decoded["train"].masks
     guided = ""
@@ -140,7 +142,7 @@ def recipe(run: Run) -> str:
         )
     return (
         f"{cfg.model} from {'ImageNet weights' if cfg.pretrained else 'scratch'}{freeze}, {cfg.input_size}px"
-        f"{', Shades of Gray colour constancy (p = 6)' if cfg.colour_constancy == 'shades_of_gray' else ''}, "
+        f"{', ' + colour if colour else ''}, "
         f"up to {cfg.epochs} epochs (early stopping on validation AUC, patience {cfg.patience}), batch {cfg.batch_size} "
         f"x {accelerator.num_processes} process(es), AdamW lr {cfg.lr} wd {cfg.weight_decay}, {cfg.warmup_epochs} warm-up "
         f"epoch(s) then {cfg.scheduler}, {cfg.loss} loss{' with class weights' if cfg.class_weights else ''}, "
