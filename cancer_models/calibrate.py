@@ -32,7 +32,7 @@ from .conformal import conformal_quantile, coverage
 from .data import DataSpec, load_raw, load_splits, mask_path
 from .decoding import DecodedSplit, decode_split
 from .errors import CheckpointError, ConfigError, DataError
-from .localization import CENTRE_PRIOR, choose_cam, explanation_quality
+from .localization import ImageScores, choose_cam
 from .model_card import dataset_name
 from .models import CancerModel, load_pretrained
 from .ood import MahalanobisDetector, tap_features
@@ -115,18 +115,12 @@ def fit_explanations(model: CancerModel, images: Path, masks: Path) -> dict[str,
     """Choose the default CAM layers and method on the validation split (``localization.choose_cam``), then
     measure how often that map peaks inside the lesion on the test split, summarised for the card and the app."""
     model.config.training["cam_choice"] = choose_cam(model, *images_with_masks(images, masks, "validation"))
-    method = model.config.cam_method
-    report = explanation_quality(Predictor(model), *images_with_masks(images, masks, "test"), [method])
+    scores = ImageScores([model.config.cam_method])
+    scores.add(Predictor(model), *images_with_masks(images, masks, "test"))
     return {
         "data": f"{dataset_name(str(images))} (test)",
-        "method": method,
         "layers": model.config.cam_layers,
-        "n": report["n"],
-        "lesion_share": report["lesion_share"]["mean"],
-        "peak_in_lesion": report[method]["peak_in_lesion"],
-        "heat_in_lesion": report[method]["heat_in_lesion"],
-        "centre_prior_peak_in_lesion": report[CENTRE_PRIOR]["peak_in_lesion"]["mean"],
-        "centre_prior_heat_in_lesion": report[CENTRE_PRIOR]["heat_in_lesion"]["mean"],
+        **scores.record(model.config.cam_method),
     }
 
 

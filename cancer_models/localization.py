@@ -57,30 +57,67 @@ def _mean_with_ci(values: Sequence[float], n_bootstrap: int = 1000, seed: int = 
     return {"mean": float(v.mean()), "ci": [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]}
 
 
+class ImageScores:
+    """Per-image pointing and heat-in-lesion scores, per CAM method and for the centre prior, collected over
+    one or more predictors (cross-validation: each fold's model on its held-out images) and then summarised."""
+
+    def __init__(self, methods: Sequence[str]) -> None:
+        self.methods = list(methods)
+        self.scores: dict[str, list[dict[str, float]]] = {m: [] for m in [*methods, CENTRE_PRIOR]}
+        self.lesion_share: list[float] = []
+        self.without_lesion = 0
+
+    def add(self, predictor: Predictor, images: Sequence[Path], masks: Sequence[Path]) -> None:
+        for image, mask_path in zip(images, masks, strict=True):
+            first = predictor.explain(image, method=self.methods[0])
+            mask = load_mask(mask_path, first.image.size)
+            if not mask.any():
+                self.without_lesion += 1
+                continue
+            self.lesion_share.append(float(mask.mean()))
+            self.scores[CENTRE_PRIOR].append(point_scores(centre_prior(*mask.shape), mask))
+            for method in self.methods:
+                heatmap = (
+                    first.heatmap if method == self.methods[0] else predictor.explain(image, method=method).heatmap
+                )
+                self.scores[method].append(point_scores(heatmap, mask))
+
+    def summary(self) -> dict[str, Any]:
+        """Means with 95% bootstrap intervals over the images whose mask is not empty (the others are counted)."""
+        if not self.lesion_share:
+            raise DataError("no image has a non-empty lesion mask: nothing to measure")
+        report = {
+            "n": len(self.lesion_share),
+            "without_lesion": self.without_lesion,
+            "lesion_share": _mean_with_ci(self.lesion_share),
+        }
+        for name, per_image in self.scores.items():
+            report[name] = {key: _mean_with_ci([s[key] for s in per_image]) for key in per_image[0]}
+        return report
+
+    def record(self, method: str) -> dict[str, Any]:
+        """One method's summary as a model config records it (``training['explanations']``), with the centre
+        prior beside it."""
+        report = self.summary()
+        return {
+            "method": method,
+            "n": report["n"],
+            "lesion_share": report["lesion_share"]["mean"],
+            "peak_in_lesion": report[method]["peak_in_lesion"],
+            "heat_in_lesion": report[method]["heat_in_lesion"],
+            "centre_prior_peak_in_lesion": report[CENTRE_PRIOR]["peak_in_lesion"]["mean"],
+            "centre_prior_heat_in_lesion": report[CENTRE_PRIOR]["heat_in_lesion"]["mean"],
+        }
+
+
 def explanation_quality(
     predictor: Predictor, images: Sequence[Path], masks: Sequence[Path], methods: Sequence[str]
 ) -> dict[str, Any]:
     """Pointing and heat-in-lesion per CAM method and for the centre prior, with 95% bootstrap intervals over
     the images whose mask is not empty (images without a lesion are left out and counted)."""
-    scores: dict[str, list[dict[str, float]]] = {m: [] for m in [*methods, CENTRE_PRIOR]}
-    lesion_share, skipped = [], 0
-    for image, mask_path in zip(images, masks, strict=True):
-        first = predictor.explain(image, method=methods[0])
-        mask = load_mask(mask_path, first.image.size)
-        if not mask.any():
-            skipped += 1
-            continue
-        lesion_share.append(float(mask.mean()))
-        scores[CENTRE_PRIOR].append(point_scores(centre_prior(*mask.shape), mask))
-        for method in methods:
-            heatmap = first.heatmap if method == methods[0] else predictor.explain(image, method=method).heatmap
-            scores[method].append(point_scores(heatmap, mask))
-    if not lesion_share:
-        raise DataError("no image has a non-empty lesion mask: nothing to measure")
-    report = {"n": len(lesion_share), "without_lesion": skipped, "lesion_share": _mean_with_ci(lesion_share)}
-    for name, per_image in scores.items():
-        report[name] = {key: _mean_with_ci([s[key] for s in per_image]) for key in per_image[0]}
-    return report
+    scores = ImageScores(methods)
+    scores.add(predictor, images, masks)
+    return scores.summary()
 
 
 def choose_cam(

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import FIXTURES, fixture_images
+from datasets import Image as ImageFeature
 
 import train as train_cli
 from cancer_models import CheckpointError, Predictor, create_model, load_pretrained
 from cancer_models import calibrate as calibrate_cli
 from cancer_models import compare as compare_cli
 from cancer_models.data import DataSpec, fold_indices, load_splits, pooled_for_folds
+from cancer_models.localization import explanation_quality
 from cancer_models.models import Ensemble
 
 HISTO = str(FIXTURES / "histopathology")
@@ -128,3 +130,28 @@ def test_ensembles_need_two_members_of_one_architecture(tmp_path):
 def test_folds_option_is_checked_before_training(tmp_path, capsys):
     assert train_cli.main(["--data", HISTO, "--output-dir", str(tmp_path), "--folds", "1"]) == 2
     assert "--folds" in capsys.readouterr().err
+
+
+def test_cross_validation_measures_each_models_maps_on_the_lesions_it_did_not_train_on(tmp_path):
+    images, masks = FIXTURES / "ultrasound", FIXTURES / "ultrasound_masks"
+    args = ["--data", str(images), "--masks", str(masks), "--folds", "2", "--epochs", "1", *FAST[:6]]
+    assert train_cli.main([*args, "--output-dir", str(tmp_path), "--augment", "ultrasound"]) == 0
+    model = load_pretrained(tmp_path)
+    maps = model.config.training["cross_validation"]["out_of_fold_explanations"]
+    # train + validation hold 12 images; one (normal_20) has an empty mask and is left out
+    assert maps["n"] == 11 and maps["method"] == model.members[0].config.cam_method
+
+    # the same measure taken by hand: fold k's model on fold k's held-out images
+    pooled = pooled_for_folds(load_splits(DataSpec([str(images)], mask_dirs=[str(masks)])))
+    paths = [Path(p["path"]) for p in pooled.cast_column("image", ImageFeature(decode=False))["image"]]
+    heat = []
+    for k, (_, held_out) in enumerate(fold_indices(pooled["target"], pooled["group"], 2, 0)):
+        member = load_pretrained(tmp_path / f"fold{k + 1}")
+        keep = [i for i in held_out if pooled["mask"][i]]
+        report = explanation_quality(
+            Predictor(member), [paths[i] for i in keep], [Path(pooled["mask"][i]) for i in keep], [maps["method"]]
+        )
+        heat.append((report["n"], report[maps["method"]]["heat_in_lesion"]["mean"]))
+    expected = sum(n * h for n, h in heat) / sum(n for n, _ in heat)
+    assert maps["heat_in_lesion"]["mean"] == pytest.approx(expected, abs=1e-6)
+    assert "Out of fold, each fold's model's map" in (tmp_path / "README.md").read_text()
