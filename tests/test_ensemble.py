@@ -155,3 +155,17 @@ def test_cross_validation_measures_each_models_maps_on_the_lesions_it_did_not_tr
     expected = sum(n * h for n, h in heat) / sum(n for n, _ in heat)
     assert maps["heat_in_lesion"]["mean"] == pytest.approx(expected, abs=1e-6)
     assert "Out of fold, each fold's model's map" in (tmp_path / "README.md").read_text()
+
+
+def test_folds_train_apart_and_a_final_resume_builds_their_ensemble(tmp_path, capsys):
+    args = ["--data", HISTO, "--output-dir", str(tmp_path), "--folds", "2", "--epochs", "1", *FAST]
+    assert train_cli.main([*args, "--fold", "2"]) == 0
+    assert (tmp_path / "fold2" / "model.safetensors").is_file()
+    assert not (tmp_path / "fold1").exists() and not (tmp_path / "config.json").exists()
+    assert train_cli.main([*args, "--fold", "1"]) == 0
+    capsys.readouterr()
+    assert train_cli.main([*args, "--resume"]) == 0
+    assert "epoch 1:" not in capsys.readouterr().out  # both folds were done: only the ensemble is built
+    assert len(load_pretrained(tmp_path).members) == 2
+    assert train_cli.main([*args, "--fold", "3"]) == 2
+    assert "--fold 3" in capsys.readouterr().err

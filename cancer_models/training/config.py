@@ -67,6 +67,11 @@ class TrainConfig:
         "model per fold, early-stopped on its held-out fold, served together as one ensemble whose temperature, "
         "threshold and prediction sets come from the out-of-fold predictions (0: one model on the given splits)",
     )
+    fold: int = _opt(
+        0,
+        "with --folds: train only this fold (1..K), to spread the folds over GPUs or machines sharing output_dir; "
+        "once every fold is done, the same command without --fold and with --resume builds the ensemble",
+    )
     decoded_images: str = _opt(
         "auto",
         "where decoded images live: in RAM, or on disk in datasets' memory-mapped cache, read batch by batch (for "
@@ -157,6 +162,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError("--streaming works with neither --folds nor --masks (both need the whole training split)")
     if cfg.folds == 1 or cfg.folds < 0:
         raise ConfigError(f"--folds must be 0 (no cross-validation) or at least 2, got {cfg.folds}")
+    if cfg.fold and not 1 <= cfg.fold <= cfg.folds:
+        raise ConfigError(f"--fold {cfg.fold} needs --folds K with 1 <= {cfg.fold} <= K")
     fold_checkpoints = Path(cfg.output_dir).glob(f"fold*/{CHECKPOINT_DIR}/{STATE_FILE}")
     if cfg.resume and not (cfg.checkpoint_dir / STATE_FILE).is_file() and not any(fold_checkpoints):
         raise ConfigError(f"--resume: no checkpoint in {cfg.checkpoint_dir} (or in its fold folders)")

@@ -33,20 +33,21 @@ from .optim import build_loss, build_optimizer, build_schedulers
 
 def train(cfg: TrainConfig) -> Path:
     """Train, calibrate, evaluate on the test split once, and write a Hub-ready folder; returns it. With
-    ``cfg.folds``, one model per fold (each a folder ``foldK``) and then their ensemble (``cross_validation``)."""
+    ``cfg.folds``, one model per fold (each a folder ``foldK``) and then their ensemble (``cross_validation``);
+    with ``cfg.fold`` too, that fold's model only."""
     check_config(cfg)
     if not cfg.folds:
         accelerator = fit(cfg).accelerator
     else:
         accelerator = None
-        for fold in range(cfg.folds):
+        for fold in [cfg.fold - 1] if cfg.fold else range(cfg.folds):
             folder = fold_dir(cfg, fold)
             if cfg.resume and (folder / "config.json").is_file():
                 continue  # this fold finished before the interruption
             resume = cfg.resume and (folder / CHECKPOINT_DIR / STATE_FILE).is_file()
             accelerator = fit(dataclasses.replace(cfg, output_dir=str(folder), resume=resume), fold).accelerator
         accelerator = accelerator or Accelerator()
-        if accelerator.is_main_process:
+        if accelerator.is_main_process and not cfg.fold:
             build_ensemble(cfg, log=accelerator.print)
         accelerator.wait_for_everyone()
     accelerator.end_training()  # also ends the process group, so it comes after the last collective
