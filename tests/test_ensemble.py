@@ -17,6 +17,7 @@ from cancer_models import compare as compare_cli
 from cancer_models.data import DataSpec, fold_indices, load_splits, pooled_for_folds
 from cancer_models.localization import explanation_quality
 from cancer_models.models import Ensemble
+from cancer_models.training.cross_validation import _shared_record
 
 HISTO = str(FIXTURES / "histopathology")
 FAST = ["--input-size", "64", "--batch-size", "6", "--warmup-epochs", "0.5", "--augment", "histopathology"]
@@ -169,3 +170,8 @@ def test_folds_train_apart_and_a_final_resume_builds_their_ensemble(tmp_path, ca
     assert len(load_pretrained(tmp_path).members) == 2
     assert train_cli.main([*args, "--fold", "3"]) == 2
     assert "--fold 3" in capsys.readouterr().err
+
+
+def test_the_ensemble_records_the_command_that_builds_it_not_one_folds():
+    member = {"command": "train.py --data 'my data' --folds 5 --fold 2 --resume --epochs 3", "task": "t"}
+    assert _shared_record(member, 5)["command"] == "train.py --data 'my data' --folds 5 --epochs 3"

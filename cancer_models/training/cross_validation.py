@@ -11,6 +11,7 @@ re-loaded from it, and tested once on the test split.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,11 @@ def _shared_record(member: dict[str, Any], folds: int) -> dict[str, Any]:
     """What every member's ``config.training`` says alike (data, recipe, provenance), with the recipe extended."""
     keep = ("task", "data", "hub_datasets", "license", "command", "provenance", "base_model")
     record = {k: member[k] for k in keep if k in member}
+    if "command" in record:  # the member's command, less what only that run needed: it builds the ensemble too
+        words = shlex.split(record["command"])
+        drop = {i for i, w in enumerate(words) if w == "--resume"}
+        drop |= {j for i, w in enumerate(words) if w == "--fold" for j in (i, i + 1)}
+        record["command"] = shlex.join(w for i, w in enumerate(words) if i not in drop)
     record["recipe"] = (
         f"{member.get('recipe', '')} Ensemble of the models of a group-aware {folds}-fold "
         "cross-validation over train + validation (each early-stopped on its held-out fold), probabilities "
