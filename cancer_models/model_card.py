@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,74 @@ def cross_validation_table(cv: dict[str, Any], test_auc: float | None) -> str:
             f"{maps['centre_prior_peak_in_lesion']:.0%})."
         )
     return "\n".join(rows)
+
+
+def cross_validation_summary(name: str, training: dict[str, Any]) -> dict[str, Any]:
+    """One cross-validated run's out-of-fold figures (no test figures), from its ``config.training``: a row of
+    ``recipe_selection_table``."""
+    if "cross_validation" not in training:
+        raise ValueError(f"{name} is not a cross-validated run (train.py --folds)")
+    cv, oof = training["cross_validation"], training["metrics"]["out_of_fold"]
+    keys = ("n", "auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "specificity_ci")
+    return {
+        "run": name,
+        # what was chosen between: train.py's options, and the hardware (GPU and CPU runs of one recipe differ)
+        "options": {**_train_options(training.get("command", "")), "hardware": _short_hardware(training)},
+        "folds_auc": [cv["auc_mean"], cv["auc_sd"]],
+        **{k: oof[k] for k in keys},
+        "maps": cv.get("out_of_fold_explanations"),
+    }
+
+
+def _train_options(command: str) -> dict[str, str]:
+    """train.py's options as written in its recorded command (a flag without a value maps to "")."""
+    options: dict[str, str] = {}
+    key = None
+    for word in shlex.split(command)[1:]:
+        if word.startswith("--"):
+            key = word[2:]
+            options[key] = ""
+        elif key is not None:
+            options[key] = f"{options[key]} {word}".strip()
+    return options
+
+
+def _short_hardware(training: dict[str, Any]) -> str:
+    hardware = (training.get("provenance") or {}).get("hardware", "")
+    return "GPU" if " x " in hardware else "CPU" if "CPU" in hardware else "?"
+
+
+def recipe_selection_table(rows: list[dict[str, Any]]) -> str:
+    """Cross-validated runs side by side, out of fold, best AUC first: the options that differ between them, the
+    folds' AUC, out-of-fold AUC, sensitivity and specificity, and how often the maps peak inside the lesion."""
+    not_recipe = {"output-dir", "resume", "fold", "data", "masks"}
+    differ = sorted(
+        k for k in {k for r in rows for k in r["options"]} - not_recipe if len({r["options"].get(k) for r in rows}) > 1
+    )
+
+    def ci(value: float, bounds: list[float]) -> str:
+        return f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+    head = ["run", *differ, "folds' AUC", "out-of-fold AUC", "sensitivity", "specificity", "map peak in lesion", "heat"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(rows, key=lambda r: -r["auc"]):
+        maps = r["maps"]
+        cells = [r["run"], *(r["options"].get(k, "-") for k in differ)]
+        cells += [f"{r['folds_auc'][0]:.3f} ± {r['folds_auc'][1]:.3f}", ci(r["auc"], r["auc_ci"])]
+        cells += [ci(r["sensitivity"], r["sensitivity_ci"]), ci(r["specificity"], r["specificity_ci"])]
+        cells += (
+            [ci(maps["peak_in_lesion"]["mean"], maps["peak_in_lesion"]["ci"]), f"{maps['heat_in_lesion']['mean']:.3f}"]
+            if maps
+            else ["n/a", "n/a"]
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    n = ", ".join(str(n) for n in sorted({r["n"] for r in rows}))
+    lines.append(
+        f"\nOut of fold on {n} images (train + validation); sensitivity and specificity at each run's out-of-fold "
+        "threshold; 95% intervals: bootstrap over groups (maps: over images). No test figures: the test split judges "
+        "the chosen recipe once."
+    )
+    return "\n".join(lines)
 
 
 def comparison_table(report: dict[str, Any]) -> str:
@@ -367,6 +436,9 @@ def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> 
     test_subtypes = (training.get("metrics") or {}).get("test", {}).get("subtypes")
     if test_subtypes:
         metrics.append(("Per category on the test split", subtype_table(test_subtypes, config.labels)))
+    if training.get("recipe_selection"):
+        table = recipe_selection_table(training["recipe_selection"])
+        metrics.append(("How the recipe was chosen (cross-validation, same folds)", table))
     if training.get("comparison"):
         metrics.append(("Compared with other models (same images)", comparison_table(training["comparison"])))
     return ModelCard.from_template(

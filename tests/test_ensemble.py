@@ -1,7 +1,9 @@
 """Cross-validation (train.py --folds) on the fixture tiles, and the ensemble folder it writes, used like any model."""
 
+import copy
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,10 @@ from cancer_models import calibrate as calibrate_cli
 from cancer_models import compare as compare_cli
 from cancer_models.data import DataSpec, fold_indices, load_splits, pooled_for_folds
 from cancer_models.localization import explanation_quality
+from cancer_models.model_card import cross_validation_summary, recipe_selection_table
 from cancer_models.models import Ensemble
 from cancer_models.training.cross_validation import _shared_record
+from scripts import cross_validation_table as cross_validation_table_cli
 
 HISTO = str(FIXTURES / "histopathology")
 FAST = ["--input-size", "64", "--batch-size", "6", "--warmup-epochs", "0.5", "--augment", "histopathology"]
@@ -175,3 +179,23 @@ def test_folds_train_apart_and_a_final_resume_builds_their_ensemble(tmp_path, ca
 def test_the_ensemble_records_the_command_that_builds_it_not_one_folds():
     member = {"command": "train.py --data 'my data' --folds 5 --fold 2 --resume --epochs 3", "task": "t"}
     assert _shared_record(member, 5)["command"] == "train.py --data 'my data' --folds 5 --epochs 3"
+
+
+def test_recipes_are_compared_out_of_fold_and_the_choice_recorded_in_the_card(cross_validated, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    shutil.copytree(cross_validated, model_dir)
+    training = json.loads((cross_validated / "config.json").read_text())["training"]
+    training["command"] = "train.py --data x --folds 2 --epochs 2"  # in-process training records pytest's argv
+    other = copy.deepcopy(training)
+    other["command"] = "train.py --data y --folds 2 --epochs 5"
+    other["metrics"]["out_of_fold"]["auc"] = training["metrics"]["out_of_fold"]["auc"] - 0.1
+    rows = [cross_validation_summary("longer", other), cross_validation_summary("shipped", training)]
+    table = recipe_selection_table(rows)
+    assert table.startswith("| run | epochs |") and "| shipped | 2 |" in table and "| longer | 5 |" in table
+    assert table.index("| shipped") < table.index("| longer")  # best out-of-fold AUC first
+    capsys.readouterr()
+    assert cross_validation_table_cli.main([str(cross_validated), "--record", str(model_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{training['metrics']['out_of_fold']['auc']:.3f}" in printed and "test" not in printed.split("\n\n")[0]
+    card = (model_dir / "README.md").read_text()
+    assert "How the recipe was chosen" in card and load_pretrained(model_dir).config.training["recipe_selection"]

@@ -104,8 +104,9 @@ def training_record(run: Run, state: TrainerState, metrics: dict, collapsed: boo
     return record
 
 
-def provenance() -> dict[str, str | None]:
-    """The git commit of this package's checkout (with '-dirty' for uncommitted changes) and library versions."""
+def provenance(device: torch.device, processes: int) -> dict[str, str | None]:
+    """The git commit of this package's checkout (with '-dirty' for uncommitted changes), the hardware trained
+    on and library versions."""
     here = Path(__file__).resolve().parent
 
     def git(*args: str) -> str | None:
@@ -124,7 +125,11 @@ def provenance() -> dict[str, str | None]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    return {"git_commit": commit, **versions}
+    if device.type == "cuda":
+        hardware = f"{processes} x {torch.cuda.get_device_name(device)}"
+    else:
+        hardware = f"{processes} process(es) on {device.type.upper()}, {torch.get_num_threads()} thread(s) each"
+    return {"git_commit": commit, "hardware": hardware, **versions}
 
 
 def recipe(run: Run) -> str:

@@ -149,7 +149,7 @@ def prepare_run(cfg: TrainConfig, fold: int | None = None) -> Run:
         augment=build_augmentation(cfg.augment).to(accelerator.device),
         criterion=build_loss(cfg, (streamed or decoded["train"]).class_counts()).to(accelerator.device),
         started=time.time(),
-        provenance=provenance(),
+        provenance=provenance(accelerator.device, accelerator.num_processes),
         streamed=streamed,
         steps_per_epoch=max(1, steps_per_epoch) if streamed else None,
     )
