@@ -123,16 +123,6 @@ def cross_validation_table(cv: dict[str, Any], test_auc: float | None) -> str:
     members = ", ".join(f"{a:.3f}" for a in cv["member_test_auc"])
     ensemble = f"; the ensemble: {test_auc:.3f}" if test_auc is not None else ""
     rows.append(f"\nTest AUC of each fold's model alone: {members}{ensemble}.")
-    maps = cv.get("out_of_fold_explanations")
-    if maps:
-        peak, heat = maps["peak_in_lesion"], maps["heat_in_lesion"]
-        rows.append(
-            f"Out of fold, each fold's model's map ({maps['method']} on {', '.join(maps['layers']) or 'its default'}) "
-            f"on the {maps['n']} held-out images with a lesion mask: peak inside the lesion {peak['mean']:.1%} "
-            f"[{peak['ci'][0]:.1%}, {peak['ci'][1]:.1%}], heat inside it {heat['mean']:.3f} (lesions cover "
-            f"{maps['lesion_share']:.0%} of an image; a fixed spot at the centre peaks inside "
-            f"{maps['centre_prior_peak_in_lesion']:.0%})."
-        )
     return "\n".join(rows)
 
 
@@ -202,6 +192,18 @@ def recipe_selection_table(rows: list[dict[str, Any]]) -> str:
         "the chosen recipe once."
     )
     return "\n".join(lines)
+
+
+def out_of_fold_maps(maps: dict[str, Any]) -> str:
+    """One sentence on the out-of-fold explanation measure (``cross_validation.out_of_fold_explanations``)."""
+    peak, heat = maps["peak_in_lesion"], maps["heat_in_lesion"]
+    return (
+        f"Out of fold, each fold's model's map ({maps['method']} on {', '.join(maps['layers']) or 'its default'}) "
+        f"on the {maps['n']} held-out images with a lesion mask: peak inside the lesion {peak['mean']:.1%} "
+        f"[{peak['ci'][0]:.1%}, {peak['ci'][1]:.1%}], heat inside it {heat['mean']:.3f} (lesions cover "
+        f"{maps['lesion_share']:.0%} of an image; a fixed spot at the centre peaks inside "
+        f"{maps['centre_prior_peak_in_lesion']:.0%})."
+    )
 
 
 def comparison_table(report: dict[str, Any]) -> str:
@@ -429,6 +431,9 @@ def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> 
                 f"{storage['largest_test_probability_change']:.4f} (test AUC in float32: "
                 f"{_fmt(storage['test_auc_in_float32'])})."
             )
+        maps = training["cross_validation"].get("out_of_fold_explanations")
+        if maps:
+            table += "\n\n" + out_of_fold_maps(maps)
         metrics.append(("Cross-validation", table))
     if training.get("robustness"):
         split = training["robustness"].get("split", "test")
