@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the project's models from ../shared/data (or DATA=...), from scratch, on CPU or GPU.
 # Usage: scripts/train_models.sh [NAME ...]   (default: all). Re-running resumes an interrupted run.
+# The 5-fold recipes train their folds one after another; on several GPUs, run each fold with --fold K
+# (README, Training) and then this script, which resumes and builds the ensemble.
 # Each run writes runs/NAME (checkpoints, logs); scripts/export_model.py then copies the publishable
 # files to models/NAME.
 set -euo pipefail
@@ -28,7 +30,7 @@ explain() {  # NAME DATA... -- IMAGES MASKS
 
 declare -A RECIPES=(
   [histopathology-cancer-cnn]="--data $DATA/histopathology --task histopathology --model cancer_cnn --input-size 128 --augment histopathology --epochs 15 --patience 5 --lr 2e-3 --weight-decay 0.05"
-  [dermoscopy-cancer-cnn]="--data $DATA/dermoscopy $DATA/dermoscopy_multiclass --masks none $DATA/dermoscopy_multiclass_masks --mask-loss 1 --cam-layers stage3.1 --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 11 --patience 4 --lr 2e-3 --weight-decay 0.05"
+  [dermoscopy-cancer-cnn]="--data $DATA/dermoscopy $DATA/dermoscopy_multiclass --masks none $DATA/dermoscopy_multiclass_masks --mask-loss 1 --cam-layers stage3.1 --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 11 --patience 4 --lr 2e-3 --weight-decay 0.05 --folds 5"
   [ultrasound-cancer-cnn]="--data $DATA/ultrasound --masks $DATA/ultrasound_masks --mask-loss 3 --cam-layers stage3.1 --task ultrasound --model cancer_cnn --input-size 128 --augment ultrasound --epochs 50 --patience 10 --lr 1e-3 --weight-decay 0.05 --batch-size 32 --folds 5"
   [histopathology-resnet34]="--data $DATA/histopathology --task histopathology --model resnet34 --input-size 96 --augment histopathology --epochs 12 --patience 4 --lr 1e-3 --weight-decay 0.05"
   [ultrasound-resnet34]="--data $DATA/ultrasound --task ultrasound --model resnet34 --input-size 128 --augment ultrasound --epochs 40 --patience 10 --lr 1e-3 --weight-decay 0.05 --batch-size 32"
