@@ -46,7 +46,9 @@ for name in "${names[@]}"; do
   train "$name" ${RECIPES[$name]}
   case $name in
     ultrasound-*) explain "$name" "$DATA/ultrasound" -- "$DATA/ultrasound" "$DATA/ultrasound_masks" ;;
-    dermoscopy-*) explain "$name" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" -- \
+    dermoscopy-cancer-cnn) explain "$name" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" -- \
       "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" ;;
+    # trained on the ISIC set alone: its rejection and prediction sets are refitted on that alone
+    dermoscopy-resnet34) explain "$name" "$DATA/dermoscopy" -- "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" ;;
   esac
 done
