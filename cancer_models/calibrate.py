@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Image as ImageFeature
+from datasets import concatenate_datasets
 from sklearn.covariance import LedoitWolf
 
 from .config import TTA_VIEWS
 from .conformal import conformal_quantile, coverage
-from .data import DataSpec, load_raw, load_splits, mask_path
+from .data import DataSpec, load_raw, load_splits, mask_path, standardise
 from .decoding import DecodedSplit, decode_split
 from .errors import CheckpointError, ConfigError, DataError
 from .localization import ImageScores, choose_cam
@@ -42,6 +43,7 @@ DEFAULT_ACCEPTANCE = 0.99
 DEFAULT_ALPHA = 0.1
 # Training images the rejection detector is fitted on, at most: plenty for a mean and a shrunk covariance.
 DETECTOR_SAMPLE = 20_000
+REFUSAL_MARGIN = 1e-3
 
 
 @dataclass
@@ -72,9 +74,11 @@ def fit_trust(
     splits: dict[str, DecodedSplit],
     acceptance: float = DEFAULT_ACCEPTANCE,
     alpha: float = DEFAULT_ALPHA,
+    refuse: dict[str, DecodedSplit] | None = None,
 ) -> dict[str, Any]:
     """Fit rejection and conformal sets into ``model`` (detector and config); returns what they do on each split.
-    The detector is fitted on at most ``DETECTOR_SAMPLE`` training images (a seeded sample of larger sets)."""
+    The detector is fitted on at most ``DETECTOR_SAMPLE`` training images (a seeded sample of larger sets); with
+    ``refuse``, its threshold also stays below every image of those sets (``refuse_sets``)."""
     splits, categories = dict(splits), splits["train"].subtype_counts()
     if len(splits["train"]) > DETECTOR_SAMPLE:
         sample = sorted(np.random.default_rng(0).choice(len(splits["train"]), DETECTOR_SAMPLE, replace=False))
@@ -85,6 +89,9 @@ def fit_trust(
     threshold = float(torch.quantile(scores["validation"].double(), acceptance))
     model.ood_detector = detector
     model.config.ood = {"method": "mahalanobis", "threshold": threshold, "acceptance": acceptance}
+    if refuse:
+        refuse_sets(model, refuse)
+        threshold = model.config.ood["threshold"]
     accepted = {name: (s <= threshold).numpy() for name, s in scores.items()}
     val = outputs["validation"]
     ok = accepted["validation"]
@@ -99,6 +106,38 @@ def fit_trust(
     model.config.training["trust"] = report
     if categories:
         model.config.training["subtypes"] = categories
+    return report
+
+
+def refuse_sets(model: CancerModel, sets: dict[str, DecodedSplit]) -> None:
+    """Lower the rejection threshold, where needed, below the score of every image in ``sets``: images the model
+    must never accept (other modalities' validation splits), which a threshold set on the model's own images
+    alone can let through. The config records the sets and the threshold before."""
+    lowest = {name: float(model.ood_detector.score(split_outputs(model, s).features).min()) for name, s in sets.items()}
+    before = model.config.ood["threshold"]
+    # 0.1% below the lowest score: an image scored in another batch differs in the last digits
+    threshold = min(before, min(lowest.values()) * (1 - REFUSAL_MARGIN))
+    model.config.ood.update(threshold=threshold, refused=lowest, threshold_before_refusal=before)
+
+
+def images_to_refuse(source: str, size: int) -> DecodedSplit:
+    """The images of ``source`` that ``--refuse`` uses: its validation split, or all its images if it has none."""
+    raw = load_raw(source)
+    names = ["validation"] if "validation" in raw else sorted(raw)
+    spec = DataSpec([source])
+    return decode_split(concatenate_datasets([standardise(raw[n], spec, f"{source}/{n}", source) for n in names]), size)
+
+
+def split_trust(model: CancerModel, split: DecodedSplit) -> dict[str, Any]:
+    """What rejection and prediction sets do on one split: the share rejected, and the sets' coverage and sizes
+    on the images accepted."""
+    outputs = split_outputs(model, split)
+    accepted = (model.ood_detector.score(outputs.features) <= model.config.ood["threshold"]).numpy()
+    report = {"n": len(split), "rejected": float(1 - accepted.mean())}
+    if accepted.any():
+        report.update(
+            coverage(outputs.probabilities[accepted], outputs.targets[accepted], model.config.conformal["qhat"])
+        )
     return report
 
 
@@ -141,6 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         "and measure them (on its test split); MASKS holds 0/255 PNGs at the images' relative paths",
     )
     parser.add_argument(
+        "--refuse",
+        nargs="+",
+        default=[],
+        help="image sets (e.g. the other modalities) the model must reject: the rejection threshold is lowered "
+        "below every image of their validation splits (of all their images, for a set without one) if needed",
+    )
+    parser.add_argument(
         "--tta-views",
         choices=TTA_VIEWS,
         default=None,
@@ -149,14 +195,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         model = load_pretrained(args.model)
+        size = model.config.input_size
+        refuse = {dataset_name(source): images_to_refuse(source, size) for source in args.refuse}
+        splits = load_splits(DataSpec(args.data))
         if "cross_validation" in model.config.training:
             # A cross-validated ensemble was trained on these validation images: its rejection and prediction
-            # sets were fitted on out-of-fold predictions (train.py --folds) and stay.
+            # sets were fitted on out-of-fold predictions (train.py --folds) and stay; only a refusal can
+            # lower the threshold, and the test figures are taken again.
             report = model.config.training["trust"]
+            if refuse:
+                refuse_sets(model, refuse)
+                report["test"] = split_trust(model, decode_split(splits["test"], size))
         else:
-            splits = load_splits(DataSpec(args.data))
-            decoded = {name: decode_split(ds, model.config.input_size) for name, ds in splits.items()}
-            report = fit_trust(model, decoded, args.acceptance, args.alpha)
+            decoded = {name: decode_split(ds, size) for name, ds in splits.items()}
+            report = fit_trust(model, decoded, args.acceptance, args.alpha, refuse)
         model.config.tta_views = args.tta_views or model.config.tta_views
         if args.masks:
             tried = model.config.training.get("explanations", {}).get("tried", [])  # the trainer's notes stay

@@ -371,6 +371,11 @@ def _scope(config: ModelConfig) -> str:
             "and drawings are out of scope."
         ),
     ]
+    if config.ood.get("refused"):
+        lines[0] += (
+            f" Its limit was also set below every validation image of {', '.join(sorted(config.ood['refused']))}, "
+            "which it must not accept."
+        )
     subtypes = config.training.get("subtypes")
     if subtypes:
         seen = ", ".join(f"{name} ({config.labels[int(n[1] > n[0])]}, {sum(n)})" for name, n in subtypes.items())

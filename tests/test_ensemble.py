@@ -199,3 +199,16 @@ def test_recipes_are_compared_out_of_fold_and_the_choice_recorded_in_the_card(cr
     assert f"{training['metrics']['out_of_fold']['auc']:.3f}" in printed and "test" not in printed.split("\n\n")[0]
     card = (model_dir / "README.md").read_text()
     assert "How the recipe was chosen" in card and load_pretrained(model_dir).config.training["recipe_selection"]
+
+
+def test_calibrate_refuses_image_sets_for_an_ensemble_and_takes_its_test_figures_again(cross_validated, tmp_path):
+    folder = tmp_path / "ensemble"
+    shutil.copytree(cross_validated, folder)
+    other = tmp_path / "look-alikes"
+    shutil.copytree(FIXTURES / "histopathology" / "test", other / "test")
+    assert calibrate_cli.main(["--model", str(folder), "--data", HISTO, "--refuse", str(other)]) == 0
+    model = load_pretrained(folder)
+    assert set(model.config.ood["refused"]) == {"look-alikes"}
+    assert not any(p.in_distribution for p in Predictor(model).predict(sorted(other.rglob("*.jpg"))))
+    # the test split is those same tiles: all refused now, and the card's trust figures say so
+    assert model.config.training["trust"]["test"] == {"n": 6, "rejected": 1.0}

@@ -1,6 +1,7 @@
 """Answers to trust: out-of-distribution rejection, conformal prediction sets, and the decision they make."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,19 @@ def test_shipped_models_carry_rejection_and_conformal_data():
         # 4.6% rejected by the model trained with zoom and stain augmentation (2.3% before it).
         assert test["rejected"] <= 0.05 and abs(test["coverage"] - level) <= 3 * spread**0.5, (folder.name, test)
     assert load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn").config.tta_views == "hflip"
+
+
+def test_calibrate_can_refuse_whole_image_sets(small_cnn, tmp_path, capsys):
+    folder = tmp_path / "model"
+    small_cnn.save_pretrained(folder)
+    # a set the model would accept (tiles like its own) stands in for another modality it lets through
+    other = tmp_path / "look-alikes"
+    shutil.copytree(FIXTURES / "histopathology" / "test", other / "test")
+    args = ["--model", str(folder), "--data", str(FIXTURES / "histopathology"), "--acceptance", "1.0"]
+    assert calibrate_cli.main([*args, "--refuse", str(other)]) == 0
+    model = load_pretrained(folder)
+    ood = model.config.ood
+    assert ood["threshold"] < ood["threshold_before_refusal"] and set(ood["refused"]) == {"look-alikes"}
+    predictions = Predictor(model).predict(sorted(other.rglob("*.jpg")))
+    assert len(predictions) == 6 and not any(p.in_distribution for p in predictions)
+    assert "every validation image of look-alikes" in (folder / "README.md").read_text()

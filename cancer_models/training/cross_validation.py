@@ -20,8 +20,8 @@ import torch
 from datasets import Dataset
 from datasets import Image as ImageFeature
 
-from ..calibrate import split_outputs
-from ..conformal import conformal_quantile, coverage
+from ..calibrate import split_outputs, split_trust
+from ..conformal import conformal_quantile
 from ..data import fold_indices, load_splits, pooled_for_folds
 from ..decoding import DecodedSplit, decode_split
 from ..localization import ImageScores
@@ -166,15 +166,7 @@ def score_test(model: CancerModel, test: DecodedSplit) -> tuple[dict[str, Any], 
     metrics = binary_metrics(targets, probs, config.threshold, test.groups)
     if any(test.subtypes):
         metrics["subtypes"] = subtype_metrics(targets, probs, config.threshold, test.subtypes)
-    accepted = (model.ood_detector.score(outputs.features) <= config.ood["threshold"]).numpy()
-    trust = {
-        "calibrated_on": "out-of-fold predictions",
-        "test": {
-            "n": len(test),
-            "rejected": float(1 - accepted.mean()),
-            **coverage(outputs.probabilities[accepted], targets[accepted], config.conformal["qhat"]),
-        },
-    }
+    trust = {"calibrated_on": "out-of-fold predictions", "test": split_trust(model, test)}
     return metrics, trust, probs
 
 
