@@ -20,12 +20,12 @@ train() {  # NAME ARGS...
 }
 
 # Where lesion masks exist: choose the default CAM layers and method on the validation split and measure them on
-# the test split (python -m cancer_models.calibrate --masks), after training.
-explain() {  # NAME DATA... -- IMAGES MASKS
+# the test split (python -m cancer_models.calibrate --masks), after training; further calibrate options follow.
+explain() {  # NAME DATA... -- IMAGES MASKS [OPTION ...]
   local name=$1; shift
   local data=()
   while [ "$1" != "--" ]; do data+=("$1"); shift; done
-  python -m cancer_models.calibrate --model "runs/$name" --data "${data[@]}" --masks "$2" "$3"
+  python -m cancer_models.calibrate --model "runs/$name" --data "${data[@]}" --masks "$2" "$3" "${@:4}"
 }
 
 declare -A RECIPES=(
@@ -46,8 +46,9 @@ for name in "${names[@]}"; do
   train "$name" ${RECIPES[$name]}
   case $name in
     ultrasound-*) explain "$name" "$DATA/ultrasound" -- "$DATA/ultrasound" "$DATA/ultrasound_masks" ;;
+    # its first member's rejection limit let 2% of histopathology tiles through: the other modalities are refused
     dermoscopy-cancer-cnn) explain "$name" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" -- \
-      "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" ;;
+      "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" --refuse "$DATA/histopathology" "$DATA/ultrasound" ;;
     # trained on the ISIC set alone: its rejection and prediction sets are refitted on that alone
     dermoscopy-resnet34) explain "$name" "$DATA/dermoscopy" -- "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" ;;
   esac
