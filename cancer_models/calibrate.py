@@ -2,7 +2,8 @@
 --model DIR --data DIR`.
 
 - Out-of-distribution rejection: a Mahalanobis detector on mid-level features (``ood.py``), fitted on the
-  training split, its threshold the validation split's score quantile at ``--acceptance``.
+  training split, its threshold the validation split's score quantile at ``--acceptance``; with ``--refuse
+  DATA...``, also below every validation image of those sets (other modalities the model must not accept).
 - Split-conformal prediction sets (``conformal.py``) at level 1 - ``--alpha``, calibrated on the validation
   images the detector accepts.
 
