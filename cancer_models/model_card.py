@@ -372,10 +372,9 @@ def _scope(config: ModelConfig) -> str:
         ),
     ]
     if config.ood.get("refused"):
-        lines[0] += (
-            f" Its limit was also set below every validation image of {', '.join(sorted(config.ood['refused']))}, "
-            "which it must not accept."
-        )
+        *others, last = sorted(config.ood["refused"])
+        sets = f"{', '.join(others)} and {last}" if others else last
+        lines[0] += f" Its limit was also set below every validation image of {sets}, which it must not accept."
     subtypes = config.training.get("subtypes")
     if subtypes:
         seen = ", ".join(f"{name} ({config.labels[int(n[1] > n[0])]}, {sum(n)})" for name, n in subtypes.items())
