@@ -39,6 +39,15 @@ def test_the_histopathology_model_refuses_other_modalities_and_drawings():
         assert p.ood_score > predictor.config.ood["threshold"]
 
 
+@pytest.mark.parametrize("modality", ["dermoscopy", "ultrasound"])
+def test_the_other_shipped_models_refuse_the_other_modalities_too(modality):
+    predictor = Predictor(load_pretrained(ROOT / "models" / f"{modality}-cancer-cnn"))
+    others = [m for m in ("histopathology", "dermoscopy", "ultrasound") if m != modality]
+    images = [image for m in others for split in ("train", "validation", "test") for image in fixture_images(m, split)]
+    assert len(images) >= 20
+    assert not any(p.in_distribution for p in predictor.predict([*images, *drawings()]))
+
+
 def test_conformal_sets_cover_one_minus_alpha_of_exchangeable_images():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 2, (4000, 1))
@@ -150,7 +159,7 @@ def test_shipped_models_carry_rejection_and_conformal_data():
     assert load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn").config.tta_views == "hflip"
 
 
-def test_calibrate_can_refuse_whole_image_sets(small_cnn, tmp_path, capsys):
+def test_calibrate_can_refuse_whole_image_sets(small_cnn, tmp_path):
     folder = tmp_path / "model"
     small_cnn.save_pretrained(folder)
     # a set the model would accept (tiles like its own) stands in for another modality it lets through
