@@ -113,9 +113,10 @@ def fit_trust(
 def refuse_sets(model: CancerModel, sets: dict[str, DecodedSplit]) -> None:
     """Lower the rejection threshold, where needed, below the score of every image in ``sets``: images the model
     must never accept (other modalities' validation splits), which a threshold set on the model's own images
-    alone can let through. The config records the sets and the threshold before."""
+    alone can let through. The config records the sets and the threshold before; refusing again starts from
+    that threshold, not from the one an earlier refusal lowered."""
     lowest = {name: float(model.ood_detector.score(split_outputs(model, s).features).min()) for name, s in sets.items()}
-    before = model.config.ood["threshold"]
+    before = model.config.ood.get("threshold_before_refusal", model.config.ood["threshold"])
     # 0.1% below the lowest score: an image scored in another batch differs in the last digits
     threshold = min(before, min(lowest.values()) * (1 - REFUSAL_MARGIN))
     model.config.ood.update(threshold=threshold, refused=lowest, threshold_before_refusal=before)
@@ -129,12 +130,11 @@ def images_to_refuse(source: str, size: int) -> DecodedSplit:
     return decode_split(concatenate_datasets([standardise(raw[n], spec, f"{source}/{n}", source) for n in names]), size)
 
 
-def split_trust(model: CancerModel, split: DecodedSplit) -> dict[str, Any]:
-    """What rejection and prediction sets do on one split: the share rejected, and the sets' coverage and sizes
-    on the images accepted."""
-    outputs = split_outputs(model, split)
+def split_trust(model: CancerModel, outputs: SplitOutputs) -> dict[str, Any]:
+    """What rejection and prediction sets do on one split (``split_outputs``): the share rejected, and the sets'
+    coverage and sizes on the images accepted."""
     accepted = (model.ood_detector.score(outputs.features) <= model.config.ood["threshold"]).numpy()
-    report = {"n": len(split), "rejected": float(1 - accepted.mean())}
+    report = {"n": len(accepted), "rejected": float(1 - accepted.mean())}
     if accepted.any():
         report.update(
             coverage(outputs.probabilities[accepted], outputs.targets[accepted], model.config.conformal["qhat"])
@@ -198,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
         model = load_pretrained(args.model)
         size = model.config.input_size
         refuse = {dataset_name(source): images_to_refuse(source, size) for source in args.refuse}
-        splits = load_splits(DataSpec(args.data))
         if "cross_validation" in model.config.training:
             # A cross-validated ensemble was trained on these validation images: its rejection and prediction
             # sets were fitted on out-of-fold predictions (train.py --folds) and stay; only a refusal can
@@ -206,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
             report = model.config.training["trust"]
             if refuse:
                 refuse_sets(model, refuse)
-                report["test"] = split_trust(model, decode_split(splits["test"], size))
+                test = decode_split(load_splits(DataSpec(args.data))["test"], size)
+                report["test"] = split_trust(model, split_outputs(model, test))
         else:
-            decoded = {name: decode_split(ds, size) for name, ds in splits.items()}
+            decoded = {name: decode_split(ds, size) for name, ds in load_splits(DataSpec(args.data)).items()}
             report = fit_trust(model, decoded, args.acceptance, args.alpha, refuse)
         model.config.tta_views = args.tta_views or model.config.tta_views
         if args.masks:

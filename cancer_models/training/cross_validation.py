@@ -166,7 +166,7 @@ def score_test(model: CancerModel, test: DecodedSplit) -> tuple[dict[str, Any], 
     metrics = binary_metrics(targets, probs, config.threshold, test.groups)
     if any(test.subtypes):
         metrics["subtypes"] = subtype_metrics(targets, probs, config.threshold, test.subtypes)
-    trust = {"calibrated_on": "out-of-fold predictions", "test": split_trust(model, test)}
+    trust = {"calibrated_on": "out-of-fold predictions", "test": split_trust(model, outputs)}
     return metrics, trust, probs
 
 
