@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .dicom import is_dicom, read_dicom
 from .errors import ImageError
 
 if TYPE_CHECKING:
@@ -32,8 +33,17 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
-def load_image(source: ImageInput) -> Image.Image:
-    """Return ``source`` as an upright RGB image (EXIF orientation applied, alpha composited on white)."""
+def load_image(source: ImageInput, frame: int = 0) -> Image.Image:
+    """Return ``source`` as an upright RGB image (EXIF orientation applied, alpha composited on white).
+
+    A DICOM file (a path or its bytes) gives its ``frame``-th frame as a viewer shows it (``dicom.py``), with
+    its Modality attribute in ``image.info["dicom_modality"]``.
+    """
+    readable = isinstance(source, (bytes, bytearray)) or (
+        isinstance(source, (str, os.PathLike)) and Path(source).is_file()
+    )
+    if readable and is_dicom(source):
+        return _load_dicom(source, frame)
     if isinstance(source, np.ndarray):
         image = _from_array(source)
     elif isinstance(source, Image.Image):
@@ -54,6 +64,17 @@ def load_image(source: ImageInput) -> Image.Image:
     except (OSError, ValueError, KeyError, TypeError, SyntaxError):
         pass  # a malformed EXIF block should not stop classification of valid pixels
     return _to_rgb(image)
+
+
+def _load_dicom(source: str | os.PathLike | bytes, frame: int) -> Image.Image:
+    in_memory = isinstance(source, (bytes, bytearray))
+    name = "the uploaded data" if in_memory else Path(source).name
+    if (len(source) if in_memory else Path(source).stat().st_size) > MAX_FILE_BYTES:
+        raise ImageError(f"{name} is larger than the {MAX_FILE_BYTES / 1e6:.0f} MB limit")
+    dicom = read_dicom(source, frame, name)
+    _check_size(dicom.image)
+    dicom.image.info.update(dicom_modality=dicom.modality, frames=dicom.frames)
+    return dicom.image
 
 
 def _open(fp, name: str, size: int) -> Image.Image:
