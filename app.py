@@ -12,14 +12,20 @@ import csv
 import os
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 from gradio.components.label import LabelConfidence, LabelData
+from PIL import Image
 
-from cancer_models import CAM_METHODS, ImageError, ModelConfig, Prediction
+from cancer_models import CAM_METHODS, ImageError, ModelConfig, Prediction, load_image
+from cancer_models.explain import overlay_heatmap
 from cancer_models.model_card import RESEARCH_WARNING, explanation_reliability
 from cancer_models.predict import NOT_RECOGNISED, UNCERTAIN
+from cancer_models.report import single_image_report
+from cancer_models.routing import Route, route
 from catalog import LoadedModel, ModelStore, load_catalog
 
 ROOT = Path(__file__).resolve().parent
@@ -66,11 +72,36 @@ class ImageUpload(gr.Image):
         return super().preprocess(payload)
 
 
+AUTOMATIC = "Automatic (the model whose kind of image this is)"
+BEST_MAP = "model's measured best"
+UNCERTAIN_MEANS = (
+    "*Uncertain* means that both benign and malignant remain plausible for this image: at its {level:.0%} "
+    "confidence level the model cannot rule either out."
+)
+NOT_RECOGNISED_MEANS = (
+    "*Not recognised* means that the image does not look like the {kind} images the model was trained on, so it "
+    "gives no verdict."
+)
+
 store = ModelStore(load_catalog())
 # Models load, and grad-cam imports, while the page starts: the first request then finds them ready.
 threading.Thread(
     target=store.warm_up, args=(ROOT / "examples" / "histopathology_benign_lungn100.jpg",), daemon=True
 ).start()
+
+
+@dataclass
+class Analysis:
+    """One image's answer, kept per browser session so that the map's method and opacity re-render without a
+    new prediction, and the report is written from what is on screen."""
+
+    image: Image.Image
+    file_name: str
+    model: str  # the catalog name of the model that answered
+    prediction: Prediction
+    tta: bool
+    route: Route | None = None  # how the model was chosen, when chosen automatically
+    heatmaps: dict[str, np.ndarray] = field(default_factory=dict)  # by CAM method
 
 
 def _model(name: str) -> LoadedModel:
@@ -85,16 +116,28 @@ def _without_temp_path(error: Exception, path: str) -> str:
     return str(error).replace(str(path), Path(path).name)
 
 
-def _default_cam_method(name: str) -> str:
-    """The CAM method chosen for the model by how often its map points at lesions (its config's default)."""
-    try:
-        return store.get(name).predictor.config.cam_method
-    except Exception:  # an unavailable model says so when it is used; the menu keeps a sensible choice
-        return "gradcam"
+def _available() -> dict[str, LoadedModel]:
+    """Every model that loads (one that cannot is left out of the automatic choice, not fatal)."""
+    loaded = {}
+    for name in store.names:
+        try:
+            loaded[name] = store.get(name)
+        except Exception:  # noqa: BLE001 - reported when that model is chosen by hand
+            continue
+    return loaded
+
+
+def _kind(name: str) -> str:
+    return store.entries[name].modality or "training"
 
 
 def describe_model(name: str) -> str:
     """Markdown for the model panel: the model card's facts and where the weights came from."""
+    if name == AUTOMATIC:
+        lines = ["### Automatic choice", "Each image goes to the model whose kind of image it is, by every model's "
+                 "own check of whether the image looks like its training images. The models:"]
+        lines += [f"- **{n}**: {_kind(n)} images" for n in store.names]
+        return "\n".join(lines)
     loaded = _model(name)
     config = loaded.predictor.config
     training = config.training
@@ -110,96 +153,188 @@ def describe_model(name: str) -> str:
             f"- **Training data:** {training.get('task') or training['data']}; "
             + ", ".join(f"{k} {v}" for k, v in splits.items())
         )
-    test = (training.get("metrics") or {}).get("test")
-    if test:
-
-        def fmt(key: str) -> str:
-            ci = test.get(f"{key}_ci")
-            value = test.get(key)
-            if value is None:
-                return f"{key} n/a"
-            return f"{key} {value:.3f}" + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
-
-        lines.append(
-            f"- **Test split (n = {test['n']}):** "
-            + "; ".join(fmt(k) for k in ("auc", "accuracy", "sensitivity", "specificity"))
-        )
-    else:
-        lines.append("- **Test metrics:** none recorded for this model")
-    lines.append(
-        f"- **Intended use:** research and education on {loaded.entry.modality or 'these'} images. {RESEARCH_WARNING}"
-    )
+    lines.append(f"- **Test split:** {_test_figures(config)}")
+    lines.append(f"- **Intended use:** research and education on {_kind(name)} images. {RESEARCH_WARNING}")
     return "\n".join(lines)
 
 
-def _verdict_text(prediction: Prediction, config: ModelConfig, modality: str, tta: bool) -> str:
-    """The decision in words, the numbers behind it and the model's scope, never contradicting the headline."""
-    p, threshold = prediction.malignant_probability, prediction.threshold
-    scope = f"This model is for {modality or 'its training'} images only."
-    if prediction.decision == NOT_RECOGNISED:
-        return (
-            f"**Not recognised.** This does not look like a {modality or 'training'} image the model was trained on "
-            f"(unusualness {prediction.ood_score:.0f}, above its limit of {config.ood['threshold']:.0f}), so it gives "
-            f"no benign or malignant verdict. {scope}"
-        )
-    numbers = f"P({config.labels[1]}) = {p:.3f}, decision threshold {threshold:.3f}"
-    if prediction.prediction_set is not None:
-        level = 1 - config.conformal["alpha"]
-        shown = " and ".join(prediction.prediction_set) or "neither class"
-        numbers += f"; {level:.0%} prediction set: {shown}"
-    if prediction.decision == UNCERTAIN:
-        head = (
-            "**Uncertain.** The model cannot tell benign from malignant here with the confidence it was calibrated for"
-        )
+def _test_figures(config: ModelConfig) -> str:
+    test = (config.training.get("metrics") or {}).get("test")
+    if not test:
+        return "no test metrics recorded for this model"
+
+    def fmt(key: str) -> str:
+        ci, value = test.get(f"{key}_ci"), test.get(key)
+        if value is None:
+            return f"{key} n/a"
+        return f"{key} {value:.3f}" + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+    return f"n = {test['n']}; " + "; ".join(fmt(k) for k in ("auc", "accuracy", "sensitivity", "specificity"))
+
+
+def _level(config: ModelConfig) -> float:
+    return 1 - config.conformal["alpha"] if config.conformal else 0.9
+
+
+def _verdict_text(analysis: Analysis, method: str | None) -> str:
+    """The decision in plain words, then the numbers in an expandable section; never contradicting the
+    headline (the decision) or the bars (the two probabilities, shown unless the image is refused)."""
+    prediction, config = analysis.prediction, _model(analysis.model).predictor.config
+    kind = _kind(analysis.model)
+    chosen = f"{analysis.route.reason({n: _kind(n) for n in store.names})} " if analysis.route else ""
+    if analysis.route is not None and analysis.route.model is None:
+        head = f"**Not recognised.** {chosen}"
+    elif prediction.decision == NOT_RECOGNISED:
+        head = f"**Not recognised.** {NOT_RECOGNISED_MEANS.format(kind=kind)} {chosen}"
+    elif prediction.decision == UNCERTAIN:
+        head = f"**Uncertain.** {chosen}{UNCERTAIN_MEANS.format(level=_level(config))}"
     else:
-        head = f"**{prediction.decision.capitalize()}** at this model's threshold"
-    views = "the image and its mirror image" if config.tta_views == "hflip" else "8 orientations"
-    return f"{head} ({numbers}). {f'Test-time augmentation: {views} averaged. ' if tta else ''}{scope}"
+        p = prediction.probabilities[prediction.decision]
+        head = f"**{prediction.decision.capitalize()}** ({p:.0%}). {chosen}"
+    head = head.strip() + f" This model is for {kind} images only."
+    details = []
+    if prediction.in_distribution:
+        details.append(
+            f"P({config.labels[1]}) = {prediction.malignant_probability:.3f}; the model calls an image "
+            f"{config.labels[1]} from {prediction.threshold:.3f} up (a threshold chosen on validation images)."
+        )
+        if prediction.prediction_set:
+            details.append(
+                f"Classes that stay plausible at the {_level(config):.0%} level: {' and '.join(prediction.prediction_set)}."
+            )
+    if prediction.ood_score is not None:
+        verb = "refused" if prediction.ood_score > 1 else "accepted"
+        details.append(
+            f"Unusualness for this model: {prediction.ood_score:.2f}x its limit ({verb}; above 1x is refused)."
+        )
+    if analysis.tta:
+        views = "the image and its mirror image" if config.tta_views == "hflip" else "8 orientations"
+        details.append(f"Test-time augmentation: {views} averaged.")
+    if method and prediction.in_distribution:
+        details.append(
+            f"The map shows the regions that drove the '{prediction.label}' score ({method}). "
+            + explanation_reliability(config.training.get("explanations"), method)
+        )
+    text = head + " Research use only, not a diagnosis."
+    return text + "\n\n<details><summary>Details</summary>\n\n" + "\n\n".join(details) + "\n\n</details>"
+
+
+def _method(analysis: Analysis, method: str) -> str:
+    return _model(analysis.model).predictor.config.cam_method if method in (None, "", BEST_MAP) else method
+
+
+def _overlay(analysis: Analysis, method: str, opacity: float) -> np.ndarray | None:
+    """The map over the image, computed once per method (opacity only re-blends)."""
+    if not analysis.prediction.in_distribution:
+        return None
+    if method not in analysis.heatmaps:
+        predictor = _model(analysis.model).predictor
+        analysis.heatmaps[method] = predictor.heatmap(analysis.image, method, analysis.prediction.label)
+    return overlay_heatmap(analysis.image, analysis.heatmaps[method], opacity)
+
+
+def analyse(image: str, model_name: str, tta: bool) -> Analysis:
+    """Decode ``image`` once, choose the model (or take the one chosen) and predict."""
+    try:
+        rgb = load_image(image)
+        if model_name == AUTOMATIC:
+            models = _available()
+            if not models:
+                raise gr.Error("No model is available.", print_exception=False)
+            chosen = route({n: m.predictor for n, m in models.items()}, rgb)
+            name = chosen.model or chosen.closest
+            prediction = chosen.predictions[name]
+            if chosen.model is not None and tta:
+                prediction = models[name].predictor.predict(rgb, tta=True)
+            return Analysis(rgb, Path(image).name, name, prediction, tta, chosen)
+        prediction = _model(model_name).predictor.predict(rgb, tta=tta)
+        return Analysis(rgb, Path(image).name, model_name, prediction, tta)
+    except ImageError as e:
+        raise gr.Error(f"This file cannot be analysed: {_without_temp_path(e, image)}", print_exception=False) from e
 
 
 def predict(image: str | None, model_name: str, method: str, opacity: float, tta: bool):
     """Classify one image; returns the verdict with both probabilities, the decision in words, the CAM overlay
-    (none for an image the model does not recognise) and the model panel."""
+    (none for an image the model does not recognise), the model panel and the session's analysis."""
     if image is None:
         raise gr.Error("Please upload an image first (drag and drop, paste, or click the box).", print_exception=False)
-    loaded = _model(model_name)
-    predictor = loaded.predictor
-    try:
-        prediction = predictor.predict(image, tta=tta)
-        overlay = None
-        if prediction.in_distribution:
-            overlay = predictor.explain(image, method=method, alpha=opacity, label=prediction.label).overlay
-    except ImageError as e:
-        raise gr.Error(f"This file cannot be analysed: {_without_temp_path(e, image)}", print_exception=False) from e
-    text = _verdict_text(prediction, predictor.config, loaded.entry.modality, tta)
-    if overlay is not None:
-        text += f" The map shows the regions that drove the '{prediction.label}' score ({method}). "
-        text += explanation_reliability(predictor.config.training.get("explanations"), method)
-    text += " Research use only, not a diagnosis."
+    analysis = analyse(image, model_name, tta)
+    method = _method(analysis, method)
+    overlay = _overlay(analysis, method, opacity)
+    prediction = analysis.prediction
     # An image the model does not recognise gets no probabilities either: "benign 100%" would read as a verdict.
     verdict = (prediction.decision, prediction.probabilities if prediction.in_distribution else {})
-    return verdict, text, overlay, describe_model(model_name)
+    return verdict, _verdict_text(analysis, method), overlay, describe_model(analysis.model), analysis
+
+
+def rerender(analysis: Analysis | None, method: str, opacity: float):
+    """A new map method or opacity for the answer on screen, from the session's analysis: no new prediction."""
+    if analysis is None:
+        return gr.update(), gr.update()
+    method = _method(analysis, method)
+    return _overlay(analysis, method, opacity), _verdict_text(analysis, method)
+
+
+def cleared():
+    """What the result panel shows once the image or the model changes: nothing, rather than a stale answer."""
+    return None, "", None, None, None
+
+
+def write_report(analysis: Analysis | None, method: str, opacity: float) -> str | None:
+    """The answer on screen as one self-contained HTML page (verdict, probabilities, map, model, its figures)."""
+    if analysis is None:
+        return None
+    method = _method(analysis, method)
+    config = _model(analysis.model).predictor.config
+    out = Path(tempfile.mkdtemp(prefix="cancer-report-")) / f"report-{Path(analysis.file_name).stem}.html"
+    out.write_text(
+        single_image_report(
+            image=analysis.image,
+            overlay=_overlay(analysis, method, opacity),
+            file_name=analysis.file_name,
+            model_name=analysis.model,
+            config=config,
+            prediction=analysis.prediction,
+            text=_verdict_text(analysis, method),
+            test_figures=_test_figures(config),
+        )
+    )
+    return str(out)
 
 
 def predict_batch(files: list[str] | None, model_name: str, tta: bool):
-    """Classify several files; returns a results table and the same table as a CSV file."""
+    """Classify several files; returns a results table and the same table as a CSV file. A refused image has a
+    decision and an unusualness but no probability; a file that cannot be read has its full reason."""
     if not files:
         raise gr.Error("Please add one or more image files.", print_exception=False)
     if len(files) > MAX_BATCH:
         raise gr.Error(f"At most {MAX_BATCH} files per batch (got {len(files)}).", print_exception=False)
-    predictor = _model(model_name).predictor
+    if model_name != AUTOMATIC:
+        _model(model_name)  # an unavailable model is reported once, not per file
     rows = []
     for f in files:
         path = f if isinstance(f, str) else f.name
         name = Path(path).name
         try:
-            p = predictor.predict(path, tta=tta)
-            sets = None if p.prediction_set is None else " and ".join(p.prediction_set)
-            score = None if p.ood_score is None else round(p.ood_score, 1)
-            rows.append([name, p.decision, round(p.malignant_probability, 4), round(p.threshold, 4), sets, score, ""])
-        except ImageError as e:
-            rows.append([name, "", None, None, None, None, _without_temp_path(e, path)])
-    header = ["file", "decision", "p_malignant", "threshold", "prediction_set", "ood_score", "error"]
+            a = analyse(path, model_name, tta)
+        except gr.Error as e:
+            rows.append([name, "", "", None, None, "", None, str(e.message).removeprefix("This file cannot be analysed: ")])
+            continue
+        p = a.prediction
+        shown = p.in_distribution
+        rows.append(
+            [
+                name,
+                a.model if (a.route is None or a.route.model) else "",
+                p.decision,
+                round(p.malignant_probability, 4) if shown else None,
+                round(p.threshold, 4) if shown else None,
+                " and ".join(p.prediction_set or ()) if shown else "",
+                None if p.ood_score is None else round(p.ood_score, 2),
+                "",
+            ]
+        )
+    header = ["file", "model", "decision", "p_malignant", "threshold", "prediction_set", "unusualness", "error"]
     out = Path(tempfile.mkdtemp(prefix="cancer-batch-")) / "predictions.csv"
     with open(out, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -209,43 +344,46 @@ def predict_batch(files: list[str] | None, model_name: str, tta: bool):
 
 
 def _example_rows() -> list[list]:
-    """Example images paired with a model of their modality, for the models this catalog has."""
+    """Example images with their true label, paired with a model of their modality where the catalog has one
+    (else the automatic choice)."""
     by_modality = {}
     for name, entry in store.entries.items():
         by_modality.setdefault(entry.modality, name)
     rows = []
     for path in sorted(EXAMPLES.glob("*.jpg")):
-        modality = path.name.split("_", 1)[0]
+        modality, label = path.name.split("_")[:2]
         if modality in by_modality:
-            rows.append([str(path), by_modality[modality]])
+            rows.append([str(path), AUTOMATIC, f"{label} ({modality}, a test image)"])
     return rows
 
 
 def build_demo() -> gr.Blocks:
-    names = store.names
+    names = [AUTOMATIC, *store.names]
     with gr.Blocks(title="Cancer image classifier (research)") as demo:
         gr.HTML(WARNING_HTML)
         gr.Markdown(
             "# Benign or malignant? With an explanation\n"
-            "Histopathology tiles, dermoscopy photos, breast ultrasound. Upload an image, pick the model for its "
-            "modality, and see the prediction with a Grad-CAM map of where the model looked."
+            "Histopathology tiles, dermoscopy photos, breast ultrasound. Upload an image: the app chooses the model "
+            "for its kind of image (or pick one), answers benign, malignant, *uncertain* (both stay plausible) or "
+            "*not recognised* (not an image it was trained on), and shows a Grad-CAM map of where the model looked. "
+            "Uploads are analysed in memory and not stored."
         )
-        model = gr.Dropdown(names, value=names[0], label="Model (modality and architecture)")
+        model = gr.Dropdown(names, value=AUTOMATIC, label="Model (modality and architecture)")
+        analysis = gr.State(None)
         with gr.Tab("Single image"):
             with gr.Row():
                 with gr.Column():
                     image = ImageUpload(type="filepath", label="Image", sources=["upload", "clipboard"], height=320)
                     with gr.Accordion("Options", open=False):
                         method = gr.Dropdown(
-                            list(CAM_METHODS),
-                            value="gradcam",
-                            label="Explanation method (the model's measured best is preselected)",
+                            [BEST_MAP, *CAM_METHODS], value=BEST_MAP, label="Explanation method"
                         )
                         opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity")
                         tta = gr.Checkbox(
                             False, label="Test-time augmentation (the orientations the model was trained with)"
                         )
                     submit = gr.Button("Analyse", variant="primary")
+                    truth = gr.Textbox(label="True label (examples only)", interactive=False, elem_id="truth")
                 with gr.Column():
                     probabilities = VerdictLabel(
                         label="Verdict, with calibrated probabilities", num_top_classes=2, elem_id="verdict"
@@ -254,24 +392,36 @@ def build_demo() -> gr.Blocks:
                     overlay = gr.Image(
                         label="Grad-CAM overlay", type="numpy", height=320, interactive=False, elem_id="overlay"
                     )
+                    report = gr.File(label="Report (HTML)", elem_id="report")
             examples = _example_rows()
             if examples:
-                gr.Examples(examples, inputs=[image, model], label="Examples (real test images)")
+                gr.Examples(examples, inputs=[image, model, truth], label="Examples (real test images, true label shown)")
         with gr.Tab("Batch"):
-            files = gr.File(file_count="multiple", file_types=["image"], label="Images")
+            files = gr.File(file_count="multiple", label="Images (JPEG, PNG, TIFF, DICOM, ...)")
             batch_tta = gr.Checkbox(False, label="Test-time augmentation")
             run_batch = gr.Button("Analyse all", variant="primary")
-            table = gr.Dataframe(label="Results", interactive=False)
+            table = gr.Dataframe(label="Results", interactive=False, wrap=True)
             csv_file = gr.File(label="Download CSV")
         with gr.Tab("About the model"):
             panel = gr.Markdown(label="Model details", elem_id="model-panel")
+        results = [probabilities, decision, overlay, report, analysis]
         submit.click(
-            predict, [image, model, method, opacity, tta], [probabilities, decision, overlay, panel], api_name="predict"
-        )
+            predict, [image, model, method, opacity, tta], [probabilities, decision, overlay, panel, analysis],
+            api_name="predict",
+        ).then(write_report, [analysis, method, opacity], report, api_name=False)
+        # No stale answer: a new image, model or option clears the result; the map's method and opacity
+        # re-render from the session's analysis.
+        image.input(cleared, None, results, api_name=False)
+        image.clear(cleared, None, results, api_name=False)
+        image.upload(lambda: "", None, truth, api_name=False)
+        model.input(cleared, None, results, api_name=False)
+        tta.input(cleared, None, results, api_name=False)
+        for control in (method, opacity):
+            control.input(rerender, [analysis, method, opacity], [overlay, decision], api_name=False).then(
+                write_report, [analysis, method, opacity], report, api_name=False
+            )
         run_batch.click(predict_batch, [files, model, batch_tta], [table, csv_file], api_name="predict_batch")
         model.change(describe_model, model, panel, api_name=False)
-        model.change(_default_cam_method, model, method, api_name=False)
-        demo.load(_default_cam_method, model, method, api_name=False)
         demo.load(describe_model, model, panel, api_name=False)
     return demo
 

@@ -1,12 +1,14 @@
 """Fit what makes a model's answers trustworthy, without retraining: `python -m cancer_models.calibrate
 --model DIR --data DIR`.
 
-- Out-of-distribution rejection: a Mahalanobis detector on mid-level features (``ood.py``), fitted on the
-  training split, its threshold the validation split's score quantile at ``--acceptance``; with ``--refuse
-  DATA...``, also below every validation image of those sets (other modalities the model must not accept).
-- Split-conformal prediction sets (``conformal.py``) at level 1 - ``--alpha``, calibrated on the validation
-  images the detector accepts.
+- Out-of-distribution rejection: Mahalanobis distances of mid-level features and of image statistics
+  (``ood.py``), fitted on the training split, their limits quantiles of the validation split's scores that
+  accept ``--acceptance`` of it; with ``--refuse DATA...``, also below every validation image of those sets
+  (other modalities the model must not accept).
+- Prediction sets (``conformal.py``) at the level chosen for the model (or 1 - ``--alpha``), calibrated on the
+  validation images the detector accepts, with and without test-time views.
 
+A cross-validated ensemble is fitted the same way on its out-of-fold predictions (``fit_ensemble_trust``).
 Both are reported on the test split (share rejected, coverage) and written into the model folder
 (config.json, ood.safetensors, the model card). train.py runs the same steps at the end of training.
 With ``--masks IMAGES MASKS`` (a folder with validation and test splits, and their lesion masks) it also
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,80 +33,125 @@ from datasets import concatenate_datasets
 from sklearn.covariance import LedoitWolf
 
 from .config import TTA_VIEWS
-from .conformal import conformal_quantile, coverage
-from .data import DataSpec, load_raw, load_splits, mask_path, standardise
+from .conformal import choose_alpha, conformal_quantile, coverage, set_membership
+from .data import DataSpec, fold_indices, load_raw, load_splits, mask_path, pooled_for_folds, standardise
 from .decoding import DecodedSplit, decode_split
 from .errors import CheckpointError, ConfigError, DataError
 from .localization import ImageScores, choose_cam
 from .model_card import dataset_name
 from .models import CancerModel, load_pretrained
-from .ood import MahalanobisDetector, tap_features
+from .ood import MahalanobisDetector, image_statistics, tap_features
 from .predict import Predictor
 
 DEFAULT_ACCEPTANCE = 0.99
-DEFAULT_ALPHA = 0.1
 # Training images the rejection detector is fitted on, at most: plenty for a mean and a shrunk covariance.
 DETECTOR_SAMPLE = 20_000
 REFUSAL_MARGIN = 1e-3
+STATISTICS_FLOOR = 1e-3  # smallest spread of an image statistic: a constant one would give infinite distances
 
 
 @dataclass
 class SplitOutputs:
     probabilities: np.ndarray  # (N, 2), temperature-calibrated
     features: torch.Tensor  # (N, D), pooled ood_layers() outputs
+    statistics: torch.Tensor  # (N, S), image_statistics()
     targets: np.ndarray  # (N,)
+    tta_probabilities: np.ndarray | None = None  # (N, 2) with the config's test-time views, where asked for
 
 
-def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64) -> SplitOutputs:
-    """The Predictor's probabilities for a decoded split, and the features its forward passes went through."""
+def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64, tta: bool = False) -> SplitOutputs:
+    """The Predictor's probabilities for a decoded split (with and, if ``tta``, without test-time views), the
+    features its forward passes went through and the images' statistics."""
+    predictor = Predictor(model, batch_size=batch_size)
     with tap_features(model.ood_layers()) as features:
-        probs = Predictor(model, batch_size=batch_size).probabilities(split.images, tta=False)
-    return SplitOutputs(probs.numpy(), torch.cat(features).cpu(), split.targets.numpy())
+        probs = predictor.probabilities(split.images, tta=False)
+    statistics = [image_statistics(split.images[i : i + 256]) for i in range(0, len(split), 256)]
+    return SplitOutputs(
+        probs.numpy(),
+        torch.cat(features).cpu() if features else torch.empty(0),
+        torch.cat(statistics) if statistics else torch.empty(0),
+        split.targets.numpy(),
+        predictor.probabilities(split.images, tta=True).numpy() if tta else None,
+    )
 
 
-def fit_detector(features: torch.Tensor, targets: np.ndarray) -> MahalanobisDetector:
-    """One mean per class and a shared Ledoit-Wolf precision matrix of the class-centred features."""
+def fit_detector(features: torch.Tensor, targets: np.ndarray, statistics: torch.Tensor) -> MahalanobisDetector:
+    """One mean per class and a shared Ledoit-Wolf precision matrix of the class-centred features; one mean and
+    precision of the standardised image statistics."""
     x = features.double().numpy()
     classes = np.unique(targets)
     means = np.stack([x[targets == c].mean(axis=0) for c in classes])
     precision = LedoitWolf().fit(x - means[np.searchsorted(classes, targets)]).precision_
-    return MahalanobisDetector(torch.from_numpy(means).float(), torch.from_numpy(precision).float())
+    s = statistics.double().numpy()
+    centre, spread = s.mean(axis=0), np.maximum(s.std(axis=0), STATISTICS_FLOOR)
+    # Standardised first, so that every statistic counts on its own scale: diag(1/spread) P diag(1/spread).
+    image_precision = LedoitWolf().fit((s - centre) / spread).precision_ / np.outer(spread, spread)
+    image = MahalanobisDetector(torch.from_numpy(centre[None]).float(), torch.from_numpy(image_precision).float())
+    return MahalanobisDetector(torch.from_numpy(means).float(), torch.from_numpy(precision).float(), image)
+
+
+def fit_limits(feature_scores: torch.Tensor, image_scores: torch.Tensor, acceptance: float) -> dict[str, Any]:
+    """Both limits at the same quantile of held-out images' scores, the lowest that accepts ``acceptance`` of
+    them on both counts."""
+    f, i = feature_scores.double(), image_scores.double()
+    for q in np.linspace(acceptance, 1.0, 101):
+        limits = {"threshold": float(torch.quantile(f, q)), "image_threshold": float(torch.quantile(i, q))}
+        if ((f <= limits["threshold"]) & (i <= limits["image_threshold"])).double().mean() >= acceptance:
+            break
+    return {"method": "mahalanobis", **limits, "acceptance": acceptance, "quantile": float(q)}
+
+
+def unusualness(model: CancerModel, outputs: SplitOutputs) -> np.ndarray:
+    """Each image's larger distance as a multiple of its limit (``ood.py``): above 1 is refused."""
+    detector, limits = model.ood_detector, model.config.ood
+    ratio = detector.score(outputs.features) / limits["threshold"]
+    if detector.image is not None:
+        ratio = torch.maximum(ratio, detector.image.score(outputs.statistics) / limits["image_threshold"])
+    return ratio.numpy()
+
+
+def fit_sets(model: CancerModel, outputs: SplitOutputs, accepted: np.ndarray, alpha: float | None) -> None:
+    """Prediction sets (``conformal.py``) on the accepted calibration images, at ``alpha`` or at the level
+    chosen for the model, with and without test-time views."""
+    probs, targets, threshold = outputs.probabilities[accepted], outputs.targets[accepted], model.config.threshold
+    if alpha is None:
+        alpha, qhat = choose_alpha(probs, targets, threshold)
+    else:
+        qhat = conformal_quantile(probs[np.arange(len(targets)), targets], alpha)
+    model.config.conformal = {"alpha": alpha, "qhat": qhat}
+    if outputs.tta_probabilities is not None:
+        tta = outputs.tta_probabilities[accepted]
+        model.config.conformal["qhat_tta"] = conformal_quantile(tta[np.arange(len(targets)), targets], alpha)
 
 
 def fit_trust(
     model: CancerModel,
     splits: dict[str, DecodedSplit],
     acceptance: float = DEFAULT_ACCEPTANCE,
-    alpha: float = DEFAULT_ALPHA,
+    alpha: float | None = None,
     refuse: dict[str, DecodedSplit] | None = None,
 ) -> dict[str, Any]:
-    """Fit rejection and conformal sets into ``model`` (detector and config); returns what they do on each split.
-    The detector is fitted on at most ``DETECTOR_SAMPLE`` training images (a seeded sample of larger sets); with
-    ``refuse``, its threshold also stays below every image of those sets (``refuse_sets``)."""
+    """Fit rejection and prediction sets into ``model`` (detector and config); returns what they do on each
+    split. The detector is fitted on at most ``DETECTOR_SAMPLE`` training images (a seeded sample of larger
+    sets), its limits on the validation split; with ``refuse``, the limit also stays below every image of those
+    sets (``refuse_sets``). The sets are calibrated on the accepted validation images."""
     splits, categories = dict(splits), splits["train"].subtype_counts()
     if len(splits["train"]) > DETECTOR_SAMPLE:
         sample = sorted(np.random.default_rng(0).choice(len(splits["train"]), DETECTOR_SAMPLE, replace=False))
         splits["train"] = splits["train"].subset(sample)
-    outputs = {name: split_outputs(model, split) for name, split in splits.items()}
-    detector = fit_detector(outputs["train"].features, outputs["train"].targets)
-    scores = {name: detector.score(o.features) for name, o in outputs.items()}
-    threshold = float(torch.quantile(scores["validation"].double(), acceptance))
+    outputs = {name: split_outputs(model, split, tta=name != "train") for name, split in splits.items()}
+    train, val = outputs["train"], outputs["validation"]
+    detector = fit_detector(train.features, train.targets, train.statistics)
     model.ood_detector = detector
-    model.config.ood = {"method": "mahalanobis", "threshold": threshold, "acceptance": acceptance}
+    model.config.ood = {
+        **fit_limits(detector.score(val.features), detector.image.score(val.statistics), acceptance),
+        "features": "all members" if model.config.architecture == "ensemble" else "model",
+    }
     if refuse:
         refuse_sets(model, refuse)
-        threshold = model.config.ood["threshold"]
-    accepted = {name: (s <= threshold).numpy() for name, s in scores.items()}
-    val = outputs["validation"]
-    ok = accepted["validation"]
-    qhat = conformal_quantile(val.probabilities[ok, val.targets[ok]], alpha)
-    model.config.conformal = {"alpha": alpha, "qhat": qhat}
-    report = {}
-    for name, o in outputs.items():
-        ok = accepted[name]
-        report[name] = {"n": len(ok), "rejected": float(1 - ok.mean())}
-        if name != "train" and ok.any():
-            report[name].update(coverage(o.probabilities[ok], o.targets[ok], qhat))
+    accepted = {name: unusualness(model, o) <= 1 for name, o in outputs.items()}
+    fit_sets(model, val, accepted["validation"], alpha)
+    report = {name: trust_report(model, o, accepted[name], with_sets=name != "train") for name, o in outputs.items()}
     model.config.training["trust"] = report
     if categories:
         model.config.training["subtypes"] = categories
@@ -111,15 +159,61 @@ def fit_trust(
 
 
 def refuse_sets(model: CancerModel, sets: dict[str, DecodedSplit]) -> None:
-    """Lower the rejection threshold, where needed, below the score of every image in ``sets``: images the model
-    must never accept (other modalities' validation splits), which a threshold set on the model's own images
-    alone can let through. The config records the sets and the threshold before; refusing again starts from
-    that threshold, not from the one an earlier refusal lowered."""
-    lowest = {name: float(model.ood_detector.score(split_outputs(model, s).features).min()) for name, s in sets.items()}
-    before = model.config.ood.get("threshold_before_refusal", model.config.ood["threshold"])
+    """Lower the feature limit, where needed, below the score of every image in ``sets`` that the image
+    statistics alone do not refuse: images the model must never accept (other modalities' validation splits),
+    which limits set on the model's own images alone can let through. The config records the sets and the limit
+    before; refusing again starts from that limit, not from the one an earlier refusal lowered."""
+    limits = model.config.ood
+    before = limits.get("threshold_before_refusal", limits["threshold"])
+    limits["threshold"] = before
+    lowest = {}
+    for name, split in sets.items():
+        outputs = split_outputs(model, split)
+        scores = model.ood_detector.score(outputs.features)
+        if model.ood_detector.image is not None:
+            scores = scores[model.ood_detector.image.score(outputs.statistics) <= limits["image_threshold"]]
+        lowest[name] = float(scores.min()) if len(scores) else float("inf")
     # 0.1% below the lowest score: an image scored in another batch differs in the last digits
     threshold = min(before, min(lowest.values()) * (1 - REFUSAL_MARGIN))
-    model.config.ood.update(threshold=threshold, refused=lowest, threshold_before_refusal=before)
+    limits.update(threshold=threshold, refused=sorted(sets), threshold_before_refusal=before)
+
+
+def fit_ensemble_trust(
+    ensemble: CancerModel,
+    pooled: DecodedSplit,
+    seed: int,
+    acceptance: float = DEFAULT_ACCEPTANCE,
+    alpha: float | None = None,
+    refuse: dict[str, DecodedSplit] | None = None,
+) -> dict[str, Any]:
+    """Rejection and prediction sets for the ensemble of a cross-validation run over ``pooled`` (train +
+    validation, cut into folds with ``seed``), whose member k did not train on fold k.
+
+    The detector uses every member's features; its limits come from scores cross-fitted over the folds (each
+    fold scored by a detector fitted on the others), so that they are not set on the images it was fitted on.
+    The sets are calibrated on out-of-fold probabilities (each image scored by the member that did not train
+    on it, at the ensemble's temperature), with and without test-time views."""
+    config, members = ensemble.config, list(ensemble.members)
+    targets, n = pooled.targets.numpy(), len(pooled)
+    outputs = split_outputs(ensemble, pooled)
+    feature_scores, image_scores = torch.zeros(n), torch.zeros(n)
+    oof = {False: np.zeros((n, 2)), True: np.zeros((n, 2))}
+    for k, (keep, held_out) in enumerate(fold_indices(targets.tolist(), pooled.groups, len(members), seed)):
+        fold_detector = fit_detector(outputs.features[keep], targets[keep], outputs.statistics[keep])
+        feature_scores[held_out] = fold_detector.score(outputs.features[held_out])
+        image_scores[held_out] = fold_detector.image.score(outputs.statistics[held_out])
+        members[k].config.tta_views = config.tta_views
+        for tta in oof:  # the member's softmax, then the ensemble's temperature on its log
+            raw = Predictor(members[k]).probabilities(pooled.subset(held_out).images, tta=tta).double()
+            oof[tta][held_out] = (raw.clamp_min(1e-12).log() / config.temperature).softmax(dim=1).numpy()
+    ensemble.ood_detector = fit_detector(outputs.features, targets, outputs.statistics)
+    config.ood = {**fit_limits(feature_scores, image_scores, acceptance), "features": "all members"}
+    if refuse:
+        refuse_sets(ensemble, refuse)
+    outputs.probabilities, outputs.tta_probabilities = oof[False], oof[True]
+    accepted = unusualness(ensemble, outputs) <= 1
+    fit_sets(ensemble, outputs, accepted, alpha)
+    return {"calibrated_on": "out-of-fold predictions", "out_of_fold": trust_report(ensemble, outputs, accepted)}
 
 
 def images_to_refuse(source: str, size: int) -> DecodedSplit:
@@ -130,15 +224,28 @@ def images_to_refuse(source: str, size: int) -> DecodedSplit:
     return decode_split(concatenate_datasets([standardise(raw[n], spec, f"{source}/{n}", source) for n in names]), size)
 
 
-def split_trust(model: CancerModel, outputs: SplitOutputs) -> dict[str, Any]:
-    """What rejection and prediction sets do on one split (``split_outputs``): the share rejected, and the sets'
-    coverage and sizes on the images accepted."""
-    accepted = (model.ood_detector.score(outputs.features) <= model.config.ood["threshold"]).numpy()
+def trust_report(
+    model: CancerModel, outputs: SplitOutputs, accepted: np.ndarray | None = None, with_sets: bool = True
+) -> dict[str, Any]:
+    """What rejection and prediction sets do on one split (``split_outputs``): the share rejected, and on the
+    images accepted the sets' coverage and sizes (with test-time views too, where computed), and the share
+    *uncertain* among answers whose top class has probability 0.95 or more."""
+    if accepted is None:
+        accepted = unusualness(model, outputs) <= 1
     report = {"n": len(accepted), "rejected": float(1 - accepted.mean())}
-    if accepted.any():
-        report.update(
-            coverage(outputs.probabilities[accepted], outputs.targets[accepted], model.config.conformal["qhat"])
-        )
+    if not (with_sets and accepted.any() and model.config.conformal):
+        return report
+    conformal, threshold, targets = model.config.conformal, model.config.threshold, outputs.targets[accepted]
+    views = {"": (outputs.probabilities, conformal["qhat"])}
+    if outputs.tta_probabilities is not None:
+        views["tta_"] = (outputs.tta_probabilities, conformal.get("qhat_tta", conformal["qhat"]))
+    for prefix, (probs, qhat) in views.items():
+        probs = probs[accepted]
+        sets = coverage(probs, targets, threshold, qhat)
+        confident = probs.max(axis=1) >= 0.95
+        both = set_membership(probs, threshold, qhat).all(axis=1)
+        sets["uncertain_when_confident"] = float(both[confident].mean()) if confident.any() else 0.0
+        report.update({prefix + k: v for k, v in sets.items()})
     return report
 
 
@@ -164,13 +271,23 @@ def fit_explanations(model: CancerModel, images: Path, masks: Path) -> dict[str,
     }
 
 
+def training_seed(model: CancerModel) -> int:
+    """The seed of the recorded training command (train.py's default, 0, where it gives none)."""
+    words = shlex.split(model.config.training.get("command", ""))
+    return int(words[words.index("--seed") + 1]) if "--seed" in words else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cancer_models.calibrate", description=__doc__)
     parser.add_argument("--model", required=True, type=Path, help="model folder (rewritten in place)")
     parser.add_argument("--data", required=True, nargs="+", help="the image set(s) it was trained on")
     parser.add_argument("--acceptance", type=float, default=DEFAULT_ACCEPTANCE, help="validation images to accept")
     parser.add_argument(
-        "--alpha", type=float, default=DEFAULT_ALPHA, help="conformal miscoverage (sets hold 1 - alpha)"
+        "--alpha",
+        type=float,
+        default=None,
+        help="miscoverage of the prediction sets (they hold 1 - alpha); default: chosen for the model "
+        "(conformal.choose_alpha)",
     )
     parser.add_argument(
         "--masks",
@@ -196,21 +313,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         model = load_pretrained(args.model)
+        model.config.tta_views = args.tta_views or model.config.tta_views
         size = model.config.input_size
         refuse = {dataset_name(source): images_to_refuse(source, size) for source in args.refuse}
+        splits = load_splits(DataSpec(args.data))
         if "cross_validation" in model.config.training:
-            # A cross-validated ensemble was trained on these validation images: its rejection and prediction
-            # sets were fitted on out-of-fold predictions (train.py --folds) and stay; only a refusal can
-            # lower the threshold, and the test figures are taken again.
-            report = model.config.training["trust"]
-            if refuse:
-                refuse_sets(model, refuse)
-                test = decode_split(load_splits(DataSpec(args.data))["test"], size)
-                report["test"] = split_trust(model, split_outputs(model, test))
+            # A cross-validated ensemble trained on these validation images: its trust is fitted out of fold.
+            pooled = decode_split(pooled_for_folds(splits), size)
+            report = fit_ensemble_trust(model, pooled, training_seed(model), args.acceptance, args.alpha, refuse)
+            test = decode_split(splits["test"], size)
+            report["test"] = trust_report(model, split_outputs(model, test, tta=True))
+            model.config.training["trust"] = report
         else:
-            decoded = {name: decode_split(ds, size) for name, ds in load_splits(DataSpec(args.data)).items()}
+            decoded = {name: decode_split(ds, size) for name, ds in splits.items()}
             report = fit_trust(model, decoded, args.acceptance, args.alpha, refuse)
-        model.config.tta_views = args.tta_views or model.config.tta_views
         if args.masks:
             tried = model.config.training.get("explanations", {}).get("tried", [])  # the trainer's notes stay
             model.config.training["explanations"] = {**fit_explanations(model, *args.masks), "tried": tried}

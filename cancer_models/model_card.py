@@ -362,13 +362,14 @@ def _scope(config: ModelConfig) -> str:
     if not (trust and config.ood and config.conformal):
         return ""
     calibrated_on = trust.get("calibrated_on", "validation")
-    held_out = "validation" if calibrated_on == "validation" else "first member's held-out fold"
+    held_out = "validation" if calibrated_on == "validation" else "held-out fold"
     lines = [
         (
-            f"- Made for {task} images like those of its training data. An image whose mid-level features lie "
-            f"further from the training images than {config.ood['acceptance']:.0%} of the {held_out} images "
-            "(Mahalanobis distance) gets no verdict: *not recognised*. Other imaging modalities, photographs "
-            "and drawings are out of scope."
+            f"- Made for {task} images like those of its training data. An image whose mid-level features"
+            + (", or whose colour, brightness and texture statistics," if "image_threshold" in config.ood else "")
+            + f" lie further from the training images than those of {config.ood['acceptance']:.0%} of the "
+            f"{held_out} images (Mahalanobis distances) gets no verdict: *not recognised*. Other imaging "
+            "modalities, photographs and drawings are out of scope."
         ),
     ]
     if config.ood.get("refused"):
@@ -401,13 +402,37 @@ def _scope(config: ModelConfig) -> str:
         lines.extend(f"- Tried: {note}" for note in explanations.get("tried", []))
     test = trust.get("test", {})
     if "coverage" in test:
+        lines.append(f"- {_sets_sentence(config, test, calibrated_on)}")
+    foreign = trust.get("foreign")
+    if foreign:
+        shown = "; ".join(f"{name} {share:.1%} (n = {foreign['n'][name]})" for name, share in foreign["accepted"].items())
         lines.append(
-            f"- Prediction sets at {1 - config.conformal['alpha']:.0%} (split-conformal, calibrated on "
-            f"{calibrated_on}): "
-            f"they held the true class of {test['coverage']:.1%} of the accepted test images; one class "
-            f"{test['singleton']:.1%}, both classes (*uncertain*) {test['both']:.1%}, none {test['empty']:.1%}."
+            f"- Images of other kinds that it accepted (a development set built from images that ship in Python "
+            f"packages, never used to set a limit): {shown}."
         )
     return "\n".join(lines)
+
+
+def _sets_sentence(config: ModelConfig, test: dict[str, Any], calibrated_on: str) -> str:
+    level = 1 - config.conformal["alpha"]
+    if "empty" in test:  # sets fitted before they always held the decided class
+        return (
+            f"Prediction sets at {level:.0%} (split-conformal, calibrated on {calibrated_on}): they held the true "
+            f"class of {test['coverage']:.1%} of the accepted test images; one class {test['singleton']:.1%}, both "
+            f"classes (*uncertain*) {test['both']:.1%}, none {test['empty']:.1%}."
+        )
+    text = (
+        f"Prediction sets at {level:.0%} (split-conformal, calibrated on {calibrated_on}; each set holds the "
+        "decided class and the other one while it stays plausible, and *uncertain* means both): they held the true "
+        f"class of {test['coverage']:.1%} of the accepted test images, *uncertain* {test['both']:.1%}, and "
+        f"*uncertain* for {test['uncertain_when_confident']:.1%} of the answers whose top probability was 0.95 or more"
+    )
+    if "tta_coverage" in test:
+        text += (
+            f"; with test-time augmentation (sets calibrated with it) coverage {test['tta_coverage']:.1%}, "
+            f"*uncertain* {test['tta_both']:.1%}"
+        )
+    return text + ". The level is the first of 90%, 95%, 98% and 99% that the model's sets do not exceed by more than 2 points on the calibration images."
 
 
 def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> ModelCard:

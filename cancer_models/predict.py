@@ -28,9 +28,11 @@ class Prediction:
     threshold: float  # the model's decision threshold on malignant_probability
     # False when the image does not look like the model's training images (config.ood); then there is no verdict.
     in_distribution: bool = True
-    ood_score: float | None = None  # higher is more unusual; None when the model has no out-of-distribution check
-    # The split-conformal set (config.conformal): one class, both, or none; empty when rejected; None when the
-    # model has no conformal calibration.
+    # How unusual the image is for this model, as a multiple of the model's limit: above 1 it is refused
+    # (ood.py). None when the model has no out-of-distribution check.
+    ood_score: float | None = None
+    # The classes that stay plausible at the model's conformal level (conformal.py): always the decided class,
+    # and the other one too when it cannot be ruled out; empty when rejected; None without calibration.
     prediction_set: tuple[str, ...] | None = None
 
     @property
@@ -39,17 +41,12 @@ class Prediction:
 
     @property
     def decision(self) -> str:
-        """What to tell a person: ``label``, ``uncertain`` or ``not recognised``.
-
-        Uncertain when the conformal set is not exactly the thresholded label: both classes, neither, or the
-        other class (where the calibrated set and the threshold disagree). Without conformal calibration the
-        threshold decides alone.
-        """
+        """What to tell a person: ``label``, ``uncertain`` (both classes stay plausible) or ``not recognised``."""
         if not self.in_distribution:
             return NOT_RECOGNISED
-        if self.prediction_set is None or self.prediction_set == (self.label,):
-            return self.label
-        return UNCERTAIN
+        if self.prediction_set is not None and len(self.prediction_set) > 1:
+            return UNCERTAIN
+        return self.label
 
 
 @dataclass(frozen=True)
@@ -103,7 +100,8 @@ class Predictor:
     @torch.inference_mode()
     def analyse(self, batch: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Calibrated class probabilities (N, 2) and, for a model with an out-of-distribution check, each image's
-        score (N,), from one forward pass; with TTA the probabilities average the config's views."""
+        unusualness (N,; above 1 is refused), from one forward pass; with TTA the probabilities average the
+        config's views."""
         tta = self.tta if tta is None else tta
         views = tta_views(batch, self.config.tta_views) if tta else [batch]
         detector = self.model.ood_detector
@@ -115,7 +113,8 @@ class Predictor:
                 logits = self.model(x) / self.config.temperature
                 probs.append(logits.float().softmax(dim=1).view(len(views), -1, logits.shape[1]).mean(dim=0).cpu())
                 if detector:  # the untransformed view's features: the first block of the chunk
-                    scores.append(detector.score(features.pop()[: len(probs[-1])]))
+                    n = len(probs[-1])
+                    scores.append(detector.unusualness(features.pop()[:n], chunk[:n], self.config.ood))
         if not probs:
             return torch.empty((0, len(self.config.labels))), (torch.empty(0) if detector else None)
         return torch.cat(probs), (torch.cat(scores) if detector else None)
@@ -128,17 +127,22 @@ class Predictor:
         batch = self.preprocess([images] if single else list(images))
         probs, scores = self.analyse(batch, tta)
         ood_scores = [None] * len(probs) if scores is None else scores.tolist()
-        predictions = [self._to_prediction(p, s) for p, s in zip(probs.tolist(), ood_scores, strict=True)]
+        tta = self.tta if tta is None else tta
+        predictions = [self._to_prediction(p, s, tta) for p, s in zip(probs.tolist(), ood_scores, strict=True)]
         return predictions[0] if single else predictions
 
-    def _to_prediction(self, probs: list[float], ood_score: float | None) -> Prediction:
+    def _to_prediction(self, probs: list[float], ood_score: float | None, tta: bool = False) -> Prediction:
         config = self.config
         benign, malignant = config.labels
-        accepted = ood_score is None or ood_score <= config.ood["threshold"]
+        accepted = ood_score is None or ood_score <= 1
         if config.conformal is None:
             prediction_set = None
+        elif not accepted:
+            prediction_set = ()
         else:
-            prediction_set = conformal_set(probs, config.labels, config.conformal["qhat"]) if accepted else ()
+            # Sets are calibrated on the views they are used with: with and without test-time augmentation.
+            qhat = config.conformal.get("qhat_tta", config.conformal["qhat"]) if tta else config.conformal["qhat"]
+            prediction_set = conformal_set(probs, config.labels, config.threshold, qhat)
         return Prediction(
             label=malignant if probs[1] >= config.threshold else benign,
             malignant_probability=probs[1],
@@ -155,19 +159,11 @@ class Predictor:
         """Predict ``image`` and explain the predicted class (or ``label``) with a CAM method (by default the
         config's ``cam_method``, the one measured to point at lesions best)."""
         method = method or self.config.cam_method
-        if method not in CAM_METHODS:
-            raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
-        if label is not None and label not in self.config.labels:
-            raise ValueError(f"unknown label {label!r}; the model's labels are {self.config.labels}")
         rgb = load_image(image)
-        x = to_uint8_tensor(rgb, self.config.input_size)[None]
-        probs, scores = self.analyse(x, tta=False)
+        probs, scores = self.analyse(to_uint8_tensor(rgb, self.config.input_size)[None], tta=False)
         prediction = self._to_prediction(probs[0].tolist(), None if scores is None else float(scores[0]))
         explained = label or prediction.label
-        with self._lock:
-            x = model_input(x.to(self.device), self.config)
-            cam = compute_cam(self.model, x, self.config.labels.index(explained), method)
-        heatmap = np.asarray(Image.fromarray(cam).resize(rgb.size, Image.BILINEAR)).clip(0, 1)
+        heatmap = self.heatmap(rgb, method, explained)
         return Explanation(
             prediction=prediction,
             method=method,
@@ -176,3 +172,20 @@ class Predictor:
             overlay=overlay_heatmap(rgb, heatmap, alpha),
             image=rgb,
         )
+
+    def heatmap(self, image: ImageInput, method: str | None = None, label: str | None = None) -> np.ndarray:
+        """The CAM map (float32 (H, W) in [0, 1], at the image's size) of ``label`` (default: the malignant
+        class) with ``method`` (default: the config's), without a prediction: to show another method's map of a
+        prediction already made."""
+        method = method or self.config.cam_method
+        label = label or self.config.labels[1]
+        if method not in CAM_METHODS:
+            raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
+        if label not in self.config.labels:
+            raise ValueError(f"unknown label {label!r}; the model's labels are {self.config.labels}")
+        rgb = load_image(image)
+        x = to_uint8_tensor(rgb, self.config.input_size)[None]
+        with self._lock:
+            x = model_input(x.to(self.device), self.config)
+            cam = compute_cam(self.model, x, self.config.labels.index(label), method)
+        return np.asarray(Image.fromarray(cam).resize(rgb.size, Image.BILINEAR)).clip(0, 1)

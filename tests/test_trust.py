@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from cancer_models import CheckpointError, ConfigError, Prediction, Predictor, load_pretrained
 from cancer_models import calibrate as calibrate_cli
-from cancer_models.conformal import conformal_quantile, coverage, prediction_set
+from cancer_models.conformal import ALPHAS, choose_alpha, coverage, prediction_set, set_membership
 from cancer_models.images import normalize
 from cancer_models.localization import CANDIDATE_METHODS
 
@@ -36,7 +36,7 @@ def test_the_histopathology_model_refuses_other_modalities_and_drawings():
     others = fixture_images("dermoscopy", "test") + fixture_images("ultrasound", "test")
     for p in predictor.predict([*others, *drawings()]):
         assert not p.in_distribution and p.decision == "not recognised" and p.prediction_set == ()
-        assert p.ood_score > predictor.config.ood["threshold"]
+        assert p.ood_score > 1  # a multiple of its limit
 
 
 @pytest.mark.parametrize("modality", ["dermoscopy", "ultrasound"])
@@ -48,27 +48,47 @@ def test_the_other_shipped_models_refuse_the_other_modalities_too(modality):
     assert not any(p.in_distribution for p in predictor.predict([*images, *drawings()]))
 
 
-def test_conformal_sets_cover_one_minus_alpha_of_exchangeable_images():
+def test_sets_cover_one_minus_alpha_and_never_contradict_the_probability():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 2, (4000, 1))
     p_malignant = 1 / (1 + np.exp(-logits[:, 0]))
     targets = (rng.random(4000) < p_malignant).astype(int)  # calibrated by construction
     probs = np.stack([1 - p_malignant, p_malignant], axis=1)
-    qhat = conformal_quantile(probs[:2000][np.arange(2000), targets[:2000]], alpha=0.1)
-    result = coverage(probs[2000:], targets[2000:], qhat)
+    alpha, qhat = choose_alpha(probs[:2000], targets[:2000], threshold=0.5)
+    assert alpha == 0.1  # about 80% right: 90% sets need both classes sometimes, so the first level is kept
+    result = coverage(probs[2000:], targets[2000:], 0.5, qhat)
     assert result["coverage"] == pytest.approx(0.9, abs=0.02)
-    assert result["singleton"] + result["both"] + result["empty"] == pytest.approx(1.0)
-    assert prediction_set([0.97, 0.03], ("benign", "malignant"), qhat) == ("benign",)
-    assert prediction_set([0.5, 0.5], ("benign", "malignant"), 0.6) == ("benign", "malignant")
+    assert result["singleton"] + result["both"] == pytest.approx(1.0)
+    sets = set_membership(probs[2000:], 0.5, qhat)
+    assert sets.any(axis=1).all()  # never empty
+    assert sets[np.arange(2000), probs[2000:].argmax(axis=1)].all()  # always the most probable class
+    assert not sets[probs[2000:].max(axis=1) >= 0.95].all(axis=1).any()  # confident answers are never uncertain
+    assert prediction_set([0.97, 0.03], ("benign", "malignant"), 0.5, qhat) == ("benign",)
+    assert prediction_set([0.5, 0.5], ("benign", "malignant"), 0.5, 0.6) == ("benign", "malignant")
+    # The threshold decides malignant although benign is more probable: both stay plausible.
+    assert prediction_set([0.7, 0.3], ("benign", "malignant"), 0.1, 0.01) == ("benign", "malignant")
+
+
+def test_an_accurate_model_gets_a_higher_level_not_empty_sets():
+    """Right 99.5% of the time: at 90%, LAC would give empty sets; the chosen level keeps coverage near nominal."""
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 2, 6000)
+    confident = np.where(rng.random(6000) < 0.995, rng.uniform(0.97, 1.0, 6000), rng.uniform(0.0, 0.4, 6000))
+    p_malignant = np.where(targets == 1, confident, 1 - confident)
+    probs = np.stack([1 - p_malignant, p_malignant], axis=1)
+    alpha, qhat = choose_alpha(probs[:3000], targets[:3000], threshold=0.5)
+    assert alpha <= 0.02
+    result = coverage(probs[3000:], targets[3000:], 0.5, qhat)
+    assert abs(result["coverage"] - (1 - alpha)) <= 0.03
+    assert result["both"] < 0.02
 
 
 @pytest.mark.parametrize(
     "label, prediction_set, in_distribution, decision",
     [
         ("malignant", ("malignant",), True, "malignant"),
+        ("benign", ("benign",), True, "benign"),
         ("benign", ("benign", "malignant"), True, "uncertain"),
-        ("benign", (), True, "uncertain"),
-        ("malignant", ("benign",), True, "uncertain"),  # the set and the threshold disagree
         ("benign", None, True, "benign"),  # no conformal calibration: the threshold decides
         ("benign", (), False, "not recognised"),
     ],
@@ -90,7 +110,8 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     assert report["validation"]["rejected"] == 0.0 and "coverage" in report["test"]
     assert (folder / "model.safetensors").read_bytes() == weights and (folder / "ood.safetensors").is_file()
     model = load_pretrained(folder)
-    assert model.config.ood["acceptance"] == 1.0 and model.config.conformal["alpha"] == 0.1
+    assert model.config.ood["acceptance"] == 1.0 and model.config.conformal["alpha"] in ALPHAS
+    assert "qhat_tta" in model.config.conformal and "tta_coverage" in report["test"]
     assert model.config.tta_views == "hflip" and model.ood_detector is not None
     card = (folder / "README.md").read_text()
     assert "## Scope" in card and "lung_aca (malignant, " in card and "colon_n (benign, " in card

@@ -3,7 +3,7 @@
 The ensemble's output is the log of its members' mean class probabilities, so everything that treats a model's
 output as logits (temperature scaling, the threshold, conformal sets) works on the averaged probabilities
 unchanged. Its CAM target layers are every member's, which pytorch-grad-cam averages: one map for the ensemble.
-Out-of-distribution features come from the first member. So that a folder of K members stays small, weights
+Out-of-distribution features come from every member. So that a folder of K members stays small, weights
 are stored compressed (convolution and linear weights as int8 with one float32 scale per output channel, the rest
 in float16) and used in float32; cross-validation records how far that moves the test probabilities.
 """
@@ -127,4 +127,7 @@ class Ensemble(CancerModel):
         return [self._member_layers(names) for names in self.members[0].cam_layer_candidates()]
 
     def ood_layers(self) -> list[nn.Module]:
-        return self.members[0].ood_layers()
+        # Every member's features; folders fitted when the check used the first member alone keep doing so.
+        if self.config.ood is not None and self.config.ood.get("features") != "all members":
+            return self.members[0].ood_layers()
+        return [layer for member in self.members for layer in member.ood_layers()]

@@ -4,7 +4,7 @@ Each fold's model is a complete folder (``fold1`` ... ``foldK``), early-stopped 
 (``trainer.train`` runs them). Then every
 image of train + validation has one prediction from the model that did not train on it (out-of-fold); those
 give the per-fold and out-of-fold metrics, and the ensemble's temperature, threshold and conformal sets, in
-place of one small validation split. The ensemble (``models/ensemble.py``) is written to the output folder,
+place of one small validation split; rejection and prediction sets are fitted out of fold too. The ensemble (``models/ensemble.py``) is written to the output folder,
 re-loaded from it, and tested once on the test split.
 """
 
@@ -20,8 +20,7 @@ import torch
 from datasets import Dataset
 from datasets import Image as ImageFeature
 
-from ..calibrate import split_outputs, split_trust
-from ..conformal import conformal_quantile
+from ..calibrate import fit_ensemble_trust, split_outputs, trust_report
 from ..data import fold_indices, load_splits, pooled_for_folds
 from ..decoding import DecodedSplit, decode_split
 from ..localization import ImageScores
@@ -58,13 +57,14 @@ def build_ensemble(cfg: TrainConfig, log=print) -> Path:
     test = decode_split(splits["test"], size, cfg.skip_bad_images, "decoding test")
     logits, per_fold = out_of_fold(members, pooled, cfg.folds, cfg.seed)
     ensemble = Ensemble.of(members)
-    oof_probs = calibrate_ensemble(ensemble, members[0], logits, pooled.targets, cfg.threshold)
+    oof_probs = calibrate_ensemble(ensemble, logits, pooled.targets, cfg.threshold)
     float_probs = split_outputs(ensemble, test).probabilities[:, 1]
     ensemble.save_pretrained(out)  # first without test figures: the test split is scored by the saved ensemble
 
     shipped = load_pretrained(out)  # with its weights as stored (compressed)
     config = shipped.config
-    test_metrics, trust, test_probs = score_test(shipped, test)
+    trust = fit_ensemble_trust(shipped, pooled, cfg.seed)
+    test_metrics, trust["test"], test_probs = score_test(shipped, test)
     storage = {
         "weights": "int8 per output channel (convolution and linear weights of 20,000 or more), float16 otherwise",
         "largest_test_probability_change": float(np.abs(test_probs - float_probs).max()),
@@ -140,34 +140,26 @@ def out_of_fold_explanations(
     return {"layers": members[0].config.cam_layers, **scores.record(method)}
 
 
-def calibrate_ensemble(
-    ensemble: Ensemble, first: CancerModel, logits: torch.Tensor, targets: torch.Tensor, rule: str
-) -> np.ndarray:
-    """Temperature, threshold and conformal sets from out-of-fold log-probabilities (the ensemble's output is a
-    log-probability too); rejection from the first member. Returns the calibrated out-of-fold probabilities."""
+def calibrate_ensemble(ensemble: Ensemble, logits: torch.Tensor, targets: torch.Tensor, rule: str) -> np.ndarray:
+    """Temperature and threshold from out-of-fold log-probabilities (the ensemble's output is a log-probability
+    too); rejection and prediction sets come after (``calibrate.fit_ensemble_trust``). Returns the calibrated
+    out-of-fold probabilities."""
     config = ensemble.config
     config.temperature = fit_temperature(logits, targets)
     probs = (logits / config.temperature).softmax(dim=1).numpy()
     config.threshold = choose_threshold(targets.numpy(), probs[:, 1], rule)
-    # Rejection uses the first member's features, so its detector (fitted on that fold's training images,
-    # thresholded on its held-out fold) is the ensemble's.
-    ensemble.ood_detector, config.ood = first.ood_detector, first.config.ood
-    alpha = first.config.conformal["alpha"]
-    p_true = probs[np.arange(len(targets)), targets.numpy()]
-    config.conformal = {"alpha": alpha, "qhat": conformal_quantile(p_true, alpha)}
     return probs[:, 1]
 
 
 def score_test(model: CancerModel, test: DecodedSplit) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
-    """The test split, once: metrics (per category too), rejection and prediction-set coverage, probabilities."""
+    """The test split, once: metrics (per category too), rejection and prediction sets, probabilities."""
     config = model.config
-    outputs = split_outputs(model, test)
+    outputs = split_outputs(model, test, tta=True)
     probs, targets = outputs.probabilities[:, 1], outputs.targets
     metrics = binary_metrics(targets, probs, config.threshold, test.groups)
     if any(test.subtypes):
         metrics["subtypes"] = subtype_metrics(targets, probs, config.threshold, test.subtypes)
-    trust = {"calibrated_on": "out-of-fold predictions", "test": split_trust(model, outputs)}
-    return metrics, trust, probs
+    return metrics, trust_report(model, outputs), probs
 
 
 def _shared_record(member: dict[str, Any], folds: int) -> dict[str, Any]:
