@@ -184,6 +184,8 @@ def _verdict_text(analysis: Analysis, method: str | None) -> str:
     chosen = f"{analysis.route.reason({n: _kind(n) for n in store.names})} " if analysis.route else ""
     if analysis.route is not None and analysis.route.model is None:
         head = f"**Not recognised.** {chosen}"
+    elif prediction.refused_because:
+        head = f"**Not recognised.** No verdict: {prediction.refused_because}. {chosen}"
     elif prediction.decision == NOT_RECOGNISED:
         head = f"**Not recognised.** {NOT_RECOGNISED_MEANS.format(kind=kind)} {chosen}"
     elif prediction.decision == UNCERTAIN:

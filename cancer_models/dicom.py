@@ -41,6 +41,26 @@ MODALITY_NAMES = {
 }
 
 
+# The DICOM Modality codes a task's images can carry; any other code is a different kind of image. Generic
+# codes (other, secondary capture) say nothing and are accepted.
+TASK_MODALITIES = {
+    "ultrasound": {"US"},
+    "dermoscopy": {"XC", "DMS"},
+    "histopathology": {"SM"},
+}
+GENERIC_MODALITIES = {"OT", "SC"}
+
+
+def modality_conflict(modality: str | None, task: str) -> str | None:
+    """Why a file of DICOM ``modality`` cannot be an image for a model of ``task`` (None when it can be, or
+    when either says nothing)."""
+    expected = next((codes for name, codes in TASK_MODALITIES.items() if name in task.lower()), None)
+    if not modality or expected is None or modality in expected or modality in GENERIC_MODALITIES:
+        return None
+    kind = MODALITY_NAMES.get(modality, modality)
+    return f"the DICOM file says it holds a {kind} image (modality {modality}); this model is for {task} images"
+
+
 @dataclass(frozen=True)
 class DicomImage:
     image: Image.Image  # 8-bit RGB, as a viewer shows the chosen frame

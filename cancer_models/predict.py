@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .conformal import prediction_set as conformal_set
+from .dicom import modality_conflict
 from .explain import CAM_METHODS, compute_cam, overlay_heatmap
 from .images import ImageInput, load_image, model_input, to_uint8_tensor
 from .models import CancerModel
@@ -34,6 +35,8 @@ class Prediction:
     # The classes that stay plausible at the model's conformal level (conformal.py): always the decided class,
     # and the other one too when it cannot be ruled out; empty when rejected; None without calibration.
     prediction_set: tuple[str, ...] | None = None
+    # Why the image was refused without looking at it, where a file said so (a DICOM Modality of another kind).
+    refused_because: str | None = None
 
     @property
     def is_malignant(self) -> bool:
@@ -124,11 +127,18 @@ class Predictor:
     ) -> Prediction | list[Prediction]:
         """Classify one image (returns a Prediction) or a list of them (returns a list)."""
         single = not isinstance(images, (list, tuple))
-        batch = self.preprocess([images] if single else list(images))
+        decoded = [load_image(im) for im in ([images] if single else images)]
+        batch = self.preprocess(decoded)
         probs, scores = self.analyse(batch, tta)
         ood_scores = [None] * len(probs) if scores is None else scores.tolist()
         tta = self.tta if tta is None else tta
         predictions = [self._to_prediction(p, s, tta) for p, s in zip(probs.tolist(), ood_scores, strict=True)]
+        task = self.config.training.get("task", "")
+        for i, image in enumerate(decoded):
+            # A DICOM file's Modality is a hint, never trusted alone: it can refuse, the image check still runs.
+            conflict = modality_conflict(image.info.get("dicom_modality"), task)
+            if conflict:
+                predictions[i] = replace(predictions[i], in_distribution=False, prediction_set=(), refused_because=conflict)
         return predictions[0] if single else predictions
 
     def _to_prediction(self, probs: list[float], ood_score: float | None, tta: bool = False) -> Prediction:

@@ -26,6 +26,7 @@ LOCAL = "Histopathology · test CNN"
 HUB = "Histopathology · test CNN (Hub)"
 BROKEN = "Dermoscopy · missing"
 SHIPPED = "Histopathology · shipped CNN"
+AUTOMATIC = "Automatic (the model whose kind of image this is)"
 ULTRASOUND = "Ultrasound · shipped CNN"
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -139,18 +140,18 @@ def test_batch_returns_a_table_and_csv(client, served, tmp_path):
     table, csv_path = client.predict([handle_file(str(f)) for f in files], LOCAL, False, api_name="/predict_batch")
     rows = {row[0]: row for row in table["data"]}
     assert set(rows) == {f.name for f in files}
-    assert rows["broken.png"][1] == "" and "not an image file" in rows["broken.png"][6]
+    assert rows["broken.png"][2] == "" and "not an image file we can read (JPEG, PNG" in rows["broken.png"][7]
     expected = Predictor(load_pretrained(served["tmp"] / "model")).predict(files[:3])
-    assert [rows[f.name][1] for f in files[:3]] == [p.decision for p in expected]
+    assert [rows[f.name][2] for f in files[:3]] == [p.decision for p in expected]
     lines = Path(csv_path).read_text().strip().splitlines()
-    assert lines[0] == "file,decision,p_malignant,threshold,prediction_set,ood_score,error" and len(lines) == 5
+    assert lines[0] == "file,model,decision,p_malignant,threshold,prediction_set,unusualness,error" and len(lines) == 5
 
 
 def test_an_image_of_another_modality_gets_no_verdict(client, tmp_path):
     ultrasound = fixture_images("ultrasound", "test")[0]
     label, decision, overlay, _ = _predict(client, ultrasound, model=SHIPPED)
     assert label["label"] == "not recognised" and not label.get("confidences") and overlay is None
-    assert "does not look like a histopathology image" in decision and "Benign" not in decision
+    assert "does not look like the histopathology images" in decision and "Benign" not in decision
     tile = fixture_images()[0]
     label, decision, overlay, _ = _predict(client, tile, model=SHIPPED)
     expected = Predictor(load_pretrained(ROOT / "models" / "histopathology-cancer-cnn")).predict(tile)
@@ -159,10 +160,28 @@ def test_an_image_of_another_modality_gets_no_verdict(client, tmp_path):
     confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
     assert confidences["malignant"] == pytest.approx(expected.malignant_probability, abs=1e-4)
 
-    table, _ = client.predict(
+    table, csv_path = client.predict(
         [handle_file(str(ultrasound)), handle_file(str(tile))], SHIPPED, False, api_name="/predict_batch"
     )
-    assert [row[1] for row in table["data"]] == ["not recognised", expected.decision]
+    refused, answered = table["data"]
+    assert [refused[2], answered[2]] == ["not recognised", expected.decision]
+    assert refused[3] is None and refused[4] is None and refused[6] > 1  # no probability; unusualness past 1x
+    assert answered[3] == pytest.approx(expected.malignant_probability, abs=1e-4)
+    assert Path(csv_path).read_text().splitlines()[1].split(",")[2:5] == ["not recognised", "", ""]
+
+
+def test_automatic_choice_routes_each_kind_to_its_model(client):
+    tile, scan = fixture_images()[0], fixture_images("ultrasound", "test")[0]
+    label, decision, _, panel = _predict(client, tile, model=AUTOMATIC)
+    assert "Chosen automatically" in decision and "histopathology" in decision and label["label"] != "not recognised"
+    assert f"### {SHIPPED}" in panel or f"### {LOCAL}" in panel or f"### {HUB}" in panel
+    label, decision, _, panel = _predict(client, scan, model=AUTOMATIC)
+    assert f"### {ULTRASOUND}" in panel and "ultrasound images" in decision
+    skimage = pytest.importorskip("skimage")
+    photo = Path(skimage.__file__).parent / "data" / "astronaut.png"  # no model's kind: no verdict, no map
+    label, decision, overlay, _ = _predict(client, photo, model=AUTOMATIC)
+    assert label["label"] == "not recognised" and not label.get("confidences") and overlay is None
+    assert "None of the models recognises this image" in decision
 
 
 def test_the_map_comes_with_its_measured_reliability(client):
@@ -215,7 +234,7 @@ def test_in_a_real_browser(served, tmp_path):
         page.locator("input[type=file]").first.set_input_files(str(fixture_images()[0]))
         page.get_by_role("button", name="Analyse", exact=True).click()
         decision = page.locator("#decision")
-        sync_api.expect(decision).to_contain_text("threshold", timeout=60_000)
+        sync_api.expect(decision).to_contain_text("not a diagnosis", timeout=60_000)
         assert any(word in decision.inner_text() for word in ("Benign", "Malignant"))
         overlay = page.locator("#overlay img")
         sync_api.expect(overlay.first).to_be_visible(timeout=30_000)
@@ -240,13 +259,30 @@ def test_in_a_real_browser(served, tmp_path):
         assert "Benign" not in page.locator("#decision").inner_text()
         page.screenshot(path=str(ARTIFACTS / "app-not-recognised.png"), full_page=True)
 
-        # Choosing a model preselects the CAM method measured to point at lesions best for it.
-        page.get_by_label("Model (modality and architecture)").click()
-        page.get_by_role("option", name=ULTRASOUND).click()
+        # Automatic choice, the map re-rendered from the same answer, a report to download, and no stale answer.
+        page.reload()
+        page.locator("input[type=file]").first.set_input_files(str(fixture_images("ultrasound", "test")[-1]))
+        page.get_by_role("button", name="Analyse", exact=True).click()
+        sync_api.expect(page.locator("#decision")).to_contain_text("Chosen automatically", timeout=60_000)
+        sync_api.expect(page.locator("#model-panel")).to_contain_text(ULTRASOUND)
+        sync_api.expect(page.locator("#report a").first).to_be_visible(timeout=30_000)
+        with page.expect_download() as download:
+            page.locator("#report a").first.click()
+        report = Path(download.value.path()).read_text()
+        verdict = page.locator("#verdict").inner_text()
+        assert "Research software, not a medical device" in report and "data:image/png;base64," in report
+        assert any(word in report for word in ("benign", "malignant", "uncertain")) and verdict.split()[0] in report
         page.get_by_text("Options").click()
-        method = page.get_by_label("Explanation method (the model's measured best is preselected)")
-        cam_method = load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn").config.cam_method
-        sync_api.expect(method).to_have_value(cam_method, timeout=30_000)
+        page.get_by_label("Explanation method").click()
+        page.get_by_role("option", name="eigencam").click()
+        sync_api.expect(page.locator("#decision")).to_contain_text("(eigencam)", timeout=30_000)
+        sync_api.expect(page.locator("#overlay img").first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "app-automatic.png"), full_page=True)
+        page.get_by_role("button", name="Remove Image").first.click()
+        page.locator("input[type=file]").first.set_input_files(str(fixture_images()[0]))
+        sync_api.expect(page.locator("#decision")).not_to_contain_text("Chosen automatically", timeout=30_000)
+        sync_api.expect(page.locator("#overlay img")).to_have_count(0)
+        page.screenshot(path=str(ARTIFACTS / "app-cleared.png"), full_page=True)
         browser.close()
 
 

@@ -1,0 +1,144 @@
+"""DICOM files in: pixels as a viewer shows them, the same answer as the same pixels in PNG, clear errors for
+files without an image, and no patient attribute anywhere in what comes out."""
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from conftest import fixture_images
+from PIL import Image
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
+
+from cancer_models import ImageError, Predictor, load_image, load_pretrained
+
+ROOT = Path(__file__).resolve().parents[1]
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+PATIENT = "Doe^Jane^Secret"
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str, frames: int = 1, **attributes) -> Path:
+    """A minimal DICOM file of ``pixels`` (H, W), (H, W, 3) or (F, H, W[, 3]) with a patient name."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.PatientID, ds.Modality = PATIENT, "ID-12345", attributes.pop("Modality", "US")
+    colour = pixels.shape[-1] == 3 and pixels.ndim == (4 if frames > 1 else 3)
+    ds.Rows, ds.Columns = pixels.shape[-3:-1] if colour else pixels.shape[-2:]
+    ds.SamplesPerPixel = 3 if colour else 1
+    ds.PhotometricInterpretation = photometric
+    bits = pixels.dtype.itemsize * 8
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+    ds.PixelRepresentation = int(np.issubdtype(pixels.dtype, np.signedinteger))
+    if colour:
+        ds.PlanarConfiguration = 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    for key, value in attributes.items():
+        setattr(ds, key, value)
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tile() -> np.ndarray:
+    return np.asarray(load_image(fixture_images("ultrasound", "test")[0]))
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn"))
+
+
+def test_rgb_dicom_gets_the_same_answer_as_the_png(tmp_path, tile, predictor):
+    png = tmp_path / "image.png"
+    Image.fromarray(tile).save(png)
+    dcm = write_dicom(tmp_path / "image.dcm", tile, "RGB")
+    assert np.array_equal(np.asarray(load_image(dcm)), tile)
+    a, b = predictor.predict([str(png), str(dcm)])
+    assert a == b
+
+
+def test_grey_dicoms_monochrome1_16_bit_window_and_frames(tmp_path, tile):
+    grey = tile[..., 0]
+    m2 = write_dicom(tmp_path / "m2.dcm", grey, "MONOCHROME2")
+    assert np.array_equal(np.asarray(load_image(m2))[..., 0], grey)
+    m1 = write_dicom(tmp_path / "m1.dcm", 255 - grey, "MONOCHROME1")  # low values white: shown inverted
+    assert np.array_equal(np.asarray(load_image(m1))[..., 0], grey)
+    # 16-bit signed values with a rescale and a window that maps exactly onto 0-255.
+    stored = (grey.astype(np.int16) * 4 - 300).astype(np.int16)
+    windowed = write_dicom(
+        tmp_path / "w.dcm", stored, "MONOCHROME2", RescaleSlope=1, RescaleIntercept=-1000,
+        WindowCenter=-1300 + 510 + 0.5, WindowWidth=1021,
+    )  # fmt: skip
+    shown = np.asarray(load_image(windowed))[..., 0].astype(int)
+    assert np.abs(shown - grey.astype(int)).max() <= 1
+    frames = np.stack([grey, 255 - grey, grey // 2])
+    multi = write_dicom(tmp_path / "multi.dcm", frames, "MONOCHROME2", frames=3)
+    assert np.array_equal(np.asarray(load_image(multi, frame=1))[..., 0], 255 - grey)
+    assert load_image(multi).info["frames"] == 3
+    with pytest.raises(ImageError, match="has 3 frame"):
+        load_image(multi, frame=3)
+
+
+def test_jpeg_compressed_dicom_and_pydicoms_own_files(tmp_path, tile):
+    buffer = io.BytesIO()
+    Image.fromarray(tile).save(buffer, format="JPEG", quality=95)
+    ds = pydicom.dcmread(write_dicom(tmp_path / "plain.dcm", tile, "RGB"))
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.PixelData = pydicom.encaps.encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(tmp_path / "jpeg.dcm")
+    decoded = np.asarray(load_image(tmp_path / "jpeg.dcm")).astype(int)
+    assert np.abs(decoded - tile.astype(int)).mean() < 4  # lossy, but the same picture
+    for name in ("CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm", "examples_palette.dcm", "examples_ybr_color.dcm"):
+        image = load_image(PYDICOM_FILES / name)
+        assert image.mode == "RGB" and np.asarray(image).std() > 5, name
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("rtplan.dcm", "without an image"),
+        ("test-SR.dcm", "without an image"),
+        ("MR_truncated.dcm", "cannot be decoded"),
+        ("rtstruct.dcm", "not a readable DICOM"),
+    ],
+)
+def test_dicom_files_without_a_usable_image_get_a_clear_error(name, message):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ImageError, match=message):
+            load_image(PYDICOM_FILES / name)
+
+
+def test_the_patient_name_appears_nowhere(tmp_path, tile, predictor, capsys):
+    dcm = write_dicom(tmp_path / "named.dcm", tile, "RGB")
+    prediction = predictor.predict(str(dcm))
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(dcm.read_bytes()[:-5000])
+    with pytest.raises(ImageError) as error:
+        load_image(broken)
+    out = capsys.readouterr()
+    for text in (repr(prediction), str(error.value), out.out, out.err, repr(load_image(dcm).info)):
+        assert "Doe" not in text and "12345" not in text
+
+
+def test_the_modality_attribute_is_a_hint_that_can_refuse(tmp_path, tile, predictor):
+    ct = write_dicom(tmp_path / "ct.dcm", tile, "RGB", Modality="CT")
+    p = predictor.predict(str(ct))
+    assert p.decision == "not recognised" and "modality CT" in p.refused_because
+    us = write_dicom(tmp_path / "us.dcm", tile, "RGB", Modality="US")
+    assert predictor.predict(str(us)).refused_because is None
+    # The image check still runs: a photograph labelled ultrasound is refused all the same.
+    photo = np.asarray(load_image(PYDICOM_FILES.parent / "test_files" / "SC_rgb_jpeg.dcm").resize((160, 160)))
+    fake = write_dicom(tmp_path / "fake.dcm", np.ascontiguousarray(photo), "RGB", Modality="US")
+    assert predictor.predict(str(fake)).decision == "not recognised"

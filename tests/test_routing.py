@@ -1,0 +1,75 @@
+"""The decision layer on the shipped models: confident answers are never "uncertain", and every image goes to
+the model of its kind or to none."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import fixture_images
+
+from cancer_models import Predictor, load_pretrained
+from cancer_models.routing import route
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from foreign_images import foreign_sets, sets_for  # noqa: E402
+
+TASKS = ("histopathology", "dermoscopy", "ultrasound")
+
+
+@pytest.fixture(scope="module")
+def predictors() -> dict[str, Predictor]:
+    return {task: Predictor(load_pretrained(ROOT / "models" / f"{task}-cancer-cnn")) for task in TASKS}
+
+
+def _own_images(task: str) -> list[Path]:
+    return [p for split in ("train", "validation", "test") for p in fixture_images(task, split)]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_fixture_image_goes_to_the_model_of_its_kind(predictors, task):
+    images = _own_images(task)
+    assert len(images) >= 6
+    routes = [route(predictors, image) for image in images]
+    assert [r.model for r in routes] == [task] * len(images), [r.unusualness for r in routes]
+    assert "Chosen automatically" in routes[0].reason() and task in routes[0].reason()
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("tta", [False, True])
+def test_a_confident_answer_is_never_uncertain(predictors, task, tta):
+    predictor = predictors[task]
+    for p in predictor.predict([str(f) for f in _own_images(task)], tta=tta):
+        assert p.prediction_set, "a recognised image always has a non-empty set"
+        assert p.decision in p.prediction_set or p.decision == "uncertain"
+        if max(p.probabilities.values()) >= 0.95:
+            assert p.decision != "uncertain", p
+        if p.decision == "uncertain":
+            assert len(p.prediction_set) == 2
+
+
+def test_tta_never_turns_a_confident_correct_answer_into_uncertain(predictors):
+    tiles = fixture_images("histopathology", "test")
+    truth = [f.parent.name for f in tiles]
+    plain = predictors["histopathology"].predict(tiles, tta=False)
+    augmented = predictors["histopathology"].predict(tiles, tta=True)
+    for p, q, label in zip(plain, augmented, truth, strict=True):
+        if p.decision == label and p.probabilities[label] >= 0.95:
+            assert q.decision != "uncertain"
+
+
+def test_images_of_no_supported_kind_go_to_no_model(predictors):
+    sets = foreign_sets()  # the package images only (no data set needed)
+    images = [im for name, ims in sets.items() if not name.startswith("ultrasound") for im in ims[::4]]
+    assert len(images) >= 40
+    routed = [route(predictors, im) for im in images]
+    assert sum(r.model is not None for r in routed) == 0
+    assert "None of the models recognises this image" in routed[0].reason()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_each_model_refuses_the_foreign_development_sets(predictors, task):
+    for name, images in sets_for(task, foreign_sets()).items():
+        accepted = np.mean([p.in_distribution for p in predictors[task].predict(images)])
+        assert accepted <= 0.02, (name, accepted)
