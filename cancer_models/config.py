@@ -60,6 +60,10 @@ class ModelConfig:
     ood: dict[str, Any] | None = None
     # Split-conformal prediction sets: {"alpha": a, "qhat": q}; None: no sets.
     conformal: dict[str, Any] | None = None
+    # The scale of the training tiles, for tiling large images and slides (slides.py): their side in source
+    # pixels, and microns per pixel where known (None: unknown, and tile_size is used as is).
+    tile_size: int | None = None
+    tile_mpp: float | None = None
     # Free-form facts about training: data, splits, metrics, command line.
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -127,6 +131,12 @@ class ModelConfig:
                 "conformal",
                 f"must be null or an object with alpha in (0, 1) and a numeric qhat, got {self.conformal!r}",
             )
+        if self.tile_size is not None and not (isinstance(self.tile_size, int) and self.tile_size >= 8):
+            fail("tile_size", f"must be null or an integer >= 8, got {self.tile_size!r}")
+        if self.tile_mpp is not None and not (_is_number(self.tile_mpp) and self.tile_mpp > 0):
+            fail("tile_mpp", f"must be null or a positive number, got {self.tile_mpp!r}")
+        if self.ood is not None and "image_threshold" in self.ood and not _is_number(self.ood["image_threshold"]):
+            fail("ood", f"image_threshold must be a number, got {self.ood['image_threshold']!r}")
         if not isinstance(self.training, dict):
             fail("training", "must be an object")
         if self.format_version > FORMAT_VERSION:

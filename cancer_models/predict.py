@@ -132,7 +132,7 @@ class Predictor:
         probs, scores = self.analyse(batch, tta)
         ood_scores = [None] * len(probs) if scores is None else scores.tolist()
         tta = self.tta if tta is None else tta
-        predictions = [self._to_prediction(p, s, tta) for p, s in zip(probs.tolist(), ood_scores, strict=True)]
+        predictions = [self.decide(p, s, tta) for p, s in zip(probs.tolist(), ood_scores, strict=True)]
         task = self.config.training.get("task", "")
         for i, image in enumerate(decoded):
             # A DICOM file's Modality is a hint, never trusted alone: it can refuse, the image check still runs.
@@ -141,7 +141,8 @@ class Predictor:
                 predictions[i] = replace(predictions[i], in_distribution=False, prediction_set=(), refused_because=conflict)
         return predictions[0] if single else predictions
 
-    def _to_prediction(self, probs: list[float], ood_score: float | None, tta: bool = False) -> Prediction:
+    def decide(self, probs: list[float], ood_score: float | None, tta: bool = False) -> Prediction:
+        """The Prediction for one image's calibrated probabilities and unusualness (from ``analyse``)."""
         config = self.config
         benign, malignant = config.labels
         accepted = ood_score is None or ood_score <= 1
@@ -171,7 +172,7 @@ class Predictor:
         method = method or self.config.cam_method
         rgb = load_image(image)
         probs, scores = self.analyse(to_uint8_tensor(rgb, self.config.input_size)[None], tta=False)
-        prediction = self._to_prediction(probs[0].tolist(), None if scores is None else float(scores[0]))
+        prediction = self.decide(probs[0].tolist(), None if scores is None else float(scores[0]))
         explained = label or prediction.label
         heatmap = self.heatmap(rgb, method, explained)
         return Explanation(

@@ -1,0 +1,124 @@
+"""Large images and slides: a mosaic of real tiles in a known pattern, as a PNG and as a pyramidal TIFF."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from conftest import fixture_images
+from PIL import Image
+
+from cancer_models import ImageError, Predictor, load_pretrained
+from cancer_models.metrics import binary_metrics
+from cancer_models.slides import BACKGROUND, REFUSED, SlidePredictor, geojson, main, write_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
+CELL = 160
+# The pattern, row by row: B benign tile, M malignant tile, . blank glass, U a dermoscopy photo (refused).
+PATTERN = ["BMB.M", "M.BMU", "BBM.M", ".MBMB"]
+
+
+def mosaic() -> tuple[Image.Image, dict[tuple[int, int], str]]:
+    tiles = {"B": [], "M": []}
+    for split in ("train", "validation", "test"):
+        for path in fixture_images("histopathology", split):
+            tiles["B" if path.parent.name == "benign" else "M"].append(Image.open(path).convert("RGB"))
+    scan = Image.open(fixture_images("dermoscopy", "test")[0]).convert("RGB").resize((CELL, CELL))
+    image = Image.new("RGB", (CELL * len(PATTERN[0]), CELL * len(PATTERN)), (245, 245, 243))
+    truth = {}
+    for r, row in enumerate(PATTERN):
+        for c, kind in enumerate(row):
+            if kind in "BM":
+                image.paste(tiles[kind].pop(), (c * CELL, r * CELL))
+            elif kind == "U":
+                image.paste(scan, (c * CELL, r * CELL))
+            truth[(c * CELL, r * CELL)] = kind
+    return image, truth
+
+
+def as_pyramidal_tiff(image: Image.Image, path: Path) -> Path:
+    level = np.asarray(image)
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for i in range(3):
+            tif.write(level, tile=(128, 128), compression="zlib", photometric="rgb", subfiletype=int(i > 0))
+            level = level[::2, ::2]
+    return path
+
+
+@pytest.fixture(scope="module")
+def slides() -> SlidePredictor:
+    return SlidePredictor(Predictor(load_pretrained(ROOT / "models" / "histopathology-cancer-cnn")), tile_size=CELL)
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory) -> tuple[Path, Path, dict]:
+    folder = tmp_path_factory.mktemp("slides")
+    image, truth = mosaic()
+    png = folder / "field.png"
+    image.save(png)
+    return png, as_pyramidal_tiff(image, folder / "field.tif"), truth
+
+
+def test_the_map_follows_the_known_pattern(slides, field):
+    png, _, truth = field
+    result = slides.predict(png)
+    by_cell = {(t.x, t.y): t for t in result.tiles}
+    assert set(by_cell) == set(truth)
+    assert all(by_cell[c].status == BACKGROUND for c, kind in truth.items() if kind == ".")
+    assert all(by_cell[c].status == REFUSED and by_cell[c].p_malignant is None for c, k in truth.items() if k == "U")
+    scored = [(kind == "M", by_cell[c].p_malignant) for c, kind in truth.items() if kind in "BM"]
+    assert all(p is not None for _, p in scored)
+    targets, probs = np.array([t for t, _ in scored], int), np.array([p for _, p in scored])
+    assert binary_metrics(targets, probs, 0.5, n_bootstrap=0)["auc"] >= 0.95
+    summary = result.summary()
+    assert summary["background_tiles"] == sum(k == "." for k in truth.values())
+    assert summary["refused_tiles"] == 1 and summary["tissue_tiles"] == len(scored) + 1
+    assert summary["top_regions"][0]["decision"] in ("malignant", "uncertain")
+
+
+def test_a_pyramidal_tiff_gives_the_same_map(slides, field):
+    png, tif, _ = field
+    a, b = slides.predict(png), slides.predict(tif)
+    assert [(t.x, t.y, t.status) for t in a.tiles] == [(t.x, t.y, t.status) for t in b.tiles]
+    pa = np.array([t.p_malignant or 0 for t in a.tiles])
+    pb = np.array([t.p_malignant or 0 for t in b.tiles])
+    assert np.abs(pa - pb).max() < 1e-3  # zlib is lossless: the same pixels
+
+
+def test_outputs_and_the_geojson_qupath_reads(slides, field, tmp_path):
+    png, _, truth = field
+    result = slides.predict(png)
+    paths = write_outputs(result, tmp_path)
+    collection = json.loads(paths["geojson"].read_text())
+    assert collection["type"] == "FeatureCollection"
+    assert len(collection["features"]) == sum(k != "." for k in truth.values())
+    for feature in collection["features"]:
+        ring = feature["geometry"]["coordinates"][0]
+        assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Polygon"
+        assert ring[0] == ring[-1] and len(ring) == 5
+        props = feature["properties"]
+        assert props["objectType"] == "tile" and props["classification"]["name"] in ("benign", "malignant", "uncertain", REFUSED)
+        assert len(props["classification"]["color"]) == 3 and "tissue" in props["measurements"]
+    lines = paths["csv"].read_text().splitlines()
+    assert lines[0] == "x,y,width,height,tissue,decision,p_malignant,in_distribution,unusualness"
+    assert len(lines) == 1 + len(truth)
+    refused = next(line for line in lines if ",refused," in line).split(",")
+    assert refused[6] == "" and refused[7] == "False"  # no probability for a refused tile
+    heat = Image.open(paths["heatmap"])
+    assert heat.size == result.thumbnail.size and heat.mode == "RGBA"
+    assert json.loads(paths["summary"].read_text())["tiles"] == len(truth)
+
+
+def test_the_command_and_a_corrupt_file(field, tmp_path, capsys):
+    png, _, _ = field
+    corrupt = tmp_path / "broken.svs"
+    corrupt.write_bytes(b"II*\x00" + b"\x00" * 64)
+    model = str(ROOT / "models" / "histopathology-cancer-cnn")
+    assert main([str(png), "--model", model, "--out", str(tmp_path / "out"), "--tile-size", str(CELL), "--explain", "2"]) == 0
+    assert (tmp_path / "out" / "field.geojson").is_file() and len(list((tmp_path / "out").glob("field.gradcam_*.png"))) == 2
+    assert main([str(corrupt), "--model", model, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.svs" in err and "Traceback" not in err
+    with pytest.raises(ImageError):
+        SlidePredictor(Predictor(load_pretrained(model))).predict(tmp_path / "missing.tif")
