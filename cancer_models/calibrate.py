@@ -40,7 +40,7 @@ from .errors import CheckpointError, ConfigError, DataError
 from .localization import ImageScores, choose_cam
 from .model_card import dataset_name
 from .models import CancerModel, load_pretrained
-from .ood import MahalanobisDetector, image_statistics, tap_features
+from .ood import Gaussian, MahalanobisDetector, image_statistics, limits, tap_features
 from .predict import Predictor
 
 DEFAULT_ACCEPTANCE = 0.99
@@ -58,58 +58,76 @@ IMAGE_MARGIN = 2.0
 @dataclass
 class SplitOutputs:
     probabilities: np.ndarray  # (N, 2), temperature-calibrated
-    features: torch.Tensor  # (N, D), pooled ood_layers() outputs
+    features: torch.Tensor  # (N, D), the rejection check's features (model.ood_features)
     statistics: torch.Tensor  # (N, S), image_statistics()
     targets: np.ndarray  # (N,)
     tta_probabilities: np.ndarray | None = None  # (N, 2) with the config's test-time views, where asked for
+    sizes: list[int] | None = None  # the feature columns of each layer
 
 
 def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64, tta: bool = False) -> SplitOutputs:
     """The Predictor's probabilities for a decoded split (with and, if ``tta``, without test-time views), the
     features its forward passes went through and the images' statistics."""
     predictor = Predictor(model, batch_size=batch_size)
-    with tap_features(model.ood_layers()) as features:
+    with tap_features(model.ood_layers()) as tapped:
         probs = predictor.probabilities(split.images, tta=False)
+    features, sizes = model.ood_features(torch.cat(tapped).cpu(), tapped.sizes)
     statistics = [image_statistics(split.images[i : i + 256]) for i in range(0, len(split), 256)]
     return SplitOutputs(
         probs.numpy(),
-        torch.cat(features).cpu() if features else torch.empty(0),
-        torch.cat(statistics) if statistics else torch.empty(0),
+        features,
+        torch.cat(statistics),
         split.targets.numpy(),
         predictor.probabilities(split.images, tta=True).numpy() if tta else None,
+        sizes,
     )
 
 
-def fit_detector(features: torch.Tensor, targets: np.ndarray, statistics: torch.Tensor) -> MahalanobisDetector:
-    """One mean per class and a shared Ledoit-Wolf precision matrix of the class-centred features; one mean and
-    precision of the standardised image statistics."""
-    x = features.double().numpy()
-    classes = np.unique(targets)
-    means = np.stack([x[targets == c].mean(axis=0) for c in classes])
-    precision = LedoitWolf().fit(x - means[np.searchsorted(classes, targets)]).precision_
-    s = statistics.double().numpy()
-    centre, spread = s.mean(axis=0), np.maximum(s.std(axis=0), STATISTICS_FLOOR)
-    # Standardised first, so that every statistic counts on its own scale: diag(1/spread) P diag(1/spread).
-    image_precision = LedoitWolf().fit((s - centre) / spread).precision_ / np.outer(spread, spread)
-    image = MahalanobisDetector(torch.from_numpy(centre[None]).float(), torch.from_numpy(image_precision).float())
-    return MahalanobisDetector(torch.from_numpy(means).float(), torch.from_numpy(precision).float(), image)
+def _gaussian(x: np.ndarray, targets: np.ndarray | None = None) -> Gaussian:
+    """Class means and a Ledoit-Wolf precision of the class-centred columns; without ``targets``, one mean and
+    the columns standardised first (image statistics have unrelated scales), folded back in:
+    diag(1/spread) P diag(1/spread)."""
+    classes = np.unique(targets) if targets is not None else np.zeros(1)
+    labels = targets if targets is not None else np.zeros(len(x))
+    means = np.stack([x[labels == c].mean(axis=0) for c in classes])
+    centred = x - means[np.searchsorted(classes, labels)]
+    spread = np.maximum(centred.std(axis=0), STATISTICS_FLOOR) if targets is None else np.ones(x.shape[1])
+    precision = LedoitWolf().fit(centred / spread).precision_ / np.outer(spread, spread)
+    return Gaussian(torch.from_numpy(means).float(), torch.from_numpy(precision).float())
 
 
-def fit_limits(
-    feature_scores: torch.Tensor, image_scores: torch.Tensor, groups: list[str], acceptance: float
-) -> dict[str, Any]:
-    """Both limits at the same quantile of held-out scores (the image statistics' with ``IMAGE_MARGIN``), the
-    lowest that accepts every image of ``acceptance`` of the held-out groups on both counts.
+def fit_detector(
+    features: torch.Tensor, targets: np.ndarray, statistics: torch.Tensor, sizes: list[int]
+) -> MahalanobisDetector:
+    """One class-conditional distance per feature layer, one class-free distance on the image statistics."""
+    parts = [_gaussian(x.double().numpy(), targets) for x in features.split(sizes, dim=1)]
+    return MahalanobisDetector(parts, list(sizes), _gaussian(statistics.double().numpy()))
+
+
+def fit_limits(scores: torch.Tensor, groups: list[str], acceptance: float) -> dict[str, Any]:
+    """Limits for the columns of ``MahalanobisDetector.scores`` (layers, then image statistics), each at the
+    same quantile of held-out scores (the image statistics' times ``IMAGE_MARGIN``): the lowest quantile that
+    accepts every image of ``acceptance`` of the held-out groups on all counts.
 
     Quantiles are taken over groups (near-copies of one source image, each scored by its most unusual copy):
     a split whose images come eight to a source has a few dozen sources, and a limit set on images would rest
     on the single most unusual of them."""
-    f, i = _group_max(feature_scores, groups), _group_max(image_scores, groups)
+    worst = torch.stack([_group_max(column, groups) for column in scores.T], dim=1)  # (groups, columns)
+    margin = torch.ones(worst.shape[1], dtype=torch.float64)
+    margin[-1] = IMAGE_MARGIN
     for q in np.linspace(acceptance, 1.0, 101):
-        limits = {"threshold": float(torch.quantile(f, q)), "image_threshold": IMAGE_MARGIN * float(torch.quantile(i, q))}
-        if ((f <= limits["threshold"]) & (i <= limits["image_threshold"])).double().mean() >= acceptance:
+        bounds = torch.quantile(worst, q, dim=0) * margin
+        if (worst <= bounds).all(dim=1).double().mean() >= acceptance:
             break
-    return {"method": "mahalanobis", **limits, "acceptance": acceptance, "quantile": float(q), "over": "groups"}
+    *thresholds, image_threshold = bounds.tolist()
+    return {
+        "method": "mahalanobis",
+        "thresholds": thresholds,
+        "image_threshold": image_threshold,
+        "acceptance": acceptance,
+        "quantile": float(q),
+        "over": "groups",
+    }
 
 
 def _group_max(scores: torch.Tensor, groups: list[str]) -> torch.Tensor:
@@ -121,12 +139,9 @@ def _group_max(scores: torch.Tensor, groups: list[str]) -> torch.Tensor:
 
 
 def unusualness(model: CancerModel, outputs: SplitOutputs) -> np.ndarray:
-    """Each image's larger distance as a multiple of its limit (``ood.py``): above 1 is refused."""
-    detector, limits = model.ood_detector, model.config.ood
-    ratio = detector.score(outputs.features) / limits["threshold"]
-    if detector.image is not None:
-        ratio = torch.maximum(ratio, detector.image.score(outputs.statistics) / limits["image_threshold"])
-    return ratio.numpy()
+    """Each image's largest distance as a multiple of its limit (``ood.py``): above 1 is refused."""
+    scores = model.ood_detector.scores(outputs.features, outputs.statistics)
+    return (scores / torch.tensor(limits(model.config.ood))).max(dim=1).values.numpy()
 
 
 def fit_sets(model: CancerModel, outputs: SplitOutputs, accepted: np.ndarray, alpha: float | None) -> None:
@@ -160,13 +175,11 @@ def fit_trust(
         splits["train"] = splits["train"].subset(sample)
     outputs = {name: split_outputs(model, split, tta=name != "train") for name, split in splits.items()}
     train, val = outputs["train"], outputs["validation"]
-    detector = fit_detector(train.features, train.targets, train.statistics)
+    detector = fit_detector(train.features, train.targets, train.statistics, train.sizes)
     model.ood_detector = detector
     model.config.ood = {
-        **fit_limits(
-            detector.score(val.features), detector.image.score(val.statistics), splits["validation"].groups, acceptance
-        ),
-        "features": "all members" if model.config.architecture == "ensemble" else "model",
+        **fit_limits(detector.scores(val.features, val.statistics), splits["validation"].groups, acceptance),
+        "features": "member mean" if model.config.architecture == "ensemble" else "model",
     }
     if refuse:
         refuse_sets(model, refuse)
@@ -180,23 +193,23 @@ def fit_trust(
 
 
 def refuse_sets(model: CancerModel, sets: dict[str, DecodedSplit]) -> None:
-    """Lower the feature limit, where needed, below the score of every image in ``sets`` that the image
-    statistics alone do not refuse: images the model must never accept (other modalities' validation splits),
-    which limits set on the model's own images alone can let through. The config records the sets and the limit
-    before; refusing again starts from that limit, not from the one an earlier refusal lowered."""
-    limits = model.config.ood
-    before = limits.get("threshold_before_refusal", limits["threshold"])
-    limits["threshold"] = before
-    lowest = {}
-    for name, split in sets.items():
+    """Lower the feature limits, in proportion and where needed, until every image in ``sets`` that the image
+    statistics alone do not refuse is refused: images the model must never accept (other modalities'
+    validation splits), which limits set on the model's own images alone can let through. The config records
+    the sets and the limits before; refusing again starts from those, not from the ones an earlier refusal
+    lowered."""
+    ood = model.config.ood
+    before = ood.get("thresholds_before_refusal", ood["thresholds"])
+    ood["thresholds"] = list(before)
+    factor = 1.0
+    for split in sets.values():
         outputs = split_outputs(model, split)
-        scores = model.ood_detector.score(outputs.features)
-        if model.ood_detector.image is not None:
-            scores = scores[model.ood_detector.image.score(outputs.statistics) <= limits["image_threshold"]]
-        lowest[name] = float(scores.min()) if len(scores) else float("inf")
-    # 0.1% below the lowest score: an image scored in another batch differs in the last digits
-    threshold = min(before, min(lowest.values()) * (1 - REFUSAL_MARGIN))
-    limits.update(threshold=threshold, refused=sorted(sets), threshold_before_refusal=before)
+        ratios = model.ood_detector.scores(outputs.features, outputs.statistics) / torch.tensor(limits(ood))
+        features_only = ratios[ratios[:, -1] <= 1, :-1].max(dim=1).values
+        if len(features_only):
+            # 0.1% below the lowest: an image scored in another batch differs in the last digits
+            factor = min(factor, float(features_only.min()) * (1 - REFUSAL_MARGIN))
+    ood.update(thresholds=[t * factor for t in before], refused=sorted(sets), thresholds_before_refusal=before)
 
 
 def fit_ensemble_trust(
@@ -210,26 +223,27 @@ def fit_ensemble_trust(
     """Rejection and prediction sets for the ensemble of a cross-validation run over ``pooled`` (train +
     validation, cut into folds with ``seed``), whose member k did not train on fold k.
 
-    The detector uses every member's features; its limits come from scores cross-fitted over the folds (each
+    The detector uses the members' features averaged; its limits come from scores cross-fitted over the folds (each
     fold scored by a detector fitted on the others), so that they are not set on the images it was fitted on.
     The sets are calibrated on out-of-fold probabilities (each image scored by the member that did not train
     on it, at the ensemble's temperature), with and without test-time views."""
     config, members = ensemble.config, list(ensemble.members)
-    ensemble.ood_detector, config.ood = None, None  # refitted from scratch, on every member's features
+    ensemble.ood_detector, config.ood = None, None  # refitted from scratch, on the members' mean features
     targets, n = pooled.targets.numpy(), len(pooled)
     outputs = split_outputs(ensemble, pooled)
-    feature_scores, image_scores = torch.zeros(n), torch.zeros(n)
+    scores = None
     oof = {False: np.zeros((n, 2)), True: np.zeros((n, 2))}
     for k, (keep, held_out) in enumerate(fold_indices(targets.tolist(), pooled.groups, len(members), seed)):
-        fold_detector = fit_detector(outputs.features[keep], targets[keep], outputs.statistics[keep])
-        feature_scores[held_out] = fold_detector.score(outputs.features[held_out])
-        image_scores[held_out] = fold_detector.image.score(outputs.statistics[held_out])
+        fold_detector = fit_detector(outputs.features[keep], targets[keep], outputs.statistics[keep], outputs.sizes)
+        held = fold_detector.scores(outputs.features[held_out], outputs.statistics[held_out])
+        scores = torch.zeros(n, held.shape[1]) if scores is None else scores
+        scores[held_out] = held
         members[k].config.tta_views = config.tta_views
         for tta in oof:  # the member's softmax, then the ensemble's temperature on its log
             raw = Predictor(members[k]).probabilities(pooled.subset(held_out).images, tta=tta).double()
             oof[tta][held_out] = (raw.clamp_min(1e-12).log() / config.temperature).softmax(dim=1).numpy()
-    ensemble.ood_detector = fit_detector(outputs.features, targets, outputs.statistics)
-    config.ood = {**fit_limits(feature_scores, image_scores, pooled.groups, acceptance), "features": "all members"}
+    ensemble.ood_detector = fit_detector(outputs.features, targets, outputs.statistics, outputs.sizes)
+    config.ood = {**fit_limits(scores, pooled.groups, acceptance), "features": "member mean"}
     if refuse:
         refuse_sets(ensemble, refuse)
     outputs.probabilities, outputs.tta_probabilities = oof[False], oof[True]

@@ -116,10 +116,14 @@ class ModelConfig:
         if self.ood is not None and not (
             isinstance(self.ood, dict)
             and self.ood.get("method") == "mahalanobis"
-            and _is_number(self.ood.get("threshold"))
+            and (
+                _is_number(self.ood.get("threshold"))
+                or (isinstance(self.ood.get("thresholds"), list) and all(map(_is_number, self.ood["thresholds"])))
+            )
         ):
             fail(
-                "ood", f"must be null or an object with method 'mahalanobis' and a numeric threshold, got {self.ood!r}"
+                "ood",
+                f"must be null or an object with method 'mahalanobis' and numeric thresholds, got {self.ood!r}",
             )
         if self.conformal is not None and not (
             isinstance(self.conformal, dict)

@@ -27,16 +27,23 @@ from torch import nn
 OOD_WEIGHTS_NAME = "ood.safetensors"
 
 
+class Tapped(list):
+    """The pooled features of each forward pass, and how many of their columns each layer gave."""
+
+    sizes: list[int]
+
+
 @contextmanager
-def tap_features(layers: Sequence[nn.Module]) -> Iterator[list[torch.Tensor]]:
+def tap_features(layers: Sequence[nn.Module]) -> Iterator[Tapped]:
     """While open, every forward pass appends the spatially pooled, concatenated outputs of ``layers``."""
     outputs: dict[int, torch.Tensor] = {}
-    pooled: list[torch.Tensor] = []
+    pooled = Tapped()
 
     def keep(index: int):
         def hook(module: nn.Module, args, output: torch.Tensor) -> None:
             outputs[index] = output.float().mean(dim=(2, 3))
             if len(outputs) == len(layers):
+                pooled.sizes = [outputs[i].shape[1] for i in range(len(layers))]
                 pooled.append(torch.cat([outputs[i] for i in range(len(layers))], dim=1))
                 outputs.clear()
 
@@ -89,36 +96,64 @@ def image_statistics(batch: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class MahalanobisDetector:
+class Gaussian:
+    """Class means and a shared precision matrix: the squared Mahalanobis distance to the nearest mean."""
+
     means: torch.Tensor  # (classes, features)
     precision: torch.Tensor  # (features, features)
-    # The same distance on image_statistics(), with one mean for all classes; None for folders fitted before
-    # it existed (their check rests on the features alone).
-    image: MahalanobisDetector | None = None
 
-    def score(self, features: torch.Tensor) -> torch.Tensor:
-        """Squared Mahalanobis distance to the nearest class mean: higher is more unusual."""
-        diff = features.float().cpu()[:, None, :] - self.means[None]  # (N, classes, features)
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        diff = x.float().cpu()[:, None, :] - self.means[None]  # (N, classes, features)
         return torch.einsum("ncf,fg,ncg->nc", diff, self.precision, diff).min(dim=1).values
 
-    def unusualness(self, features: torch.Tensor, batch: torch.Tensor, limits: dict) -> torch.Tensor:
-        """Each image's larger distance as a multiple of its limit (``config.ood``): above 1 is refused."""
-        ratio = self.score(features) / limits["threshold"]
-        if self.image is not None:
-            ratio = torch.maximum(ratio, self.image.score(image_statistics(batch)) / limits["image_threshold"])
-        return ratio
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {"means": self.means.contiguous(), "precision": self.precision.contiguous()}
-        if self.image is not None:
-            tensors |= {f"image.{k}": v for k, v in self.image.tensors().items()}
-        return tensors
+@dataclass
+class MahalanobisDetector:
+    """One distance per feature layer (Lee et al. score each layer and combine), and one on image statistics.
+
+    A layer that sees texture and one that sees structure disagree about different foreign images; taking the
+    largest of their distances, each against its own limit, refuses what either finds unusual.
+    """
+
+    parts: list[Gaussian]  # one per layer of model.ood_layers(), in order
+    sizes: list[int]  # the feature columns of each part
+    # The distance on image_statistics(), with one mean for all classes; None for folders fitted before it
+    # existed (their check rests on the features alone).
+    image: Gaussian | None = None
+
+    def scores(self, features: torch.Tensor, statistics: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, parts [+ 1]): each layer's distance, then the image statistics' where given."""
+        columns = [part.score(x) for part, x in zip(self.parts, features.split(self.sizes, dim=1), strict=True)]
+        if statistics is not None and self.image is not None:
+            columns.append(self.image.score(statistics))
+        return torch.stack(columns, dim=1)
+
+    def unusualness(self, features: torch.Tensor, batch: torch.Tensor, ood: dict) -> torch.Tensor:
+        """Each image's largest distance as a multiple of its limit (``config.ood``): above 1 is refused."""
+        statistics = image_statistics(batch) if self.image is not None else None
+        return (self.scores(features, statistics) / torch.tensor(limits(ood))).max(dim=1).values
 
     def save(self, path: str | Path) -> None:
-        save_file(self.tensors(), str(path))
+        tensors = {"sizes": torch.tensor(self.sizes)}
+        for i, part in enumerate(self.parts):
+            tensors |= {f"part{i}.means": part.means.contiguous(), f"part{i}.precision": part.precision.contiguous()}
+        if self.image is not None:
+            tensors |= {"image.means": self.image.means.contiguous(), "image.precision": self.image.precision.contiguous()}
+        save_file(tensors, str(path))
 
     @classmethod
     def load(cls, path: str | Path) -> MahalanobisDetector:
-        tensors = load_file(str(path))
-        image = cls(tensors["image.means"], tensors["image.precision"]) if "image.means" in tensors else None
-        return cls(tensors["means"], tensors["precision"], image)
+        t = load_file(str(path))
+        if "means" in t:  # one distance over all layers, as fitted before layers were scored apart
+            return cls([Gaussian(t["means"], t["precision"])], [t["means"].shape[1]])
+        sizes = t["sizes"].tolist()
+        parts = [Gaussian(t[f"part{i}.means"], t[f"part{i}.precision"]) for i in range(len(sizes))]
+        image = Gaussian(t["image.means"], t["image.precision"]) if "image.means" in t else None
+        return cls(parts, sizes, image)
+
+
+def limits(ood: dict) -> list[float]:
+    """The limits of ``config.ood`` in the order of ``MahalanobisDetector.scores``: one per layer (a single one
+    in folders fitted before layers were scored apart), then the image statistics' where fitted."""
+    per_layer = ood["thresholds"] if "thresholds" in ood else [ood["threshold"]]
+    return [*per_layer, *([ood["image_threshold"]] if "image_threshold" in ood else [])]

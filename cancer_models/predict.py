@@ -117,7 +117,8 @@ class Predictor:
                 probs.append(logits.float().softmax(dim=1).view(len(views), -1, logits.shape[1]).mean(dim=0).cpu())
                 if detector:  # the untransformed view's features: the first block of the chunk
                     n = len(probs[-1])
-                    scores.append(detector.unusualness(features.pop()[:n], chunk[:n], self.config.ood))
+                    pooled, _ = self.model.ood_features(features.pop()[:n], features.sizes)
+                    scores.append(detector.unusualness(pooled, chunk[:n], self.config.ood))
         if not probs:
             return torch.empty((0, len(self.config.labels))), (torch.empty(0) if detector else None)
         return torch.cat(probs), (torch.cat(scores) if detector else None)

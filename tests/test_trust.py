@@ -190,7 +190,8 @@ def test_calibrate_can_refuse_whole_image_sets(small_cnn, tmp_path):
     assert calibrate_cli.main([*args, "--refuse", str(other)]) == 0
     model = load_pretrained(folder)
     ood = model.config.ood
-    assert ood["threshold"] < ood["threshold_before_refusal"] and set(ood["refused"]) == {"look-alikes"}
+    lowered = zip(ood["thresholds"], ood["thresholds_before_refusal"], strict=True)
+    assert all(t < before for t, before in lowered) and set(ood["refused"]) == {"look-alikes"}
     predictions = Predictor(model).predict(sorted(other.rglob("*.jpg")))
     assert len(predictions) == 6 and not any(p.in_distribution for p in predictions)
     assert "every validation image of look-alikes" in (folder / "README.md").read_text()

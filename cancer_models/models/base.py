@@ -85,6 +85,11 @@ class CancerModel(nn.Module, HubMixin):
         except AttributeError as e:
             raise ConfigError(f"config field 'cam_layers' names a layer {self.config.architecture} lacks: {e}") from e
 
+    def ood_features(self, pooled: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, list[int]]:
+        """The rejection check's features from the pooled outputs of ``ood_layers()`` (``ood.tap_features``) and
+        their columns per layer; an ensemble averages its members'."""
+        return pooled, sizes
+
     def ood_layers(self) -> list[nn.Module]:
         """Mid-level layers whose pooled outputs describe what an image looks like (see ``ood.py``)."""
         raise NotImplementedError

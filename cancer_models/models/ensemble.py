@@ -3,7 +3,7 @@
 The ensemble's output is the log of its members' mean class probabilities, so everything that treats a model's
 output as logits (temperature scaling, the threshold, conformal sets) works on the averaged probabilities
 unchanged. Its CAM target layers are every member's, which pytorch-grad-cam averages: one map for the ensemble.
-Out-of-distribution features come from every member. So that a folder of K members stays small, weights
+Out-of-distribution features are the members' features averaged. So that a folder of K members stays small, weights
 are stored compressed (convolution and linear weights as int8 with one float32 scale per output channel, the rest
 in float16) and used in float32; cross-validation records how far that moves the test probabilities.
 """
@@ -126,8 +126,18 @@ class Ensemble(CancerModel):
     def cam_layer_candidates(self) -> list[list[str]]:
         return [self._member_layers(names) for names in self.members[0].cam_layer_candidates()]
 
+    def _first_member_only(self) -> bool:
+        # Folders fitted when the check used the first member's features keep doing so.
+        return self.config.ood is not None and self.config.ood.get("features") != "member mean"
+
     def ood_layers(self) -> list[nn.Module]:
-        # Every member's features; folders fitted when the check used the first member alone keep doing so.
-        if self.config.ood is not None and self.config.ood.get("features") != "all members":
+        if self._first_member_only():
             return self.members[0].ood_layers()
         return [layer for member in self.members for layer in member.ood_layers()]
+
+    def ood_features(self, pooled: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, list[int]]:
+        """The ensemble's own features: its members' pooled features, averaged."""
+        if self._first_member_only():
+            return pooled, sizes
+        members = len(self.members)
+        return pooled.view(len(pooled), members, -1).mean(dim=1), sizes[: len(sizes) // members]
