@@ -26,6 +26,7 @@ from cancer_models.model_card import RESEARCH_WARNING, explanation_reliability
 from cancer_models.predict import NOT_RECOGNISED, UNCERTAIN
 from cancer_models.report import single_image_report
 from cancer_models.routing import Route, route
+from cancer_models.slides import SlidePredictor, write_outputs
 from catalog import LoadedModel, ModelStore, load_catalog
 
 ROOT = Path(__file__).resolve().parent
@@ -194,6 +195,14 @@ def _verdict_text(analysis: Analysis, method: str | None) -> str:
         p = prediction.probabilities[prediction.decision]
         head = f"**{prediction.decision.capitalize()}** ({p:.0%}). {chosen}"
     head = head.strip() + f" This model is for {kind} images only."
+    tile = config.tile_size
+    if tile and max(analysis.image.size) >= 2.5 * tile and prediction.refused_because is None:
+        w, h = analysis.image.size
+        head += (
+            f" This image is {w}x{h} pixels; the model was trained on tiles of about {tile} pixels and looks at the "
+            f"whole image shrunk to {config.input_size}x{config.input_size} as one tile. For a large field or a "
+            "slide, use the *Large image / slide* tab, which classifies it tile by tile."
+        )
     details = []
     if prediction.in_distribution:
         details.append(
@@ -345,6 +354,50 @@ def predict_batch(files: list[str] | None, model_name: str, tta: bool):
     return {"headers": header, "data": rows}, str(out)
 
 
+def _slide_model(model_name: str) -> str:
+    """The model for a slide: the one chosen, or with the automatic choice the first histopathology model."""
+    if model_name != AUTOMATIC:
+        return model_name
+    tiled = [n for n in store.names if store.entries[n].modality == "histopathology"]
+    if not tiled:
+        raise gr.Error("No histopathology model is available for slides.", print_exception=False)
+    return tiled[0]
+
+
+def analyse_slide(file: str | None, model_name: str, tile_size: float, overlap: float, progress=gr.Progress()):
+    """Tile a large image or a pyramidal slide, classify every tissue tile; returns the overlay, the summary,
+    the top regions and the files to download (CSV, GeoJSON, heatmap, summary)."""
+    if file is None:
+        raise gr.Error("Please upload a large image or a slide first.", print_exception=False)
+    name = _slide_model(model_name)
+    predictor = _model(name).predictor
+    path = file if isinstance(file, str) else file.name
+    try:
+        slides = SlidePredictor(predictor, tile_size=int(tile_size) or None, overlap=overlap)
+        progress(0, desc="reading the slide and finding tissue")
+        result = slides.predict(path)
+    except (ImageError, ValueError) as e:
+        raise gr.Error(f"This file cannot be analysed: {_without_temp_path(e, path)}", print_exception=False) from e
+    out = write_outputs(result, Path(tempfile.mkdtemp(prefix="cancer-slide-")))
+    summary = result.summary()
+
+    def share(key: str) -> str:
+        return "n/a" if summary[key] is None else f"{summary[key]:.0%}"
+
+    text = (
+        f"**{summary['tissue_tiles']} tissue tiles** of {summary['tiles']} ({summary['tile_size']} px each, model "
+        f"*{name}*): {share('share_malignant')} of the tiles it answered called malignant, {share('share_uncertain')} "
+        f"uncertain; {summary['refused_tiles']} refused ({share('share_refused')}: not like its training tiles, "
+        f"shown near-black, never averaged in); {summary['background_tiles']} background tiles skipped. "
+        "Blue is benign, red malignant, orange uncertain. Research use only, not a diagnosis."
+    )
+    top = [[r["x"], r["y"], r["size"], r["p_malignant"], r["decision"]] for r in summary["top_regions"]]
+    overlay = np.asarray(Image.open(out["overlay"]))
+    return overlay, text, {"headers": ["x", "y", "size", "p_malignant", "decision"], "data": top}, [
+        str(out[k]) for k in ("csv", "geojson", "heatmap", "summary")
+    ]
+
+
 def _example_rows() -> list[list]:
     """Example images with their true label, paired with a model of their modality where the catalog has one
     (else the automatic choice)."""
@@ -404,6 +457,24 @@ def build_demo() -> gr.Blocks:
             run_batch = gr.Button("Analyse all", variant="primary")
             table = gr.Dataframe(label="Results", interactive=False, wrap=True)
             csv_file = gr.File(label="Download CSV")
+        with gr.Tab("Large image / slide"):
+            gr.Markdown(
+                "A large field or a whole slide (a big PNG or JPEG, or a pyramidal TIFF/SVS under the upload limit; "
+                "larger slides: `python -m cancer_models.slides`). It is cut into tiles at the model's scale; "
+                "background is skipped, every tissue tile is classified and checked, and tiles the model does not "
+                "recognise are shown as refused. The GeoJSON opens in QuPath (*File > Import objects from file*)."
+            )
+            with gr.Row():
+                with gr.Column():
+                    slide_file = gr.File(label="Large image or slide", elem_id="slide-file")
+                    tile_size = gr.Number(0, precision=0, label="Tile size in pixels (0: the model's)")
+                    overlap = gr.Slider(0.0, 0.75, value=0.0, step=0.25, label="Tile overlap")
+                    run_slide = gr.Button("Analyse slide", variant="primary")
+                with gr.Column():
+                    slide_map = gr.Image(label="Tile map over the image", type="numpy", interactive=False, elem_id="slide-map")
+                    slide_summary = gr.Markdown(elem_id="slide-summary")
+            top_regions = gr.Dataframe(label="Highest-scoring tiles (level-0 pixels)", interactive=False)
+            slide_files = gr.File(label="Download: tiles CSV, GeoJSON, heatmap, summary", file_count="multiple")
         with gr.Tab("About the model"):
             panel = gr.Markdown(label="Model details", elem_id="model-panel")
         results = [probabilities, decision, overlay, report, analysis]
@@ -422,6 +493,11 @@ def build_demo() -> gr.Blocks:
             control.input(rerender, [analysis, method, opacity], [overlay, decision], api_name=False).then(
                 write_report, [analysis, method, opacity], report, api_name=False
             )
+        run_slide.click(
+            analyse_slide, [slide_file, model, tile_size, overlap], [slide_map, slide_summary, top_regions, slide_files],
+            api_name="predict_slide",
+        )
+        slide_file.change(lambda: (None, "", None, None), None, [slide_map, slide_summary, top_regions, slide_files], api_name=False)
         run_batch.click(predict_batch, [files, model, batch_tta], [table, csv_file], api_name="predict_batch")
         model.change(describe_model, model, panel, api_name=False)
         demo.load(describe_model, model, panel, api_name=False)

@@ -292,3 +292,24 @@ def test_uploads_over_the_limit_are_refused(client, tmp_path):
     with pytest.raises(Exception, match="(?i)maximum|too large|exceeds|413"):
         _predict(client, big)
     _predict(client, fixture_images()[0])  # still serving
+
+
+def test_large_images_are_mapped_tile_by_tile(client, tmp_path):
+    from test_slides import CELL, PATTERN, mosaic
+
+    image, _ = mosaic()
+    field = tmp_path / "field.png"
+    image.save(field)
+    overlay, summary, top, files = client.predict(
+        handle_file(str(field)), SHIPPED, CELL, 0.0, api_name="/predict_slide"
+    )
+    tissue = sum(k != "." for row in PATTERN for k in row)
+    assert f"**{tissue} tissue tiles** of {len(PATTERN) * len(PATTERN[0])}" in summary and "1 refused" in summary
+    assert Path(overlay).is_file() and top["data"][0][4] in ("malignant", "uncertain")
+    names = sorted(Path(f).name for f in files)
+    assert names == ["field.geojson", "field.heatmap.png", "field.summary.json", "field.tiles.csv"]
+    # The same field in the single-image tab says it was shrunk and points to the slide tab.
+    _, decision, _, _ = _predict(client, field, model=SHIPPED)
+    assert "800x640 pixels" in decision and "Large image / slide" in decision
+    with pytest.raises(AppError, match="cannot be analysed"):
+        client.predict(handle_file(str(Path(__file__))), SHIPPED, 0, 0.0, api_name="/predict_slide")
