@@ -244,10 +244,10 @@ def _overlay(analysis: Analysis, method: str, opacity: float) -> np.ndarray | No
     return overlay_heatmap(analysis.image, analysis.heatmaps[method], opacity)
 
 
-def analyse(image: str, model_name: str, tta: bool) -> Analysis:
-    """Decode ``image`` once, choose the model (or take the one chosen) and predict."""
+def analyse(image: str, model_name: str, tta: bool, frame: int = 0) -> Analysis:
+    """Decode ``image`` once (a DICOM file's ``frame``), choose the model (or take the one chosen) and predict."""
     try:
-        rgb = load_image(image)
+        rgb = load_image(image, frame=int(frame or 0))
         if model_name == AUTOMATIC:
             models = _available()
             if not models:
@@ -264,12 +264,16 @@ def analyse(image: str, model_name: str, tta: bool) -> Analysis:
         raise gr.Error(f"This file cannot be analysed: {_without_temp_path(e, image)}", print_exception=False) from e
 
 
-def predict(image: str | None, model_name: str, method: str, opacity: float, tta: bool):
-    """Classify one image; returns the verdict with both probabilities, the decision in words, the CAM overlay
-    (none for an image the model does not recognise), the model panel and the session's analysis."""
+def predict(
+    image: str | None, model_name: str, method: str, opacity: float, tta: bool, dicom: str | None = None, frame: int = 0
+):
+    """Classify one image (or a DICOM file's frame); returns the verdict with both probabilities, the decision
+    in words, the CAM overlay (none for an image the model does not recognise), the model panel and the
+    session's analysis."""
+    image = dicom or image
     if image is None:
         raise gr.Error("Please upload an image first (drag and drop, paste, or click the box).", print_exception=False)
-    analysis = analyse(image, model_name, tta)
+    analysis = analyse(image, model_name, tta, frame)
     method = _method(analysis, method)
     overlay = _overlay(analysis, method, opacity)
     prediction = analysis.prediction
@@ -284,6 +288,17 @@ def rerender(analysis: Analysis | None, method: str, opacity: float):
         return gr.update(), gr.update()
     method = _method(analysis, method)
     return _overlay(analysis, method, opacity), _verdict_text(analysis, method)
+
+
+def _frames(dicom: str | None):
+    """The frame slider: shown for a multi-frame DICOM file, up to its last frame."""
+    if not dicom:
+        return gr.update(visible=False, value=0)
+    try:
+        frames = load_image(dicom).info.get("frames", 1)
+    except ImageError:
+        return gr.update(visible=False, value=0)
+    return gr.update(visible=frames > 1, maximum=max(frames - 1, 1), value=0)
 
 
 def cleared():
@@ -437,6 +452,9 @@ def build_demo() -> gr.Blocks:
                         tta = gr.Checkbox(
                             False, label="Test-time augmentation (the orientations the model was trained with)"
                         )
+                    with gr.Accordion("DICOM file", open=False):
+                        dicom = gr.File(label="A DICOM file (.dcm): used instead of the image above", elem_id="dicom")
+                        frame = gr.Slider(0, 1, value=0, step=1, label="Frame", visible=False)
                     submit = gr.Button("Analyse", variant="primary")
                     truth = gr.Textbox(label="True label (examples only)", interactive=False, elem_id="truth")
                 with gr.Column():
@@ -479,7 +497,9 @@ def build_demo() -> gr.Blocks:
             panel = gr.Markdown(label="Model details", elem_id="model-panel")
         results = [probabilities, decision, overlay, report, analysis]
         submit.click(
-            predict, [image, model, method, opacity, tta], [probabilities, decision, overlay, panel, analysis],
+            predict,
+            [image, model, method, opacity, tta, dicom, frame],
+            [probabilities, decision, overlay, panel, analysis],
             api_name="predict",
         ).then(write_report, [analysis, method, opacity], report, api_name=False)
         # No stale answer: a new image, model or option clears the result; the map's method and opacity
@@ -487,6 +507,8 @@ def build_demo() -> gr.Blocks:
         image.input(cleared, None, results, api_name=False)
         image.clear(cleared, None, results, api_name=False)
         image.upload(lambda: "", None, truth, api_name=False)
+        dicom.change(cleared, None, results, api_name=False)
+        dicom.change(_frames, dicom, frame, api_name=False)
         model.input(cleared, None, results, api_name=False)
         tta.input(cleared, None, results, api_name=False)
         for control in (method, opacity):

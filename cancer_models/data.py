@@ -93,7 +93,8 @@ def load_raw(source: str, cache_dir: str | None = None, streaming: bool = False)
             "(SPLIT/LABEL/*.jpg, or LABEL/*.jpg) and no parquet files (a Hub dataset downloaded with "
             "`hf download --repo-type dataset`); folders reached through symbolic links are not searched"
         )
-        if _has_files(path, set(Image.registered_extensions())):
+        if _has_files(path, set(Image.registered_extensions()) | DICOM_SUFFIXES):
+            _imagefolder_reads_dicom()
             # Split folders named explicitly: datasets would otherwise try dozens of split-name patterns, each a
             # search of the whole tree (minutes for 200,000 files, on every run).
             folders = {_SPLIT_ALIASES.get(d.name, d.name): d.name for d in path.iterdir() if d.is_dir()}
@@ -118,6 +119,17 @@ def load_raw(source: str, cache_dir: str | None = None, streaming: bool = False)
     if unknown:
         raise DataError(f"{source}: unexpected split(s) {sorted(unknown)}; expected {list(SPLITS)}")
     return raw
+
+
+DICOM_SUFFIXES = {".dcm", ".dicom"}
+
+
+def _imagefolder_reads_dicom() -> None:
+    """Let ``datasets``' imagefolder list DICOM files too: they are decoded by ``load_image`` (decoding.py),
+    never by PIL."""
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    ImageFolder.EXTENSIONS = sorted(set(ImageFolder.EXTENSIONS) | DICOM_SUFFIXES)
 
 
 def _has_files(folder: Path, suffixes: set[str]) -> bool:

@@ -11,7 +11,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from conftest import fixture_images, lay_out_as_hub_cache
 
 from cancer_models import Predictor, load_pretrained
@@ -313,3 +315,21 @@ def test_large_images_are_mapped_tile_by_tile(client, tmp_path):
     assert "800x640 pixels" in decision and "Large image / slide" in decision
     with pytest.raises(AppError, match="cannot be analysed"):
         client.predict(handle_file(str(Path(__file__))), SHIPPED, 0, 0.0, api_name="/predict_slide")
+
+
+def test_a_dicom_file_gets_the_answer_of_the_same_pixels_and_no_name(client, tmp_path):
+    from test_dicom import PATIENT, write_dicom
+
+    scan = fixture_images("ultrasound", "test")[0]
+    pixels = np.asarray(Image.open(scan).convert("RGB"))
+    png, dcm = tmp_path / "scan.png", write_dicom(tmp_path / "scan.dcm", pixels, "RGB")
+    Image.fromarray(pixels).save(png)
+    as_png = client.predict(handle_file(str(png)), ULTRASOUND, "gradcam", 0.5, False, api_name="/predict")
+    as_dicom = client.predict(
+        handle_file(str(png)), ULTRASOUND, "gradcam", 0.5, False, handle_file(str(dcm)), 0, api_name="/predict"
+    )
+    assert as_dicom[0] == as_png[0] and as_dicom[1] == as_png[1]
+    table, csv_path = client.predict([handle_file(str(dcm))], ULTRASOUND, False, api_name="/predict_batch")
+    everything = json.dumps(as_dicom[:2]) + as_dicom[3] + json.dumps(table) + Path(csv_path).read_text()
+    assert table["data"][0][2] == as_png[0]["label"]
+    assert PATIENT.split("^")[0] not in everything and "12345" not in everything

@@ -142,3 +142,27 @@ def test_the_modality_attribute_is_a_hint_that_can_refuse(tmp_path, tile, predic
     photo = np.asarray(load_image(PYDICOM_FILES.parent / "test_files" / "SC_rgb_jpeg.dcm").resize((160, 160)))
     fake = write_dicom(tmp_path / "fake.dcm", np.ascontiguousarray(photo), "RGB", Modality="US")
     assert predictor.predict(str(fake)).decision == "not recognised"
+
+
+def test_a_folder_of_dicom_files_is_a_data_set(tmp_path):
+    """Training and evaluation read DICOM folders in the imagefolder layout, with the same pixels."""
+    from conftest import FIXTURES
+    from datasets import Image as ImageFeature
+
+    from cancer_models.data import DataSpec, load_splits
+    from cancer_models.decoding import decode_split
+
+    source = FIXTURES / "histopathology"
+    for jpg in source.rglob("*.jpg"):
+        target = (tmp_path / jpg.relative_to(source)).with_suffix(".dcm")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_dicom(target, np.asarray(Image.open(jpg).convert("RGB")), "RGB")
+    decoded = {}
+    for root in (source, tmp_path):
+        test = load_splits(DataSpec([str(root)]))["test"]
+        names = [Path(i["path"]).stem for i in test.cast_column("image", ImageFeature(decode=False))["image"]]
+        split = decode_split(test, 96)
+        decoded[root] = {n: (split.images[k], int(split.targets[k])) for k, n in enumerate(names)}
+    assert decoded[source].keys() == decoded[tmp_path].keys() and len(decoded[source]) == 6
+    for name, (pixels, target) in decoded[source].items():
+        assert target == decoded[tmp_path][name][1] and (pixels == decoded[tmp_path][name][0]).all()
