@@ -346,10 +346,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the test-time views the model was trained on (default: keep)",
     )
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        help="the side of the training images in source pixels, recorded for cutting slides (default: keep)",
+    )
+    parser.add_argument("--tile-mpp", type=float, default=None, help="their microns per pixel, where known")
     args = parser.parse_args(argv)
     try:
         model = load_pretrained(args.model)
         model.config.tta_views = args.tta_views or model.config.tta_views
+        model.config.tile_size = args.tile_size or model.config.tile_size
+        model.config.tile_mpp = args.tile_mpp or model.config.tile_mpp
         size = model.config.input_size
         refuse = {dataset_name(source): images_to_refuse(source, size) for source in args.refuse}
         splits = load_splits(DataSpec(args.data))

@@ -362,14 +362,20 @@ def _scope(config: ModelConfig) -> str:
     if not (trust and config.ood and config.conformal):
         return ""
     calibrated_on = trust.get("calibrated_on", "validation")
-    held_out = "validation" if calibrated_on == "validation" else "held-out fold"
+    held_out = "validation" if calibrated_on == "validation" else "out-of-fold"
     lines = [
         (
             f"- Made for {task} images like those of its training data. An image whose mid-level features"
             + (", or whose colour, brightness and texture statistics," if "image_threshold" in config.ood else "")
-            + f" lie further from the training images than those of {config.ood['acceptance']:.0%} of the "
-            f"{held_out} images (Mahalanobis distances) gets no verdict: *not recognised*. Other imaging "
-            "modalities, photographs and drawings are out of scope."
+            + " lie further from the training images than "
+            + (
+                f"every image of {config.ood['acceptance']:.0%} of the {held_out} groups (near-copies of one "
+                "source image count once; each layer and the statistics against their own limits)"
+                if config.ood.get("over") == "groups"
+                else f"those of {config.ood['acceptance']:.0%} of the {held_out} images"
+            )
+            + " (Mahalanobis distances) gets no verdict: *not recognised*. Other imaging modalities, photographs "
+            "and drawings are out of scope."
         ),
     ]
     if config.ood.get("refused"):

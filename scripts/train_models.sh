@@ -44,11 +44,16 @@ for name in "${names[@]}"; do
   [ -n "${RECIPES[$name]:-}" ] || { echo "unknown model $name; known: ${!RECIPES[*]}" >&2; exit 2; }
   # shellcheck disable=SC2086
   train "$name" ${RECIPES[$name]}
+  # Every shipped model refuses the other two modalities' validation images (calibrate --refuse).
   case $name in
+    ultrasound-cancer-cnn) explain "$name" "$DATA/ultrasound" -- "$DATA/ultrasound" "$DATA/ultrasound_masks" \
+      --refuse "$DATA/histopathology" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" ;;
     ultrasound-*) explain "$name" "$DATA/ultrasound" -- "$DATA/ultrasound" "$DATA/ultrasound_masks" ;;
-    # its first member's rejection limit let 2% of histopathology tiles through: the other modalities are refused
     dermoscopy-cancer-cnn) explain "$name" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" -- \
       "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" --refuse "$DATA/histopathology" "$DATA/ultrasound" ;;
+    # LC25000 tiles are 160 pixels here (their microns per pixel are unknown): the scale slides are cut at
+    histopathology-cancer-cnn) python -m cancer_models.calibrate --model "runs/$name" --data "$DATA/histopathology" \
+      --refuse "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" "$DATA/ultrasound" --tile-size 160 ;;
     # trained on the ISIC set alone: its rejection and prediction sets are refitted on that alone
     dermoscopy-resnet34) explain "$name" "$DATA/dermoscopy" -- "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" ;;
   esac
