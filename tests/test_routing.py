@@ -23,6 +23,11 @@ def predictors() -> dict[str, Predictor]:
     return {task: Predictor(load_pretrained(ROOT / "models" / f"{task}-cancer-cnn")) for task in TASKS}
 
 
+@pytest.fixture(scope="module")
+def foreign() -> dict:
+    return foreign_sets()  # the package images only (no data set needed)
+
+
 def _own_images(task: str) -> list[Path]:
     return [p for split in ("train", "validation", "test") for p in fixture_images(task, split)]
 
@@ -59,8 +64,8 @@ def test_tta_never_turns_a_confident_correct_answer_into_uncertain(predictors):
             assert q.decision != "uncertain"
 
 
-def test_images_of_no_supported_kind_go_to_no_model(predictors):
-    sets = foreign_sets()  # the package images only (no data set needed)
+def test_images_of_no_supported_kind_go_to_no_model(predictors, foreign):
+    sets = foreign
     images = [im for name, ims in sets.items() if not name.startswith("ultrasound") for im in ims[::4]]
     assert len(images) >= 40
     routed = [route(predictors, im) for im in images]
@@ -69,7 +74,7 @@ def test_images_of_no_supported_kind_go_to_no_model(predictors):
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_each_model_refuses_the_foreign_development_sets(predictors, task):
-    for name, images in sets_for(task, foreign_sets()).items():
+def test_each_model_refuses_the_foreign_development_sets(predictors, foreign, task):
+    for name, images in sets_for(task, foreign).items():
         accepted = np.mean([p.in_distribution for p in predictors[task].predict(images)])
         assert accepted <= 0.02, (name, accepted)
