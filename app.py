@@ -427,6 +427,52 @@ def _example_rows() -> list[list]:
     return rows
 
 
+def _batch_tab(model: gr.Dropdown) -> None:
+    files = gr.File(file_count="multiple", label="Images (JPEG, PNG, TIFF, DICOM, ...)")
+    batch_tta = gr.Checkbox(False, label="Test-time augmentation")
+    run_batch = gr.Button("Analyse all", variant="primary")
+    table = gr.Dataframe(label="Results", interactive=False, wrap=True)
+    csv_file = gr.File(label="Download CSV")
+    run_batch.click(predict_batch, [files, model, batch_tta], [table, csv_file], api_name="predict_batch")
+
+
+def _slide_tab(model: gr.Dropdown) -> None:
+    gr.Markdown(
+        "A large field or a whole slide (a big PNG or JPEG, or a pyramidal TIFF/SVS under the upload limit; "
+        "larger slides: `python -m cancer_models.slides`). It is cut into tiles at the model's scale; "
+        "background is skipped, every tissue tile is classified and checked, and tiles the model does not "
+        "recognise are shown as refused. The GeoJSON opens in QuPath (*File > Import objects from file*)."
+    )
+    with gr.Row():
+        with gr.Column():
+            slide_file = gr.File(label="Large image or slide", elem_id="slide-file")
+            tile_size = gr.Number(0, precision=0, label="Tile size in pixels (0: the model's)")
+            overlap = gr.Slider(0.0, 0.75, value=0.0, step=0.25, label="Tile overlap")
+            run_slide = gr.Button("Analyse slide", variant="primary")
+        with gr.Column():
+            slide_map = gr.Image(label="Tile map over the image", type="numpy", interactive=False, elem_id="slide-map")
+            slide_summary = gr.Markdown(elem_id="slide-summary")
+    top_regions = gr.Dataframe(label="Highest-scoring tiles (level-0 pixels)", interactive=False)
+    slide_files = gr.File(label="Download: tiles CSV, GeoJSON, heatmap, summary", file_count="multiple")
+    outputs = [slide_map, slide_summary, top_regions, slide_files]
+    run_slide.click(analyse_slide, [slide_file, model, tile_size, overlap], outputs, api_name="predict_slide")
+    slide_file.change(lambda: (None, "", None, None), None, outputs, api_name=False)
+
+
+def _keep_answers_fresh(image, dicom, frame, model, tta, method, opacity, truth, results: list) -> None:
+    """No stale answer: a new image, model or option clears the result; the map's method and opacity re-render
+    from the session's analysis (``results``: verdict, decision, overlay, report, analysis)."""
+    for event in (image.input, image.clear, dicom.change, model.input, tta.input):
+        event(cleared, None, results, api_name=False)
+    image.upload(lambda: "", None, truth, api_name=False)
+    dicom.change(_frames, dicom, frame, api_name=False)
+    _, decision, overlay, report, analysis = results
+    for control in (method, opacity):
+        control.input(rerender, [analysis, method, opacity], [overlay, decision], api_name=False).then(
+            write_report, [analysis, method, opacity], report, api_name=False
+        )
+
+
 def build_demo() -> gr.Blocks:
     names = [AUTOMATIC, *store.names]
     with gr.Blocks(title="Cancer image classifier (research)") as demo:
@@ -470,29 +516,9 @@ def build_demo() -> gr.Blocks:
             if examples:
                 gr.Examples(examples, inputs=[image, model, truth], label="Examples (real test images, true label shown)")
         with gr.Tab("Batch"):
-            files = gr.File(file_count="multiple", label="Images (JPEG, PNG, TIFF, DICOM, ...)")
-            batch_tta = gr.Checkbox(False, label="Test-time augmentation")
-            run_batch = gr.Button("Analyse all", variant="primary")
-            table = gr.Dataframe(label="Results", interactive=False, wrap=True)
-            csv_file = gr.File(label="Download CSV")
+            _batch_tab(model)
         with gr.Tab("Large image / slide"):
-            gr.Markdown(
-                "A large field or a whole slide (a big PNG or JPEG, or a pyramidal TIFF/SVS under the upload limit; "
-                "larger slides: `python -m cancer_models.slides`). It is cut into tiles at the model's scale; "
-                "background is skipped, every tissue tile is classified and checked, and tiles the model does not "
-                "recognise are shown as refused. The GeoJSON opens in QuPath (*File > Import objects from file*)."
-            )
-            with gr.Row():
-                with gr.Column():
-                    slide_file = gr.File(label="Large image or slide", elem_id="slide-file")
-                    tile_size = gr.Number(0, precision=0, label="Tile size in pixels (0: the model's)")
-                    overlap = gr.Slider(0.0, 0.75, value=0.0, step=0.25, label="Tile overlap")
-                    run_slide = gr.Button("Analyse slide", variant="primary")
-                with gr.Column():
-                    slide_map = gr.Image(label="Tile map over the image", type="numpy", interactive=False, elem_id="slide-map")
-                    slide_summary = gr.Markdown(elem_id="slide-summary")
-            top_regions = gr.Dataframe(label="Highest-scoring tiles (level-0 pixels)", interactive=False)
-            slide_files = gr.File(label="Download: tiles CSV, GeoJSON, heatmap, summary", file_count="multiple")
+            _slide_tab(model)
         with gr.Tab("About the model"):
             panel = gr.Markdown(label="Model details", elem_id="model-panel")
         results = [probabilities, decision, overlay, report, analysis]
@@ -502,25 +528,7 @@ def build_demo() -> gr.Blocks:
             [probabilities, decision, overlay, panel, analysis],
             api_name="predict",
         ).then(write_report, [analysis, method, opacity], report, api_name=False)
-        # No stale answer: a new image, model or option clears the result; the map's method and opacity
-        # re-render from the session's analysis.
-        image.input(cleared, None, results, api_name=False)
-        image.clear(cleared, None, results, api_name=False)
-        image.upload(lambda: "", None, truth, api_name=False)
-        dicom.change(cleared, None, results, api_name=False)
-        dicom.change(_frames, dicom, frame, api_name=False)
-        model.input(cleared, None, results, api_name=False)
-        tta.input(cleared, None, results, api_name=False)
-        for control in (method, opacity):
-            control.input(rerender, [analysis, method, opacity], [overlay, decision], api_name=False).then(
-                write_report, [analysis, method, opacity], report, api_name=False
-            )
-        run_slide.click(
-            analyse_slide, [slide_file, model, tile_size, overlap], [slide_map, slide_summary, top_regions, slide_files],
-            api_name="predict_slide",
-        )
-        slide_file.change(lambda: (None, "", None, None), None, [slide_map, slide_summary, top_regions, slide_files], api_name=False)
-        run_batch.click(predict_batch, [files, model, batch_tta], [table, csv_file], api_name="predict_batch")
+        _keep_answers_fresh(image, dicom, frame, model, tta, method, opacity, truth, results)
         model.change(describe_model, model, panel, api_name=False)
         demo.load(describe_model, model, panel, api_name=False)
     return demo

@@ -72,13 +72,13 @@ def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64,
     with tap_features(model.ood_layers()) as tapped:
         probs = predictor.probabilities(split.images, tta=False)
     features, sizes = model.ood_features(torch.cat(tapped).cpu(), tapped.sizes)
-    statistics = [image_statistics(split.images[i : i + 256]) for i in range(0, len(split), 256)]
+    chunks = [split.images[i : i + 256] for i in range(0, len(split), 256)]  # tensors, also from a disk cache
     return SplitOutputs(
         probs.numpy(),
         features,
-        torch.cat(statistics),
+        torch.cat([image_statistics(chunk) for chunk in chunks]),
         split.targets.numpy(),
-        predictor.probabilities(split.images, tta=True).numpy() if tta else None,
+        torch.cat([predictor.probabilities(chunk, tta=True) for chunk in chunks]).numpy() if tta else None,
         sizes,
     )
 
@@ -313,7 +313,7 @@ def training_seed(model: CancerModel) -> int:
     return int(words[words.index("--seed") + 1]) if "--seed" in words else 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cancer_models.calibrate", description=__doc__)
     parser.add_argument("--model", required=True, type=Path, help="model folder (rewritten in place)")
     parser.add_argument("--data", required=True, nargs="+", help="the image set(s) it was trained on")
@@ -353,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the side of the training images in source pixels, recorded for cutting slides (default: keep)",
     )
     parser.add_argument("--tile-mpp", type=float, default=None, help="their microns per pixel, where known")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         model = load_pretrained(args.model)
         model.config.tta_views = args.tta_views or model.config.tta_views

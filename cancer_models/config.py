@@ -113,6 +113,16 @@ class ModelConfig:
             fail("cam_method", f"must be one of {list(CAM_METHODS)}, got {self.cam_method!r}")
         if not isinstance(self.cam_layers, list) or not all(isinstance(n, str) and n for n in self.cam_layers):
             fail("cam_layers", f"must be a list of module names, got {self.cam_layers!r}")
+        self._validate_scale_and_limits(fail)
+        if not isinstance(self.training, dict):
+            fail("training", "must be an object")
+        if self.format_version > FORMAT_VERSION:
+            fail(
+                "format_version",
+                f"is {self.format_version}, newer than this library reads ({FORMAT_VERSION}); upgrade cancer_models",
+            )
+
+    def _validate_scale_and_limits(self, fail) -> None:
         if self.ood is not None and not (
             isinstance(self.ood, dict)
             and self.ood.get("method") == "mahalanobis"
@@ -141,13 +151,6 @@ class ModelConfig:
             fail("tile_mpp", f"must be null or a positive number, got {self.tile_mpp!r}")
         if self.ood is not None and "image_threshold" in self.ood and not _is_number(self.ood["image_threshold"]):
             fail("ood", f"image_threshold must be a number, got {self.ood['image_threshold']!r}")
-        if not isinstance(self.training, dict):
-            fail("training", "must be an object")
-        if self.format_version > FORMAT_VERSION:
-            fail(
-                "format_version",
-                f"is {self.format_version}, newer than this library reads ({FORMAT_VERSION}); upgrade cancer_models",
-            )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -36,6 +36,7 @@ from PIL import Image
 from .errors import CheckpointError, ConfigError, ImageError
 from .explain import overlay_heatmap
 from .images import to_uint8_tensor
+from .models import load_pretrained
 from .predict import NOT_RECOGNISED, UNCERTAIN, Predictor
 
 THUMBNAIL_SIDE = 2048  # tissue detection and the maps work on a thumbnail this large at most
@@ -428,8 +429,6 @@ def write_outputs(result: SlideResult, out: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .models import load_pretrained
-
     parser = argparse.ArgumentParser(prog="python -m cancer_models.slides", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("files", nargs="+", type=Path, help="slides or large images")

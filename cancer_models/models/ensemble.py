@@ -140,4 +140,5 @@ class Ensemble(CancerModel):
         if self._first_member_only():
             return pooled, sizes
         members = len(self.members)
-        return pooled.view(len(pooled), members, -1).mean(dim=1), sizes[: len(sizes) // members]
+        # unflatten, not view(len(pooled), ...): an exported graph keeps its batch size free
+        return pooled.unflatten(1, (members, -1)).mean(dim=1), sizes[: len(sizes) // members]
