@@ -411,7 +411,9 @@ def _scope(config: ModelConfig) -> str:
         lines.append(f"- {_sets_sentence(config, test, calibrated_on)}")
     foreign = trust.get("foreign")
     if foreign:
-        shown = "; ".join(f"{name} {share:.1%} (n = {foreign['n'][name]})" for name, share in foreign["accepted"].items())
+        shown = "; ".join(
+            f"{name} {share:.1%} (n = {foreign['n'][name]})" for name, share in sorted(foreign["accepted"].items())
+        )
         lines.append(
             f"- Images of other kinds that it accepted (a development set built from images that ship in Python "
             f"packages, never used to set a limit): {shown}."
