@@ -73,6 +73,13 @@ class ImageUpload(gr.Image):
         return super().preprocess(payload)
 
 
+INTRO = (
+    "# Benign or malignant? With an explanation\n"
+    "Histopathology tiles, dermoscopy photos, breast ultrasound. Upload an image: the app chooses the model for its "
+    "kind of image (or pick one), answers benign, malignant, *uncertain* (both stay plausible) or *not recognised* "
+    "(not an image it was trained on), and shows a Grad-CAM map of where the model looked. Uploads are analysed in "
+    "memory and not stored."
+)
 AUTOMATIC = "Automatic (the model whose kind of image this is)"
 BEST_MAP = "model's measured best"
 UNCERTAIN_MEANS = (
@@ -211,7 +218,8 @@ def _verdict_text(analysis: Analysis, method: str | None) -> str:
         )
         if prediction.prediction_set:
             details.append(
-                f"Classes that stay plausible at the {_level(config):.0%} level: {' and '.join(prediction.prediction_set)}."
+                f"Classes that stay plausible at the {_level(config):.0%} level: "
+                f"{' and '.join(prediction.prediction_set)}."
             )
     if prediction.ood_score is not None:
         verb = "refused" if prediction.ood_score > 1 else "accepted"
@@ -344,7 +352,8 @@ def predict_batch(files: list[str] | None, model_name: str, tta: bool):
         try:
             a = analyse(path, model_name, tta)
         except gr.Error as e:
-            rows.append([name, "", "", None, None, "", None, str(e.message).removeprefix("This file cannot be analysed: ")])
+            reason = str(e.message).removeprefix("This file cannot be analysed: ")
+            rows.append([name, "", "", None, None, "", None, reason])
             continue
         p = a.prediction
         shown = p.in_distribution
@@ -477,13 +486,7 @@ def build_demo() -> gr.Blocks:
     names = [AUTOMATIC, *store.names]
     with gr.Blocks(title="Cancer image classifier (research)") as demo:
         gr.HTML(WARNING_HTML)
-        gr.Markdown(
-            "# Benign or malignant? With an explanation\n"
-            "Histopathology tiles, dermoscopy photos, breast ultrasound. Upload an image: the app chooses the model "
-            "for its kind of image (or pick one), answers benign, malignant, *uncertain* (both stay plausible) or "
-            "*not recognised* (not an image it was trained on), and shows a Grad-CAM map of where the model looked. "
-            "Uploads are analysed in memory and not stored."
-        )
+        gr.Markdown(INTRO)
         model = gr.Dropdown(names, value=AUTOMATIC, label="Model (modality and architecture)")
         analysis = gr.State(None)
         with gr.Tab("Single image"):
@@ -514,14 +517,16 @@ def build_demo() -> gr.Blocks:
                     report = gr.File(label="Report (HTML)", elem_id="report")
             examples = _example_rows()
             if examples:
-                gr.Examples(examples, inputs=[image, model, truth], label="Examples (real test images, true label shown)")
+                gr.Examples(
+                    examples, inputs=[image, model, truth], label="Examples (real test images, true label shown)"
+                )
         with gr.Tab("Batch"):
             _batch_tab(model)
         with gr.Tab("Large image / slide"):
             _slide_tab(model)
         with gr.Tab("About the model"):
             panel = gr.Markdown(label="Model details", elem_id="model-panel")
-        results = [probabilities, decision, overlay, report, analysis]
+        results = [probabilities, decision, overlay, report, analysis]  # what a new image or model clears
         submit.click(
             predict,
             [image, model, method, opacity, tta, dicom, frame],

@@ -68,7 +68,11 @@ def metadata(model: CancerModel) -> dict[str, str]:
         "conformal": json.dumps(c.conformal),
         "ood": json.dumps(c.ood),
         "architecture": c.architecture
-        + (f" ({c.model_args.get('members')} x {c.model_args.get('member')}, averaged in the graph)" if c.architecture == "ensemble" else ""),
+        + (
+            f" ({c.model_args.get('members')} x {c.model_args.get('member')}, averaged in the graph)"
+            if c.architecture == "ensemble"
+            else ""
+        ),
         "research_use_only": "Research software, not a medical device. Not for diagnosis.",
     }
 

@@ -409,16 +409,18 @@ def _scope(config: ModelConfig) -> str:
     test = trust.get("test", {})
     if "coverage" in test:
         lines.append(f"- {_sets_sentence(config, test, calibrated_on)}")
-    foreign = trust.get("foreign")
-    if foreign:
-        shown = "; ".join(
-            f"{name} {share:.1%} (n = {foreign['n'][name]})" for name, share in sorted(foreign["accepted"].items())
-        )
-        lines.append(
-            f"- Images of other kinds that it accepted (a development set built from images that ship in Python "
-            f"packages, never used to set a limit): {shown}."
-        )
+    if trust.get("foreign"):
+        lines.append(f"- {_foreign_sentence(trust['foreign'])}")
     return "\n".join(lines)
+
+
+def _foreign_sentence(foreign: dict[str, Any]) -> str:
+    accepted = sorted(foreign["accepted"].items())
+    shown = "; ".join(f"{name} {share:.1%} (n = {foreign['n'][name]})" for name, share in accepted)
+    return (
+        "Images of other kinds that it accepted (a development set built from images that ship in Python packages, "
+        f"never used to set a limit): {shown}."
+    )
 
 
 def _sets_sentence(config: ModelConfig, test: dict[str, Any], calibrated_on: str) -> str:
@@ -440,7 +442,10 @@ def _sets_sentence(config: ModelConfig, test: dict[str, Any], calibrated_on: str
             f"; with test-time augmentation (sets calibrated with it) coverage {test['tta_coverage']:.1%}, "
             f"*uncertain* {test['tta_both']:.1%}"
         )
-    return text + ". The level is the first of 90%, 95%, 98% and 99% that the model's sets do not exceed by more than 2 points on the calibration images."
+    return text + (
+        ". The level is the first of 90%, 95%, 98% and 99% that the model's sets do not exceed by more than 2 points "
+        "on the calibration images."
+    )
 
 
 def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> ModelCard:

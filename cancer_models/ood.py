@@ -138,7 +138,7 @@ class MahalanobisDetector:
         for i, part in enumerate(self.parts):
             tensors |= {f"part{i}.means": part.means.contiguous(), f"part{i}.precision": part.precision.contiguous()}
         if self.image is not None:
-            tensors |= {"image.means": self.image.means.contiguous(), "image.precision": self.image.precision.contiguous()}
+            tensors |= {f"image.{k}": getattr(self.image, k).contiguous() for k in ("means", "precision")}
         save_file(tensors, str(path))
 
     @classmethod

@@ -139,7 +139,9 @@ class Predictor:
             # A DICOM file's Modality is a hint, never trusted alone: it can refuse, the image check still runs.
             conflict = modality_conflict(image.info.get("dicom_modality"), task)
             if conflict:
-                predictions[i] = replace(predictions[i], in_distribution=False, prediction_set=(), refused_because=conflict)
+                predictions[i] = replace(
+                    predictions[i], in_distribution=False, prediction_set=(), refused_because=conflict
+                )
         return predictions[0] if single else predictions
 
     def decide(self, probs: list[float], ood_score: float | None, tta: bool = False) -> Prediction:

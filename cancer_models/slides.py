@@ -44,6 +44,7 @@ MIN_TISSUE = 0.25  # a tile needs this share of tissue to be classified
 MIN_SATURATION = 0.06  # Otsu never goes below this: a blank or grey image has no tissue to split off
 MAX_PLAIN_PIXELS = 1_000_000_000  # a non-pyramidal file is decoded whole: at most a gigapixel
 BACKGROUND, REFUSED = "background", "refused"
+CSV_COLUMNS = ["x", "y", "width", "height", "tissue", "decision", "p_malignant", "in_distribution", "unusualness"]
 COLOURS = {  # QuPath classification colours (RGB)
     "benign": (44, 123, 182),
     "malignant": (215, 25, 28),
@@ -416,10 +417,13 @@ def write_outputs(result: SlideResult, out: Path) -> dict[str, Path]:
     Image.alpha_composite(base, faded).convert("RGB").save(paths["overlay"])
     with open(paths["csv"], "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["x", "y", "width", "height", "tissue", "decision", "p_malignant", "in_distribution", "unusualness"])
+        writer.writerow(CSV_COLUMNS)
+        blank = lambda value: "" if value is None else value  # noqa: E731
         for t in result.tiles:
-            writer.writerow([t.x, t.y, t.size, t.size, t.tissue, t.status, "" if t.p_malignant is None else t.p_malignant,
-                             "" if t.in_distribution is None else t.in_distribution, "" if t.unusualness is None else t.unusualness])  # fmt: skip
+            writer.writerow(
+                [t.x, t.y, t.size, t.size, t.tissue, t.status]
+                + [blank(t.p_malignant), blank(t.in_distribution), blank(t.unusualness)]
+            )
     paths["geojson"].write_text(json.dumps(geojson(result)))
     paths["summary"].write_text(json.dumps(result.summary(), indent=2))
     for key, image in result.explanations.items():
@@ -434,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", type=Path, help="slides or large images")
     parser.add_argument("--model", required=True, help="model folder or Hub repo id")
     parser.add_argument("--out", required=True, type=Path, help="folder for the outputs")
-    parser.add_argument("--tile-size", type=int, default=None, help="tile side in level-0 pixels (default: the model's)")
+    parser.add_argument("--tile-size", type=int, default=None, help="tile side in level-0 pixels (default: model's)")
     parser.add_argument("--mpp", type=float, default=None, help="the slides' microns per pixel (default: their own)")
     parser.add_argument("--overlap", type=float, default=0.0, help="share of a tile its neighbours overlap")
     parser.add_argument("--min-tissue", type=float, default=MIN_TISSUE, help="tissue share a tile needs")

@@ -4,7 +4,8 @@ Each fold's model is a complete folder (``fold1`` ... ``foldK``), early-stopped 
 (``trainer.train`` runs them). Then every
 image of train + validation has one prediction from the model that did not train on it (out-of-fold); those
 give the per-fold and out-of-fold metrics, and the ensemble's temperature, threshold and conformal sets, in
-place of one small validation split; rejection and prediction sets are fitted out of fold too. The ensemble (``models/ensemble.py``) is written to the output folder,
+place of one small validation split; rejection and prediction sets are fitted out of fold too. The ensemble
+(``models/ensemble.py``) is written to the output folder,
 re-loaded from it, and tested once on the test split.
 """
 
