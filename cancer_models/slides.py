@@ -31,11 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .errors import CheckpointError, ConfigError, ImageError
 from .explain import overlay_heatmap
-from .images import to_uint8_tensor
+from .dicom import is_dicom
+from .images import load_image, to_uint8_tensor
 from .models import load_pretrained
 from .predict import NOT_RECOGNISED, UNCERTAIN, Predictor
 
@@ -101,16 +102,17 @@ class PlainImageReader(SlideReader):
     """An ordinary image file of any size (past the single-image limit), decoded once."""
 
     def __init__(self, path: Path) -> None:
-        with Image.open(path) as image:
-            w, h = image.size
-            if w * h > MAX_PLAIN_PIXELS:
-                raise ImageError(
-                    f"{path.name} is {w}x{h} pixels, more than a non-pyramidal image can be read whole "
-                    f"({MAX_PLAIN_PIXELS / 1e9:.0f} gigapixel); save it as a pyramidal TIFF"
-                )
-            from PIL import ImageOps
-
-            self.image = ImageOps.exif_transpose(image.convert("RGB"))
+        if is_dicom(path):  # a DICOM image that is not a whole-slide one: as a viewer shows it
+            self.image = load_image(path)
+        else:
+            with Image.open(path) as image:
+                w, h = image.size
+                if w * h > MAX_PLAIN_PIXELS:
+                    raise ImageError(
+                        f"{path.name} is {w}x{h} pixels, more than a non-pyramidal image can be read whole "
+                        f"({MAX_PLAIN_PIXELS / 1e9:.0f} gigapixel); save it as a pyramidal TIFF"
+                    )
+                self.image = ImageOps.exif_transpose(image.convert("RGB"))
         self.dimensions = self.image.size
         self.mpp = None
 

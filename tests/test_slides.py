@@ -122,3 +122,12 @@ def test_the_command_and_a_corrupt_file(field, tmp_path, capsys):
     assert "broken.svs" in err and "Traceback" not in err
     with pytest.raises(ImageError):
         SlidePredictor(Predictor(load_pretrained(model))).predict(tmp_path / "missing.tif")
+
+
+def test_a_dicom_field_is_read_like_the_png(slides, field, tmp_path):
+    from test_dicom import write_dicom
+
+    png, _, _ = field
+    dcm = write_dicom(tmp_path / "field.dcm", np.asarray(Image.open(png).convert("RGB")), "RGB", Modality="SM")
+    a, b = slides.predict(png), slides.predict(dcm)
+    assert [(t.status, t.p_malignant) for t in a.tiles] == [(t.status, t.p_malignant) for t in b.tiles]
