@@ -21,12 +21,13 @@ from gradio.components.label import LabelConfidence, LabelData
 from PIL import Image
 
 from cancer_models import CAM_METHODS, ImageError, ModelConfig, Prediction, load_image
-from cancer_models.explain import overlay_heatmap
-from cancer_models.model_card import RESEARCH_WARNING, explanation_reliability
-from cancer_models.predict import NOT_RECOGNISED, UNCERTAIN
-from cancer_models.report import single_image_report
-from cancer_models.routing import Route, route
-from cancer_models.slides import SlidePredictor, write_outputs
+from cancer_models.inference.explain import overlay_heatmap
+from cancer_models.inference.predict import NOT_RECOGNISED, UNCERTAIN
+from cancer_models.inference.routing import Route, route
+from cancer_models.inference.slide_outputs import write_outputs
+from cancer_models.inference.slides import SlidePredictor
+from cancer_models.reporting.model_card import RESEARCH_WARNING, explanation_reliability
+from cancer_models.reporting.report import single_image_report
 from catalog import LoadedModel, ModelStore, load_catalog
 
 ROOT = Path(__file__).resolve().parent
@@ -100,7 +101,7 @@ threading.Thread(
 
 @dataclass
 class Analysis:
-    """One image's answer, kept per browser session so that the map's method and opacity re-render without a
+    """One image's answer, kept per visitor (Gradio state) so that the map's method and opacity re-render without a
     new prediction, and the report is written from what is on screen."""
 
     image: Image.Image
@@ -155,10 +156,10 @@ def describe_model(name: str) -> str:
         f"- **Architecture:** `{config.architecture}`; input {config.input_size}x{config.input_size} px",
         f"- **Decision threshold:** P({config.labels[1]}) >= {config.threshold:.3f} (chosen on validation data)",
     ]
-    if training.get("data"):
-        splits = training.get("splits", {})
+    if training.data:
+        splits = training.splits or {}
         lines.append(
-            f"- **Training data:** {training.get('task') or training['data']}; "
+            f"- **Training data:** {training.task or ', '.join(training.data)}; "
             + ", ".join(f"{k} {v}" for k, v in splits.items())
         )
     lines.append(f"- **Test split:** {_test_figures(config)}")
@@ -167,7 +168,7 @@ def describe_model(name: str) -> str:
 
 
 def _test_figures(config: ModelConfig) -> str:
-    test = (config.training.get("metrics") or {}).get("test")
+    test = (config.training.metrics or {}).get("test")
     if not test:
         return "no test metrics recorded for this model"
 
@@ -232,7 +233,7 @@ def _verdict_text(analysis: Analysis, method: str | None) -> str:
     if method and prediction.in_distribution:
         details.append(
             f"The map shows the regions that drove the '{prediction.label}' score ({method}). "
-            + explanation_reliability(config.training.get("explanations"), method)
+            + explanation_reliability(config.training.explanations, method)
         )
     text = head + " Research use only, not a diagnosis."
     return text + "\n\n<details><summary>Details</summary>\n\n" + "\n\n".join(details) + "\n\n</details>"
@@ -277,7 +278,7 @@ def predict(
 ):
     """Classify one image (or a DICOM file's frame); returns the verdict with both probabilities, the decision
     in words, the CAM overlay (none for an image the model does not recognise), the model panel and the
-    session's analysis."""
+    visitor's analysis."""
     image = dicom or image
     if image is None:
         raise gr.Error("Please upload an image first (drag and drop, paste, or click the box).", print_exception=False)
@@ -291,7 +292,7 @@ def predict(
 
 
 def rerender(analysis: Analysis | None, method: str, opacity: float):
-    """A new map method or opacity for the answer on screen, from the session's analysis: no new prediction."""
+    """A new map method or opacity for the answer on screen, from the visitor's analysis: no new prediction."""
     if analysis is None:
         return gr.update(), gr.update()
     method = _method(analysis, method)
@@ -448,7 +449,7 @@ def _batch_tab(model: gr.Dropdown) -> None:
 def _slide_tab(model: gr.Dropdown) -> None:
     gr.Markdown(
         "A large field or a whole slide (a big PNG or JPEG, or a pyramidal TIFF/SVS under the upload limit; "
-        "larger slides: `python -m cancer_models.slides`). It is cut into tiles at the model's scale; "
+        "larger slides: `python -m cancer_models.inference.slides`). It is cut into tiles at the model's scale; "
         "background is skipped, every tissue tile is classified and checked, and tiles the model does not "
         "recognise are shown as refused. The GeoJSON opens in QuPath (*File > Import objects from file*)."
     )
@@ -470,7 +471,7 @@ def _slide_tab(model: gr.Dropdown) -> None:
 
 def _keep_answers_fresh(image, dicom, frame, model, tta, method, opacity, truth, results: list) -> None:
     """No stale answer: a new image, model or option clears the result; the map's method and opacity re-render
-    from the session's analysis (``results``: verdict, decision, overlay, report, analysis)."""
+    from the visitor's analysis (``results``: verdict, decision, overlay, report, analysis)."""
     for event in (image.input, image.clear, dicom.change, model.input, tta.input):
         event(cleared, None, results, api_name=False)
     image.upload(lambda: "", None, truth, api_name=False)

@@ -1,5 +1,5 @@
 """ONNX Runtime against PyTorch eager on the CPU: images per second at batch 1 and batch 64, for each shipped
-model exported with ``cancer_models.export`` (the same graph: preprocessing, network, temperature).
+model exported with ``cancer_models.inference.export`` (the same graph: preprocessing, network, temperature).
 
     python benchmarks/onnx_runtime.py [--seconds 5]
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from _common import command, machine  # noqa: E402
 
 from cancer_models import load_pretrained  # noqa: E402
-from cancer_models.export import Deployable, export_onnx  # noqa: E402
+from cancer_models.inference.export import Deployable, export_onnx  # noqa: E402
 
 MODELS = ("histopathology-cancer-cnn", "dermoscopy-cancer-cnn", "ultrasound-cancer-cnn")
 

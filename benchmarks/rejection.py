@@ -27,11 +27,10 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from _common import DATA, command, machine  # noqa: E402
-
 from foreign_images import foreign_sets, sets_for  # noqa: E402
 
 from cancer_models import Predictor, load_image, load_pretrained  # noqa: E402
-from cancer_models.routing import route  # noqa: E402
+from cancer_models.inference.routing import route  # noqa: E402
 
 TASKS = ("histopathology", "dermoscopy", "ultrasound")
 KINDS = ("uniform noise", "gaussian noise", "flat colour", "gradient", "ellipses", "rectangles", "text", "photo")
@@ -128,7 +127,7 @@ def main() -> None:
         }
         if args.record:
             model = load_pretrained(folder)
-            model.config.training["trust"]["foreign"] = {
+            model.config.training.trust["foreign"] = {
                 "accepted": foreign_accepted,
                 "n": {k: len(v) for k, v in own.items()},
             }

@@ -27,10 +27,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from _common import command, machine  # noqa: E402
+from cancer_models.data.images import to_uint8_tensor  # noqa: E402
 
 from cancer_models import Predictor, load_pretrained  # noqa: E402
-from cancer_models.images import to_uint8_tensor  # noqa: E402
-from cancer_models.slides import SlidePredictor  # noqa: E402
+from cancer_models.inference.slides import SlidePredictor  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "histopathology"
 TIFF_TILE = 256
@@ -118,7 +118,7 @@ def main() -> None:
                 result = slides.predict(path)
                 elapsed = time.perf_counter() - start
             summary = result.summary()
-            from cancer_models.slides import open_slide
+            from cancer_models.inference.slides import open_slide
 
             reader = open_slide(path)
             answered = [t for t in result.tiles if t.status != "background"][:1024]

@@ -34,11 +34,11 @@ from torchvision.transforms import v2 as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import DATA, command, machine, sync  # noqa: E402
+from cancer_models.data.augment import build_augmentation  # noqa: E402
+from cancer_models.data.decoding import decode_split  # noqa: E402
 
 from cancer_models import create_model  # noqa: E402
-from cancer_models.augment import build_augmentation  # noqa: E402
-from cancer_models.data import DataSpec, load_splits  # noqa: E402
-from cancer_models.decoding import decode_split  # noqa: E402
+from cancer_models.data.image_sets import DataSpec, load_splits  # noqa: E402
 from cancer_models.training import build_optimizer, training_batch  # noqa: E402
 
 WARMUP_STEPS = 3  # the first steps pay for allocator growth and kernel selection

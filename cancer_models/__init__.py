@@ -6,15 +6,16 @@ predictor.predict("tile.jpg")
 """
 
 from .config import ModelConfig
+from .data.images import load_image
 from .errors import CheckpointError, ConfigError, DataError, ImageError
-from .explain import CAM_METHODS
-from .hub import push_folder_to_hub
-from .images import load_image
+from .inference.explain import CAM_METHODS
+from .inference.predict import Explanation, Prediction, Predictor
 from .models import CancerModel, create_model, list_models, load_pretrained
-from .predict import Explanation, Prediction, Predictor
+from .models.hub import push_folder_to_hub
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
+    "__version__",
     "CAM_METHODS",
     "CancerModel",
     "CheckpointError",

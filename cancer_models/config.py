@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .record import TrainingRecord
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,14 +65,15 @@ class ModelConfig:
     # pixels, and microns per pixel where known (None: unknown, and tile_size is used as is).
     tile_size: int | None = None
     tile_mpp: float | None = None
-    # Free-form facts about training: data, splits, metrics, command line.
-    training: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # How the model was trained, what it scored and what fitted its trust (record.py).
+    training: TrainingRecord = dataclasses.field(default_factory=TrainingRecord)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         self.labels = tuple(self.labels)
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
+        self.training = TrainingRecord.from_dict(self.training)
         self.validate()
 
     @property
@@ -114,8 +116,7 @@ class ModelConfig:
         if not isinstance(self.cam_layers, list) or not all(isinstance(n, str) and n for n in self.cam_layers):
             fail("cam_layers", f"must be a list of module names, got {self.cam_layers!r}")
         self._validate_scale_and_limits(fail)
-        if not isinstance(self.training, dict):
-            fail("training", "must be an object")
+        self.training = TrainingRecord.from_dict(self.training)  # a record set as a plain object is checked too
         if self.format_version > FORMAT_VERSION:
             fail(
                 "format_version",
@@ -154,6 +155,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d["training"] = self.training.to_dict()  # without the evaluations, which are stored beside the config
         for key in ("labels", "mean", "std"):
             d[key] = list(d[key])
         return d

@@ -1,11 +1,14 @@
-"""Print the README's results table from the models' config.json files (so no number is typed by hand): the
+"""Print the results table of the README and the documentation from the models' config.json files (so no number is typed by hand): the
 shipped models in models/, and those too large to ship, whose cards are in model_cards/.
 
     python scripts/readme_results.py
 """
 
-import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cancer_models import ModelConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Data folder -> what it is.
@@ -22,20 +25,21 @@ def cell(m: dict, key: str) -> str:
     return f"{m[key]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{m[key]:.3f}"
 
 
-def results_table() -> str:
+def results_table(links: bool = True) -> str:
+    """The table; ``links`` makes each model a link to its folder (in the README; the documentation site has none)."""
     lines = [
         "| model | data | test images (benign / malignant) | AUC | accuracy | sensitivity | specificity |",
         "|---|---|---|---|---|---|---|",
     ]
     for folder in sorted((ROOT / "models").iterdir()) + sorted((ROOT / "model_cards").glob("*/")):
-        config = json.loads((folder / "config.json").read_text())
-        m = config["training"]["metrics"]["test"]
-        folders = [Path(d.strip()).name for d in config["training"]["data"].split(",")]
+        training = ModelConfig.load(folder / "config.json").training
+        m = training.metrics["test"]
+        folders = [Path(d).name for d in training.data]
         data = " + ".join(DATA.get(f, f) for f in folders)
         where = folder.relative_to(ROOT).as_posix()
         shipped = "" if (folder / "model.safetensors").is_file() else " (card only; weights not in the repo)"
         lines.append(
-            f"| [`{folder.name}`]({where}){shipped} | {data} | {m['n']} ({m['n_benign']} / "
+            (f"| [`{folder.name}`]({where})" if links else f"| `{folder.name}`") + f"{shipped} | {data} | {m['n']} ({m['n_benign']} / "
             f"{m['n_malignant']}) | "
             + " | ".join(cell(m, k) for k in ("auc", "accuracy", "sensitivity", "specificity"))
             + " |"
@@ -44,4 +48,4 @@ def results_table() -> str:
 
 
 if __name__ == "__main__":
-    print(results_table())
+    print(results_table(links="--no-links" not in sys.argv))

@@ -2,7 +2,7 @@
 # Rebuild the project's models from ../shared/data (or DATA=...), from scratch, on CPU or GPU.
 # Usage: scripts/train_models.sh [NAME ...]   (default: all). Re-running resumes an interrupted run.
 # The 5-fold recipes train their folds one after another; on several GPUs, run each fold with --fold K
-# (README, Training) and then this script, which resumes and builds the ensemble.
+# (docs/training.md) and then this script, which resumes and builds the ensemble.
 # Each run writes runs/NAME (checkpoints, logs); scripts/export_model.py then copies the publishable
 # files to models/NAME.
 set -euo pipefail
@@ -20,12 +20,12 @@ train() {  # NAME ARGS...
 }
 
 # Where lesion masks exist: choose the default CAM layers and method on the validation split and measure them on
-# the test split (python -m cancer_models.calibrate --masks), after training; further calibrate options follow.
+# the test split (cancer-models calibrate --masks), after training; further calibrate options follow.
 explain() {  # NAME DATA... -- IMAGES MASKS [OPTION ...]
   local name=$1; shift
   local data=()
   while [ "$1" != "--" ]; do data+=("$1"); shift; done
-  python -m cancer_models.calibrate --model "runs/$name" --data "${data[@]}" --masks "$2" "$3" "${@:4}"
+  cancer-models calibrate --model "runs/$name" --data "${data[@]}" --masks "$2" "$3" "${@:4}"
 }
 
 declare -A RECIPES=(
@@ -52,7 +52,7 @@ for name in "${names[@]}"; do
     dermoscopy-cancer-cnn) explain "$name" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" -- \
       "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" --refuse "$DATA/histopathology" "$DATA/ultrasound" ;;
     # LC25000 tiles are 160 pixels here (their microns per pixel are unknown): the scale slides are cut at
-    histopathology-cancer-cnn) python -m cancer_models.calibrate --model "runs/$name" --data "$DATA/histopathology" \
+    histopathology-cancer-cnn) cancer-models calibrate --model "runs/$name" --data "$DATA/histopathology" \
       --refuse "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" "$DATA/ultrasound" --tile-size 160 ;;
     # trained on the ISIC set alone: its rejection and prediction sets are refitted on that alone
     dermoscopy-resnet34) explain "$name" "$DATA/dermoscopy" -- "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" ;;

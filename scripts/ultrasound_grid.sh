@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-validation to choose the ultrasound recipe (input size, augmentation, mask-term weight): each variant of
 # the shipped recipe (scripts/train_models.sh ultrasound-cancer-cnn) trains its 5 folds in runs/ultrasound-grid/NAME,
-# then scripts/cross_validation_table.py compares them out of fold (AUC and the map measure); nothing here reads
+# then cancer-models recipes compares them out of fold (AUC and the map measure); nothing here reads
 # the test split's figures. Usage: scripts/ultrasound_grid.sh [PARALLEL]  (variants trained at once, default 1:
 # on a GPU several fit beside each other).
 set -euo pipefail
@@ -39,4 +39,4 @@ for name in "${!VARIANTS[@]}"; do
   variant "$name" &
 done
 wait
-python scripts/cross_validation_table.py runs/ultrasound-grid/*/
+cancer-models recipes runs/ultrasound-grid/*/

@@ -10,7 +10,7 @@ import torch
 import torchvision
 
 from cancer_models import Predictor, create_model
-from cancer_models.images import model_input
+from cancer_models.data.images import model_input
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -1,4 +1,4 @@
-"""The Gradio app, served for real: API calls through gradio_client, and a headless Chromium session."""
+"""The Gradio app, served for real: API calls through gradio_client, and a headless Chromium browser."""
 
 import json
 import os
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from conftest import fixture_images, lay_out_as_hub_cache
+from PIL import Image
 
 from cancer_models import Predictor, load_pretrained
 
@@ -188,7 +188,7 @@ def test_automatic_choice_routes_each_kind_to_its_model(client):
 
 def test_the_map_comes_with_its_measured_reliability(client):
     config = load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn").config
-    measured = config.training["explanations"]
+    measured = config.training.explanations
     lesion = fixture_images("ultrasound", "test")[-1]  # malignant_44
     _, decision, overlay, _ = _predict(client, lesion, model=ULTRASOUND, method=config.cam_method)
     assert overlay is not None

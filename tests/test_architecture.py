@@ -67,8 +67,38 @@ def test_the_import_graph_has_no_cycle():
     for module in sorted(graph):
         if module not in state:
             visit(module, [])
-    assert graph["cancer_models.config"] == {"cancer_models.errors"}
-    assert not any(m.startswith("cancer_models.models") for m in graph["cancer_models.hub"])
+    assert graph["cancer_models.config"] == {"cancer_models.errors", "cancer_models.record"}
+
+
+# The flow, lowest first: each subpackage imports only from those before it and from the core modules at the
+# top level. Reporting formats records and predictions, and trust holds the rejection detector and prediction
+# sets, so a model folder (models.hub) can carry its card and its detector.
+LAYERS = ["data", "reporting", "trust", "models", "inference", "evaluation", "calibration", "training", "cli"]
+CORE = {"errors", "config", "record", "sources", "version"}
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_subpackages_import_only_from_earlier_stages_of_the_flow():
+    wrong = []
+    for path in FILES:
+        module, stage = _module_name(path), _stage(_module_name(path))
+        for imported, line in _imports(path, top_level=True):
+            target = _stage(imported)
+            if stage is None and target is not None and module.split(".")[-1] in CORE:
+                wrong.append(f"{module}:{line}: a core module imports {imported}")
+            elif stage and target and LAYERS.index(target) > LAYERS.index(stage):
+                wrong.append(f"{module}:{line} imports {imported}, a later stage than {stage}")
+    assert wrong == []
+
+
+def test_every_module_belongs_to_a_stage_or_the_core():
+    top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
+    assert top == CORE
+    assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()} == set(LAYERS)
 
 
 def test_no_function_imports_another_module_of_the_package():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import fixture_images
 
-from cancer_models.augment import (
+from cancer_models.data.augment import (
     AUGMENTATIONS,
     ColorJitter,
     GaussianBlur,
@@ -14,7 +14,7 @@ from cancer_models.augment import (
     RandomGeometry,
     build_augmentation,
 )
-from cancer_models.images import load_image, to_uint8_tensor
+from cancer_models.data.images import load_image, to_uint8_tensor
 
 
 def tiles(task: str = "histopathology", size: int = 48, repeat: int = 1) -> torch.Tensor:

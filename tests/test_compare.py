@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from conftest import FIXTURES
 
-from cancer_models import compare as compare_cli
 from cancer_models import load_pretrained
-from cancer_models.compare import paired_auc_difference
-from cancer_models.metrics import rank_auc
+from cancer_models.cli import main as cli_main
+from cancer_models.evaluation.compare import paired_auc_difference
+from cancer_models.evaluation.metrics import rank_auc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_compare_cli_scores_every_model_on_the_same_images(tmp_path, capsys, sma
     small_cnn.save_pretrained(tmp_path / "small")
     shipped = str(ROOT / "models" / "histopathology-cancer-cnn")
     args = ["--data", str(FIXTURES / "histopathology"), "--models", shipped, str(tmp_path / "small"), shipped]
-    assert compare_cli.main([*args, "--out", str(tmp_path / "out")]) == 0
+    assert cli_main(["compare", *args, "--out", str(tmp_path / "out")]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out.strip().splitlines()[-1])
     assert report["split"] == "test" and report["n"] == 6 and len(report["models"]) == 3
@@ -40,13 +40,13 @@ def test_compare_cli_scores_every_model_on_the_same_images(tmp_path, capsys, sma
     assert again["auc_vs_first"]["difference"] == 0 and again["auc"] == first["auc"]
     assert "| model | AUC | sensitivity |" in captured.err
     assert (tmp_path / "out" / "comparison.md").read_text().startswith("Data: ")
-    assert compare_cli.main(["--data", str(FIXTURES / "histopathology"), "--models", shipped]) == 2
+    assert cli_main(["compare", "--data", str(FIXTURES / "histopathology"), "--models", shipped]) == 2
     assert "at least two models" in capsys.readouterr().err
 
 
 def test_compare_scores_several_image_sets_together(small_cnn, tmp_path):
-    from cancer_models.compare import compare
-    from cancer_models.evaluate import evaluate
+    from cancer_models.evaluation.compare import compare
+    from cancer_models.evaluation.evaluate import evaluate
 
     small_cnn.save_pretrained(tmp_path / "small")
     shipped = str(ROOT / "models" / "histopathology-cancer-cnn")
@@ -64,11 +64,11 @@ def test_a_recorded_comparison_is_in_the_first_models_card(small_cnn, tmp_path, 
     small_cnn.save_pretrained(tmp_path / "small")
     shipped = str(ROOT / "models" / "histopathology-cancer-cnn")
     args = ["--data", str(FIXTURES / "histopathology"), "--models", str(tmp_path / "small"), shipped]
-    assert compare_cli.main([*args, "--names", "new", "shipped", "--record"]) == 0
-    recorded = load_pretrained(tmp_path / "small").config.training["comparison"]
+    assert cli_main(["compare", *args, "--names", "new", "shipped", "--record"]) == 0
+    recorded = load_pretrained(tmp_path / "small").config.training.evaluations["comparison"]
     assert [row["model"] for row in recorded["models"]] == ["new", "shipped"]
     card = (tmp_path / "small" / "README.md").read_text()
     assert "## Compared with other models (same images)" in card and "| shipped |" in card
     assert str(tmp_path) not in card and "/models/" not in card
-    assert compare_cli.main([*args, "--names", "just one"]) == 2
+    assert cli_main(["compare", *args, "--names", "just one"]) == 2
     assert "2 models" in capsys.readouterr().err

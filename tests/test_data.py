@@ -10,8 +10,8 @@ from datasets import ClassLabel, Dataset, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
-from cancer_models.data import DataError, DataSpec, group_split, load_splits, parse_label_map
-from cancer_models.decoding import decode_split
+from cancer_models.data.decoding import decode_split
+from cancer_models.data.image_sets import DataError, DataSpec, group_split, load_splits, parse_label_map
 
 HISTO = FIXTURES / "histopathology"
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import FIXTURES
 
-import train as train_cli
-from cancer_models import decoding
-from cancer_models.data import DataError, DataSpec, load_splits
-from cancer_models.decoding import ArrowImages, decode_split
+from cancer_models.cli import main as cli_main
+from cancer_models.data import decoding
+from cancer_models.data.decoding import ArrowImages, decode_split
+from cancer_models.data.image_sets import DataError, DataSpec, load_splits
 
 HISTO = str(FIXTURES / "histopathology")
 
@@ -62,8 +62,8 @@ def test_a_corrupt_file_in_a_cached_set_is_named_or_skipped(tmp_path):
 def test_training_from_the_disk_cache_then_again_from_the_same_cache(tmp_path, capsys):
     args = ["--data", HISTO, "--input-size", "64", "--batch-size", "6", "--max-steps", "2", "--epochs", "1"]
     args += ["--decoded-images", "disk", "--cache-dir", str(tmp_path / "cache")]
-    assert train_cli.main([*args, "--output-dir", str(tmp_path / "one")]) == 0
+    assert cli_main(["train", *args, "--output-dir", str(tmp_path / "one")]) == 0
     first = capsys.readouterr().out
     assert "train: 12 images (benign 6, malignant 6; read from the memory-mapped cache)" in first
-    assert train_cli.main([*args, "--output-dir", str(tmp_path / "two")]) == 0
+    assert cli_main(["train", *args, "--output-dir", str(tmp_path / "two")]) == 0
     assert "read from the memory-mapped cache, decoded by an earlier run)" in capsys.readouterr().out

@@ -12,16 +12,14 @@ import torch
 from conftest import FIXTURES, fixture_images
 from datasets import Image as ImageFeature
 
-import train as train_cli
 from cancer_models import CheckpointError, Predictor, create_model, load_pretrained
-from cancer_models import calibrate as calibrate_cli
-from cancer_models import compare as compare_cli
-from cancer_models.data import DataSpec, fold_indices, load_splits, pooled_for_folds
-from cancer_models.localization import explanation_quality
-from cancer_models.model_card import cross_validation_summary, recipe_selection_table
+from cancer_models.cli import main as cli_main
+from cancer_models.data.image_sets import DataSpec, fold_indices, load_splits, pooled_for_folds
+from cancer_models.evaluation.localization import explanation_quality
 from cancer_models.models import Ensemble
+from cancer_models.record import TrainingRecord
+from cancer_models.reporting.tables import cross_validation_summary, recipe_selection_table
 from cancer_models.training.cross_validation import _shared_record
-from scripts import cross_validation_table as cross_validation_table_cli
 
 HISTO = str(FIXTURES / "histopathology")
 FAST = ["--input-size", "64", "--batch-size", "6", "--warmup-epochs", "0.5", "--augment", "histopathology"]
@@ -30,7 +28,7 @@ FAST = ["--input-size", "64", "--batch-size", "6", "--warmup-epochs", "0.5", "--
 @pytest.fixture(scope="module")
 def cross_validated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cv")
-    assert train_cli.main(["--data", HISTO, "--output-dir", str(out), "--folds", "2", "--epochs", "2", *FAST]) == 0
+    assert cli_main(["train", "--data", HISTO, "--output-dir", str(out), "--folds", "2", "--epochs", "2", *FAST]) == 0
     return out
 
 
@@ -52,11 +50,11 @@ def test_cross_validation_writes_fold_models_and_their_ensemble(cross_validated)
     model = load_pretrained(cross_validated)
     assert isinstance(model, Ensemble) and len(model.members) == 2
     training = model.config.training
-    cv = training["cross_validation"]
-    assert cv["folds"] == 2 and sum(f["n"] for f in cv["per_fold"]) == 18 == training["metrics"]["out_of_fold"]["n"]
-    assert training["metrics"]["test"]["n"] == 6 and training["splits"] == {"train + validation": 18, "test": 6}
+    cv = training.cross_validation
+    assert cv["folds"] == 2 and sum(f["n"] for f in cv["per_fold"]) == 18 == training.metrics["out_of_fold"]["n"]
+    assert training.metrics["test"]["n"] == 6 and training.splits == {"train + validation": 18, "test": 6}
     assert 0 < model.config.threshold < 1 and model.config.ood and model.config.conformal
-    assert "coverage" in training["trust"]["test"]
+    assert "coverage" in training.trust["test"]
     card = (cross_validated / "README.md").read_text()
     assert "## Cross-validation" in card and "out-of-fold predictions" in card and "2 x cancer_cnn ensemble" in card
 
@@ -75,7 +73,7 @@ def test_ensemble_averages_its_members_probabilities(cross_validated):
     # The folder stores the members compressed (int8 weights): probabilities may move in the third decimal only,
     # and cross-validation recorded by how much on the test split.
     assert torch.allclose(predictor.probabilities(batch), expected, atol=5e-3)
-    storage = ensemble.config.training["storage"]
+    storage = ensemble.config.training.storage
     assert 0 < storage["largest_test_probability_change"] < 5e-3
     assert os.path.getsize(cross_validated / "model.safetensors") < 0.3 * 2 * os.path.getsize(
         cross_validated / "fold1" / "model.safetensors"
@@ -94,13 +92,13 @@ def test_ensemble_predicts_explains_and_rejects_like_a_single_model(cross_valida
 
 def test_calibrate_keeps_out_of_fold_trust_and_compare_scores_the_ensemble(cross_validated, tmp_path, capsys):
     before = load_pretrained(cross_validated).config
-    assert calibrate_cli.main(["--model", str(cross_validated), "--data", HISTO]) == 0
+    assert cli_main(["calibrate", "--model", str(cross_validated), "--data", HISTO]) == 0
     after = load_pretrained(cross_validated).config
     assert after.conformal == before.conformal and after.ood == before.ood
     capsys.readouterr()
     out = tmp_path / "comparison"
     args = ["--data", HISTO, "--models", str(cross_validated / "fold1"), str(cross_validated), "--out", str(out)]
-    assert compare_cli.main(args) == 0
+    assert cli_main(["compare", *args]) == 0
     report = json.loads((out / "comparison.json").read_text())
     assert report["n"] == 6 and len(report["models"]) == 2 and "difference" in report["models"][1]["auc_vs_first"]
 
@@ -110,7 +108,7 @@ def test_resume_skips_finished_folds_and_rebuilds_the_ensemble(cross_validated, 
     stamp = fold_weights.stat().st_mtime_ns
     (cross_validated / "model.safetensors").unlink()
     args = ["--data", HISTO, "--output-dir", str(cross_validated), "--folds", "2", "--epochs", "2", "--resume", *FAST]
-    assert train_cli.main(args) == 0
+    assert cli_main(["train", *args]) == 0
     assert "epoch 1:" not in capsys.readouterr().out
     assert fold_weights.stat().st_mtime_ns == stamp
     assert isinstance(load_pretrained(cross_validated), Ensemble)
@@ -133,16 +131,16 @@ def test_ensembles_need_two_members_of_one_architecture(tmp_path):
 
 
 def test_folds_option_is_checked_before_training(tmp_path, capsys):
-    assert train_cli.main(["--data", HISTO, "--output-dir", str(tmp_path), "--folds", "1"]) == 2
+    assert cli_main(["train", "--data", HISTO, "--output-dir", str(tmp_path), "--folds", "1"]) == 2
     assert "--folds" in capsys.readouterr().err
 
 
 def test_cross_validation_measures_each_models_maps_on_the_lesions_it_did_not_train_on(tmp_path):
     images, masks = FIXTURES / "ultrasound", FIXTURES / "ultrasound_masks"
     args = ["--data", str(images), "--masks", str(masks), "--folds", "2", "--epochs", "1", *FAST[:6]]
-    assert train_cli.main([*args, "--output-dir", str(tmp_path), "--augment", "ultrasound"]) == 0
+    assert cli_main(["train", *args, "--output-dir", str(tmp_path), "--augment", "ultrasound"]) == 0
     model = load_pretrained(tmp_path)
-    maps = model.config.training["cross_validation"]["out_of_fold_explanations"]
+    maps = model.config.training.cross_validation["out_of_fold_explanations"]
     # train + validation hold 12 images; one (normal_20) has an empty mask and is left out
     assert maps["n"] == 11 and maps["method"] == model.members[0].config.cam_method
 
@@ -164,41 +162,43 @@ def test_cross_validation_measures_each_models_maps_on_the_lesions_it_did_not_tr
 
 def test_folds_train_apart_and_a_final_resume_builds_their_ensemble(tmp_path, capsys):
     args = ["--data", HISTO, "--output-dir", str(tmp_path), "--folds", "2", "--epochs", "1", *FAST]
-    assert train_cli.main([*args, "--fold", "2"]) == 0
+    assert cli_main(["train", *args, "--fold", "2"]) == 0
     assert (tmp_path / "fold2" / "model.safetensors").is_file()
     assert not (tmp_path / "fold1").exists() and not (tmp_path / "config.json").exists()
-    assert train_cli.main([*args, "--fold", "1"]) == 0
+    assert cli_main(["train", *args, "--fold", "1"]) == 0
     capsys.readouterr()
-    assert train_cli.main([*args, "--resume"]) == 0
+    assert cli_main(["train", *args, "--resume"]) == 0
     assert "epoch 1:" not in capsys.readouterr().out  # both folds were done: only the ensemble is built
     assert len(load_pretrained(tmp_path).members) == 2
-    assert train_cli.main([*args, "--fold", "3"]) == 2
+    assert cli_main(["train", *args, "--fold", "3"]) == 2
     assert "--fold 3" in capsys.readouterr().err
 
 
 def test_the_ensemble_records_the_command_that_builds_it_not_one_folds():
-    member = {"command": "train.py --data 'my data' --folds 5 --fold 2 --resume --epochs 3", "task": "t"}
+    member = TrainingRecord(command="train.py --data 'my data' --folds 5 --fold 2 --resume --epochs 3", task="t")
     assert _shared_record(member, 5)["command"] == "train.py --data 'my data' --folds 5 --epochs 3"
 
 
 def test_recipes_are_compared_out_of_fold_and_the_choice_recorded_in_the_card(cross_validated, tmp_path, capsys):
     model_dir = tmp_path / "model"
     shutil.copytree(cross_validated, model_dir)
-    training = json.loads((cross_validated / "config.json").read_text())["training"]
-    training["command"] = "train.py --data x --folds 2 --epochs 2"  # in-process training records pytest's argv
+    training = load_pretrained(cross_validated).config.training
+    training.command = "train.py --data x --folds 2 --epochs 2"  # in-process training records pytest's argv
     other = copy.deepcopy(training)
-    other["command"] = "train.py --data y --folds 2 --epochs 5"
-    other["metrics"]["out_of_fold"]["auc"] = training["metrics"]["out_of_fold"]["auc"] - 0.1
+    other.command = "train.py --data y --folds 2 --epochs 5"
+    other.metrics["out_of_fold"]["auc"] = training.metrics["out_of_fold"]["auc"] - 0.1
     rows = [cross_validation_summary("longer", other), cross_validation_summary("shipped", training)]
     table = recipe_selection_table(rows)
     assert table.startswith("| run | epochs |") and "| shipped | 2 |" in table and "| longer | 5 |" in table
     assert table.index("| shipped") < table.index("| longer")  # best out-of-fold AUC first
     capsys.readouterr()
-    assert cross_validation_table_cli.main([str(cross_validated), "--record", str(model_dir)]) == 0
+    assert cli_main(["recipes", str(cross_validated), "--record", str(model_dir)]) == 0
     printed = capsys.readouterr().out
-    assert f"{training['metrics']['out_of_fold']['auc']:.3f}" in printed and "test" not in printed.split("\n\n")[0]
-    card = (model_dir / "README.md").read_text()
-    assert "How the recipe was chosen" in card and load_pretrained(model_dir).config.training["recipe_selection"]
+    assert f"{training.metrics['out_of_fold']['auc']:.3f}" in printed and "test" not in printed.split("\n\n")[0]
+    # The table is stored beside the model, for the documentation's experiments page; config and card stay as they were.
+    config_before = (cross_validated / "config.json").read_text()
+    assert (model_dir / "config.json").read_text() == config_before
+    assert load_pretrained(model_dir).config.training.evaluations["recipe_selection"][0]["run"] == cross_validated.name
 
 
 def test_calibrate_refuses_image_sets_for_an_ensemble_and_takes_its_test_figures_again(cross_validated, tmp_path):
@@ -206,9 +206,9 @@ def test_calibrate_refuses_image_sets_for_an_ensemble_and_takes_its_test_figures
     shutil.copytree(cross_validated, folder)
     other = tmp_path / "look-alikes"
     shutil.copytree(FIXTURES / "histopathology" / "test", other / "test")
-    assert calibrate_cli.main(["--model", str(folder), "--data", HISTO, "--refuse", str(other)]) == 0
+    assert cli_main(["calibrate", "--model", str(folder), "--data", HISTO, "--refuse", str(other)]) == 0
     model = load_pretrained(folder)
     assert set(model.config.ood["refused"]) == {"look-alikes"}
     assert not any(p.in_distribution for p in Predictor(model).predict(sorted(other.rglob("*.jpg"))))
     # the test split is those same tiles: all refused now, and the card's trust figures say so
-    assert model.config.training["trust"]["test"] == {"n": 6, "rejected": 1.0}
+    assert model.config.training.trust["test"] == {"n": 6, "rejected": 1.0}

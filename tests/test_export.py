@@ -9,7 +9,7 @@ import torch
 from conftest import fixture_images
 
 from cancer_models import Predictor, create_model, load_pretrained
-from cancer_models.export import main
+from cancer_models.cli import main as cli_main
 
 onnxruntime = pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def _run(path: Path, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
 @pytest.mark.parametrize("folder", ["histopathology-cancer-cnn", "ultrasound-cancer-cnn", "dermoscopy-cancer-cnn"])
 def test_shipped_models_match_pytorch_under_onnxruntime(folder, tmp_path):
     out = tmp_path / f"{folder}.onnx"
-    assert main(["--model", str(ROOT / "models" / folder), "--format", "onnx", "--out", str(out)]) == 0
+    assert cli_main(["export", "--model", str(ROOT / "models" / folder), "--format", "onnx", "--out", str(out)]) == 0
     model = load_pretrained(ROOT / "models" / folder)
     predictor = Predictor(model)
     images = [p for task in ("histopathology", "dermoscopy", "ultrasound") for p in fixture_images(task, "test")]
@@ -45,12 +45,12 @@ def test_other_architectures_export_too(architecture, tmp_path):
     model = create_model(architecture, input_size=64).eval()
     model.save_pretrained(tmp_path / "model")
     out = tmp_path / "model.onnx"
-    assert main(["--model", str(tmp_path / "model"), "--out", str(out)]) == 0
+    assert cli_main(["export", "--model", str(tmp_path / "model"), "--out", str(out)]) == 0
     batch = Predictor(model).preprocess(fixture_images()[:3])
     probs, _, _ = _run(out, batch.float().numpy())
     assert np.abs(probs - Predictor(model).probabilities(batch, tta=False).numpy()).max() < 1e-4
 
 
 def test_a_missing_model_is_a_clear_error(tmp_path, capsys):
-    assert main(["--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert cli_main(["export", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.onnx")]) == 2
     assert "error:" in capsys.readouterr().err

@@ -7,13 +7,14 @@ from safetensors.torch import save_file
 
 from cancer_models import CheckpointError, ConfigError, Predictor, create_model, load_pretrained
 from cancer_models.models import CancerCNN, TransferClassifier
+from cancer_models.record import TrainingRecord
 
 
 @pytest.fixture
 def saved_cnn(tmp_path, small_cnn):
     small_cnn.config.threshold = 0.42
     small_cnn.config.temperature = 1.7
-    small_cnn.config.training = {"task": "histopathology", "epochs": 3}
+    small_cnn.config.training = TrainingRecord(task="histopathology", epochs_run=3)
     small_cnn.save_pretrained(tmp_path / "cnn")
     return small_cnn, tmp_path / "cnn"
 
@@ -26,12 +27,13 @@ def test_save_writes_the_hub_folder(saved_cnn):
     assert config["labels"] == ["benign", "malignant"]
     assert config["input_size"] == 96
     assert config["threshold"] == 0.42 and config["temperature"] == 1.7
-    assert config["training"] == {"task": "histopathology", "epochs": 3}
+    assert config["training"]["task"] == "histopathology" and config["training"]["epochs_run"] == 3
+    assert config["training"]["schema_version"] == 2
     assert len(config["mean"]) == len(config["std"]) == 3
     card = (folder / "README.md").read_text()
     assert card.startswith("---\n") and "not a medical device" in card and "library_name: cancer-models" in card
 
-    model.config.training["task"] = "renamed"  # saving again replaces the card, never keeps a stale one
+    model.config.training.task = "renamed"  # saving again replaces the card, never keeps a stale one
     model.save_pretrained(folder)
     assert "for renamed" in (folder / "README.md").read_text()
 

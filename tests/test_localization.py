@@ -9,8 +9,8 @@ import pytest
 from conftest import FIXTURES
 from PIL import Image
 
-from cancer_models import evaluate as evaluate_cli
-from cancer_models.localization import centre_prior, point_scores
+from cancer_models.cli import main as cli_main
+from cancer_models.evaluation.localization import centre_prior, point_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 ULTRASOUND, MASKS = FIXTURES / "ultrasound", FIXTURES / "ultrasound_masks"
@@ -27,7 +27,7 @@ def test_a_map_on_the_lesion_scores_one_and_a_map_beside_it_zero():
 
 def test_evaluate_with_masks_reports_every_method_and_the_centre_prior(capsys):
     args = ["--model", str(ROOT / "models" / "ultrasound-cancer-cnn"), "--data", str(ULTRASOUND)]
-    assert evaluate_cli.main([*args, "--masks", str(MASKS), "--cam-methods", "gradcam,layercam"]) == 0
+    assert cli_main(["evaluate", *args, "--masks", str(MASKS), "--cam-methods", "gradcam,layercam"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["explanations"]
     shares = [(np.asarray(Image.open(p)) > 127).mean() for p in sorted((MASKS / "test").rglob("*.png"))]
     assert report["n"] == 3 and report["without_lesion"] == 1  # normal_35 has no lesion
@@ -42,6 +42,6 @@ def test_a_missing_mask_is_a_clear_error(tmp_path, capsys):
     shutil.copytree(MASKS, tmp_path / "masks")
     next((tmp_path / "masks").rglob("malignant_11.png")).unlink()
     args = ["--model", str(ROOT / "models" / "ultrasound-cancer-cnn"), "--data", str(ULTRASOUND)]
-    assert evaluate_cli.main([*args, "--masks", str(tmp_path / "masks")]) == 2
+    assert cli_main(["evaluate", *args, "--masks", str(tmp_path / "masks")]) == 2
     err = capsys.readouterr().err
     assert "no lesion mask" in err and "malignant_11.png" in err

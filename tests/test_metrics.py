@@ -3,11 +3,11 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from cancer_models.metrics import (
+from cancer_models.calibration.temperature import fit_temperature
+from cancer_models.evaluation.metrics import (
     binary_metrics,
     choose_threshold,
     expected_calibration_error,
-    fit_temperature,
     rank_auc,
     subtype_metrics,
 )

@@ -7,10 +7,10 @@ import pytest
 from conftest import FIXTURES, fixture_images
 from PIL import Image
 
-from cancer_models import evaluate as evaluate_cli
-from cancer_models.augment import RGB_FROM_HED
-from cancer_models.images import load_image
-from cancer_models.robustness import SHIFTS, jpeg, restain, zoom
+from cancer_models.cli import main as cli_main
+from cancer_models.data.augment import RGB_FROM_HED
+from cancer_models.data.images import load_image
+from cancer_models.evaluation.robustness import SHIFTS, jpeg, restain, zoom
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +55,12 @@ def test_every_shift_keeps_size_and_mode_and_changes_the_image(tile):
 def test_evaluate_reports_each_shift(small_cnn, tmp_path, capsys):
     small_cnn.save_pretrained(tmp_path / "model")
     args = ["--model", str(tmp_path / "model"), "--data", str(FIXTURES / "histopathology")]
-    assert evaluate_cli.main([*args, "--shifts", "none,zoom in 2x,stain: more eosin"]) == 0
+    assert cli_main(["evaluate", *args, "--shifts", "none,zoom in 2x,stain: more eosin"]) == 0
     captured = capsys.readouterr()
     metrics = json.loads(captured.out.strip().splitlines()[-1])
     assert list(metrics["shifts"]) == ["none", "zoom in 2x", "stain: more eosin"]
     assert metrics["shifts"]["none"]["auc"] == pytest.approx(metrics["auc"])
     assert metrics["shifts"]["none"]["sensitivity"] == pytest.approx(metrics["sensitivity"])
     assert "  zoom in 2x: auc " in captured.err
-    assert evaluate_cli.main([*args, "--shifts", "rotate"]) == 2
+    assert cli_main(["evaluate", *args, "--shifts", "rotate"]) == 2
     assert "unknown shift" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 from conftest import fixture_images
 
 from cancer_models import Predictor, load_pretrained
-from cancer_models.routing import route
+from cancer_models.inference.routing import route
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -10,8 +10,10 @@ from conftest import fixture_images
 from PIL import Image
 
 from cancer_models import ImageError, Predictor, load_pretrained
-from cancer_models.metrics import binary_metrics
-from cancer_models.slides import BACKGROUND, REFUSED, SlidePredictor, geojson, main, write_outputs
+from cancer_models.cli import main as cli_main
+from cancer_models.evaluation.metrics import binary_metrics
+from cancer_models.inference.slide_outputs import write_outputs
+from cancer_models.inference.slides import BACKGROUND, REFUSED, SlidePredictor
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = 160
@@ -115,9 +117,9 @@ def test_the_command_and_a_corrupt_file(field, tmp_path, capsys):
     corrupt = tmp_path / "broken.svs"
     corrupt.write_bytes(b"II*\x00" + b"\x00" * 64)
     model = str(ROOT / "models" / "histopathology-cancer-cnn")
-    assert main([str(png), "--model", model, "--out", str(tmp_path / "out"), "--tile-size", str(CELL), "--explain", "2"]) == 0
+    assert cli_main(["slides", str(png), "--model", model, "--out", str(tmp_path / "out"), "--tile-size", str(CELL), "--explain", "2"]) == 0
     assert (tmp_path / "out" / "field.geojson").is_file() and len(list((tmp_path / "out").glob("field.gradcam_*.png"))) == 2
-    assert main([str(corrupt), "--model", model, "--out", str(tmp_path / "out")]) == 2
+    assert cli_main(["slides", str(corrupt), "--model", model, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "broken.svs" in err and "Traceback" not in err
     with pytest.raises(ImageError):

@@ -7,10 +7,10 @@ import shutil
 import pytest
 from conftest import FIXTURES
 
-import train as train_cli
 from cancer_models import load_pretrained
-from cancer_models.data import DataError, DataSpec
-from cancer_models.streaming import StreamedImages, load_streamed
+from cancer_models.cli import main as cli_main
+from cancer_models.data.image_sets import DataError, DataSpec
+from cancer_models.data.streaming import StreamedImages, load_streamed
 
 HISTO = str(FIXTURES / "histopathology")
 ARGS = ["--streaming", "--input-size", "48", "--batch-size", "4", "--warmup-epochs", "0.5"]
@@ -33,11 +33,11 @@ def test_processes_share_out_the_stream_and_each_epoch_reshuffles_it(tmp_path):
 
 def test_streamed_training_writes_a_model_and_counts_the_stream(tmp_path, capsys):
     out = tmp_path / "model"
-    assert train_cli.main(["--data", HISTO, "--output-dir", str(out), "--epochs", "2", *ARGS]) == 0
+    assert cli_main(["train", "--data", HISTO, "--output-dir", str(out), "--epochs", "2", *ARGS]) == 0
     log = capsys.readouterr().out
     assert "train: 12 images (benign 6, malignant 6; streamed, the first 12 decoded for the rejection check)" in log
     training = load_pretrained(out).config.training
-    assert training["splits"] == {"train": 12, "validation": 6, "test": 6} and "streamed" in training
+    assert training.splits == {"train": 12, "validation": 6, "test": 6} and training.streamed
     history = (out / "history.csv").read_text().strip().splitlines()
     assert len(history) == 1 + 2
     state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())["state"]
@@ -50,10 +50,10 @@ def test_a_corrupt_image_in_the_stream_stops_the_run_or_is_skipped(tmp_path, cap
     victim = min((broken / "train" / "benign").glob("*.jpg"))
     victim.write_bytes(victim.read_bytes()[:100])
     args = ["--data", str(broken), "--epochs", "1", *ARGS, "--cache-dir", str(tmp_path / "cache")]
-    assert train_cli.main([*args, "--output-dir", str(tmp_path / "stop")]) == 2
+    assert cli_main(["train", *args, "--output-dir", str(tmp_path / "stop")]) == 2
     assert victim.name in capsys.readouterr().err
-    assert train_cli.main([*args, "--output-dir", str(tmp_path / "skip"), "--skip-bad-images"]) == 0
-    skipped = load_pretrained(tmp_path / "skip").config.training["skipped_images"]["train"]
+    assert cli_main(["train", *args, "--output-dir", str(tmp_path / "skip"), "--skip-bad-images"]) == 0
+    skipped = load_pretrained(tmp_path / "skip").config.training.skipped_images["train"]
     assert len(skipped) == 1 and victim.name in skipped[0]
 
 

@@ -17,11 +17,9 @@ from conftest import FIXTURES, cache_imagenet_weights, fixture_images
 from safetensors.torch import load_file
 from torch import nn
 
-import push_to_hub
-import train as train_cli
 from cancer_models import Predictor, create_model, load_pretrained
-from cancer_models import evaluate as evaluate_cli
-from cancer_models.augment import build_augmentation
+from cancer_models.cli import main as cli_main
+from cancer_models.data.augment import build_augmentation
 from cancer_models.training import TrainConfig, training_batch
 from cancer_models.training.checkpoint import save_best_weights
 from cancer_models.training.optim import build_optimizer, build_schedulers
@@ -33,7 +31,7 @@ FAST = ["--input-size", "64", "--batch-size", "6", "--warmup-epochs", "0.5", "--
 
 def train(capsys, *args: str) -> tuple[int, str]:
     """train.py's main in this process; returns its exit code and everything it printed."""
-    code = train_cli.main([*args])
+    code = cli_main(["train", *args])
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
@@ -45,7 +43,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def trained_cnn(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cnn")
-    assert train_cli.main(["--data", HISTO, "--output-dir", str(out), "--epochs", "3", *FAST]) == 0
+    assert cli_main(["train", "--data", HISTO, "--output-dir", str(out), "--epochs", "3", *FAST]) == 0
     return out
 
 
@@ -67,18 +65,18 @@ def test_training_writes_a_hub_ready_folder(trained_cnn):
 def test_trained_model_carries_its_facts_and_provenance(trained_cnn):
     config = load_pretrained(trained_cnn).config
     assert config.input_size == 64 and 0 < config.threshold < 1 and config.temperature > 0
-    test = config.training["metrics"]["test"]
+    test = config.training.metrics["test"]
     assert test["n"] == 6 and test["n_benign"] == 3 and len(test["auc_ci"]) == 2
-    assert config.training["splits"] == {"train": 12, "validation": 6, "test": 6}
-    provenance = config.training["provenance"]
-    assert provenance["torch"] in (torch.__version__, torch.__version__.split("+")[0])
+    assert config.training.splits == {"train": 12, "validation": 6, "test": 6}
+    provenance = config.training.provenance
+    assert provenance.torch in (torch.__version__, torch.__version__.split("+")[0])
     git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
     head = git.stdout.strip()
     if head:  # a checkout (CI's clean clone is one)
-        assert provenance["git_commit"].removesuffix("-dirty") == head
-    assert provenance["cancer-models"] and provenance["torchvision"]
+        assert provenance.git_commit.removesuffix("-dirty") == head
+    assert provenance.package_version and provenance.torchvision
     gpu = torch.cuda.is_available()
-    assert provenance["hardware"].startswith(f"1 x {torch.cuda.get_device_name()}" if gpu else "1 process(es) on CPU")
+    assert provenance.hardware.startswith(f"1 x {torch.cuda.get_device_name()}" if gpu else "1 process(es) on CPU")
 
 
 def test_model_card_has_hub_metadata_and_no_machine_paths(trained_cnn):
@@ -88,8 +86,9 @@ def test_model_card_has_hub_metadata_and_no_machine_paths(trained_cnn):
     assert "datasets:" not in metadata  # a local folder is not a Hub dataset
     assert "95% CI" in card and "not a medical device" in card and "| test | 6 | 3 | 3 |" in card
     assert str(FIXTURES) not in card and "tests/fixtures" not in card
-    assert "\nhistopathology\n" in card  # the data is named by its folder
-    assert "Per category on the test split" in card and "| lung_n | benign |" in card
+    # The data is named by its folder; the fixture folder is named like the LC25000 set, so its terms are stated.
+    assert "- `histopathology`: LC25000" in card and "## How to cite" in card and "Borkowski" in card
+    assert "### Per category (test split)" in card and "| lung_n | benign |" in card
 
 
 @pytest.mark.slow
@@ -110,7 +109,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys):
     deadline = time.time() + 240
     while not state_file.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # a hard kill, as when a session ends
+    os.killpg(proc.pid, signal.SIGKILL)  # a hard kill, as when a machine is reclaimed
     proc.wait()
     epochs_done = json.loads(state_file.read_text())["state"]["epoch"]
     assert epochs_done < 2, "the run finished before it could be interrupted"
@@ -225,7 +224,7 @@ def test_mask_guided_training_records_its_map_layers(tmp_path, capsys):
     assert config.cam_layers == ["stage3.1"]
     assert (
         "share of Grad-CAM heat (stage3.1) outside the lesion, on the 7 of 8 training images"
-        in config.training["recipe"]
+        in config.training.recipe
     )
 
 
@@ -235,7 +234,7 @@ def test_colour_constancy_is_trained_with_recorded_and_applied_when_predicting(t
     assert code == 0, output[-3000:]
     model = load_pretrained(tmp_path)
     assert model.config.colour_constancy == "shades_of_gray"
-    assert "Shades of Gray colour constancy (p = 6)" in model.config.training["recipe"]
+    assert "Shades of Gray colour constancy (p = 6)" in model.config.training.recipe
     assert "Shades of Gray colour constancy" in (tmp_path / "README.md").read_text()
     without = load_pretrained(tmp_path)
     without.config.colour_constancy = "none"
@@ -255,7 +254,7 @@ def test_a_corrupt_image_stops_training_or_is_skipped_and_recorded(tmp_path, cap
     code, output = train(capsys, *args, "--output-dir", str(tmp_path / "lenient"), "--skip-bad-images")
     assert code == 0, output[-3000:]
     assert "train: 11 images" in output and f"warning: train: skipped {victim}" in output
-    skipped = load_pretrained(tmp_path / "lenient").config.training["skipped_images"]
+    skipped = load_pretrained(tmp_path / "lenient").config.training.skipped_images
     assert list(skipped) == ["train"] and victim.name in skipped["train"][0]
 
 
@@ -266,7 +265,7 @@ def test_max_steps_stops_mid_epoch_and_still_writes_a_model(tmp_path, capsys):
     assert code == 0, output[-3000:]
     state = json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())["state"]
     assert state["step"] == 3 and state["epoch"] == 2
-    assert load_pretrained(tmp_path).config.training["epochs_run"] == 2
+    assert load_pretrained(tmp_path).config.training.epochs_run == 2
 
 
 @pytest.mark.parametrize(
@@ -308,7 +307,7 @@ def test_class_collapse_is_reported(tmp_path, capsys):
 
 
 def test_evaluate_cli_prints_json_and_writes_a_report(trained_cnn, tmp_path, capsys):
-    assert evaluate_cli.main(["--model", str(trained_cnn), "--data", HISTO, "--out", str(tmp_path), "--tta"]) == 0
+    assert cli_main(["evaluate", "--model", str(trained_cnn), "--data", HISTO, "--out", str(tmp_path), "--tta"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     expected = {"n", "auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece", "threshold"}
     assert expected | {"confusion_matrix", "auc_ci", "accuracy_ci"} <= set(metrics)
@@ -321,15 +320,15 @@ def test_evaluate_cli_prints_json_and_writes_a_report(trained_cnn, tmp_path, cap
     assert {"report.md", "roc.png", "reliability.png", "confusion_matrix.png"} <= {p.name for p in tmp_path.iterdir()}
     assert "95%" in (tmp_path / "report.md").read_text()
 
-    assert evaluate_cli.main(["--model", str(trained_cnn), "--data", str(FIXTURES / "dermoscopy" / "test")]) == 0
+    assert cli_main(["evaluate", "--model", str(trained_cnn), "--data", str(FIXTURES / "dermoscopy" / "test")]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 4
 
-    assert evaluate_cli.main(["--model", str(trained_cnn), "--data", HISTO, "--split", "holdout"]) == 2
+    assert cli_main(["evaluate", "--model", str(trained_cnn), "--data", HISTO, "--split", "holdout"]) == 2
     assert "error: " in capsys.readouterr().err
 
 
 def test_push_to_hub_dry_run_and_offline_failures(trained_cnn, tmp_path, capsys, monkeypatch):
-    assert push_to_hub.main([str(trained_cnn), "someone/cancer-cnn", "--dry-run"]) == 0
+    assert cli_main(["push", str(trained_cnn), "someone/cancer-cnn", "--dry-run"]) == 0
     listed = capsys.readouterr().out
     assert "model.safetensors" in listed and "config.json" in listed and "README.md" in listed
     assert "checkpoint" not in listed and "best.safetensors" not in listed
@@ -337,10 +336,10 @@ def test_push_to_hub_dry_run_and_offline_failures(trained_cnn, tmp_path, capsys,
     monkeypatch.setenv("HF_TOKEN", "")
     monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-token"))
     monkeypatch.setattr("huggingface_hub.constants.HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
-    assert push_to_hub.main([str(trained_cnn), "someone/cancer-cnn"]) == 2
+    assert cli_main(["push", str(trained_cnn), "someone/cancer-cnn"]) == 2
     assert "no Hugging Face token" in capsys.readouterr().err
 
-    assert push_to_hub.main([str(tmp_path), "someone/cancer-cnn", "--dry-run"]) == 2
+    assert cli_main(["push", str(tmp_path), "someone/cancer-cnn", "--dry-run"]) == 2
     assert "not a publishable model folder" in capsys.readouterr().err
 
 

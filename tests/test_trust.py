@@ -11,10 +11,11 @@ from conftest import FIXTURES, fixture_images
 from PIL import Image, ImageDraw
 
 from cancer_models import CheckpointError, ConfigError, Prediction, Predictor, load_pretrained
-from cancer_models import calibrate as calibrate_cli
-from cancer_models.conformal import ALPHAS, choose_alpha, coverage, prediction_set, set_membership
-from cancer_models.images import normalize
-from cancer_models.localization import CANDIDATE_METHODS
+from cancer_models.calibration import fitting
+from cancer_models.cli import main as cli_main
+from cancer_models.data.images import normalize
+from cancer_models.evaluation.localization import CANDIDATE_METHODS
+from cancer_models.trust.conformal import ALPHAS, choose_alpha, coverage, prediction_set, set_membership
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTO_MODEL = ROOT / "models" / "histopathology-cancer-cnn"
@@ -100,12 +101,11 @@ def test_the_decision_never_contradicts_the_set_or_the_check(label, prediction_s
 
 def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, capsys):
     folder = tmp_path / "model"
-    small_cnn.config.training["explanations"] = {"tried": ["a mask term"]}  # the trainer's note survives
     small_cnn.save_pretrained(folder)
     weights = (folder / "model.safetensors").read_bytes()
     args = ["--model", str(folder), "--data", str(FIXTURES / "histopathology"), "--acceptance", "1.0"]
     masks = ["--masks", str(FIXTURES / "ultrasound"), str(FIXTURES / "ultrasound_masks")]  # any images with masks
-    assert calibrate_cli.main([*args, "--tta-views", "hflip", *masks]) == 0
+    assert cli_main(["calibrate", *args, "--tta-views", "hflip", *masks]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["validation"]["rejected"] == 0.0 and "coverage" in report["test"]
     assert (folder / "model.safetensors").read_bytes() == weights and (folder / "ood.safetensors").is_file()
@@ -114,17 +114,16 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     assert "qhat_tta" in model.config.conformal and "tta_coverage" in report["test"]
     assert model.config.tta_views == "hflip" and model.ood_detector is not None
     card = (folder / "README.md").read_text()
-    assert "## Scope" in card and "lung_aca (malignant, " in card and "colon_n (benign, " in card
+    assert "## Rejection, prediction sets and explanations" in card and "lung_aca (malignant, " in card and "colon_n (benign, " in card
     # The default map: the best-pointing candidate on the validation images, then measured on the test images.
-    choice = model.config.training["cam_choice"]
+    choice = model.config.training.evaluations["cam_choice"]
     assert len(choice) == len(model.cam_layer_candidates()) * len(CANDIDATE_METHODS)
     best = max(choice, key=lambda r: (r["peak_in_lesion"], r["heat_in_lesion"]))
     assert (model.config.cam_layers, model.config.cam_method) == (best["layers"], best["method"])
-    explanations = model.config.training["explanations"]
+    explanations = model.config.training.explanations
     assert explanations["n"] == 3 and explanations["method"] == best["method"]  # normal_35 has no lesion
     assert "On 3 test images with known lesions (ultrasound (test)), this model's default map" in card
     assert f"({best['method']}) peaked inside the lesion" in card
-    assert explanations["tried"] == ["a mask term"] and "- Tried: a mask term" in card
     assert Predictor(model).explain(fixture_images("ultrasound")[0]).method == best["method"]
 
     (folder / "ood.safetensors").unlink()
@@ -133,16 +132,16 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
 
 
 def test_the_detector_of_a_large_set_is_fitted_on_a_sample_and_every_category_is_counted(small_cnn, monkeypatch):
-    from cancer_models.data import DataSpec, load_splits
-    from cancer_models.decoding import decode_split
+    from cancer_models.data.decoding import decode_split
+    from cancer_models.data.image_sets import DataSpec, load_splits
 
     splits = {
         name: decode_split(ds, 96) for name, ds in load_splits(DataSpec([str(FIXTURES / "histopathology")])).items()
     }
-    monkeypatch.setattr(calibrate_cli, "DETECTOR_SAMPLE", 8)  # the fixtures hold 12 training tiles, not 20,000
-    report = calibrate_cli.fit_trust(small_cnn, splits)
+    monkeypatch.setattr(fitting, "DETECTOR_SAMPLE", 8)  # the fixtures hold 12 training tiles, not 20,000
+    report = fitting.fit_trust(small_cnn, splits)
     assert report["train"]["n"] == 8 and report["validation"]["n"] == 6
-    assert sum(map(sum, small_cnn.config.training["subtypes"].values())) == 12
+    assert sum(map(sum, small_cnn.config.training.subtypes.values())) == 12
 
 
 def test_a_config_with_rejection_needs_its_statistics(small_cnn, tmp_path):
@@ -165,13 +164,13 @@ def test_shipped_models_carry_rejection_and_conformal_data():
     for folder in sorted((ROOT / "models").iterdir()):
         model = load_pretrained(folder)
         assert model.config.ood and model.config.conformal and model.ood_detector is not None, folder.name
-        trust = model.config.training["trust"]
+        trust = model.config.training.trust
         test, level = trust["test"], 1 - model.config.conformal["alpha"]
         # Coverage varies with the calibration draw (a Beta around the level, Vovk 2012) and the test draw:
         # three standard deviations of both together, which is 0.14 for ultrasound's 75 and 77 images.
         # A cross-validated ensemble is calibrated on its out-of-fold predictions (train + validation).
         calibrated = (
-            trust["validation"]["n"] if "validation" in trust else model.config.training["splits"]["train + validation"]
+            trust["validation"]["n"] if "validation" in trust else model.config.training.splits["train + validation"]
         )
         spread = level * (1 - level) * (1 / (calibrated + 2) + 1 / test["n"])
         # Rejection accepts 99% of validation groups; the test split of histopathology, from other source
@@ -189,7 +188,7 @@ def test_calibrate_can_refuse_whole_image_sets(small_cnn, tmp_path):
     other = tmp_path / "look-alikes"
     shutil.copytree(FIXTURES / "histopathology" / "test", other / "test")
     args = ["--model", str(folder), "--data", str(FIXTURES / "histopathology"), "--acceptance", "1.0"]
-    assert calibrate_cli.main([*args, "--refuse", str(other)]) == 0
+    assert cli_main(["calibrate", *args, "--refuse", str(other)]) == 0
     model = load_pretrained(folder)
     ood = model.config.ood
     lowered = zip(ood["thresholds"], ood["thresholds_before_refusal"], strict=True)

@@ -11,8 +11,8 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from ..hub import HubMixin
 from ._registry import build_from_config, default_config
+from .hub import HubMixin
 
 
 def dense_head(

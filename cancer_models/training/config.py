@@ -7,11 +7,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..augment import AUGMENTATIONS
 from ..config import COLOUR_CONSTANCY
-from ..data import DataSpec, parse_label_map
+from ..data.augment import AUGMENTATIONS
+from ..data.image_sets import DataSpec, parse_label_map
 from ..errors import ConfigError
-from ..metrics import choose_threshold
+from ..evaluation.metrics import choose_threshold
 from ..models import list_models
 
 CHECKPOINT_DIR = "checkpoint"

@@ -21,14 +21,16 @@ import torch
 from datasets import Dataset
 from datasets import Image as ImageFeature
 
-from ..calibrate import fit_ensemble_trust, split_outputs, trust_report
-from ..data import fold_indices, load_splits, pooled_for_folds
-from ..decoding import DecodedSplit, decode_split
-from ..localization import ImageScores
-from ..metrics import binary_metrics, choose_threshold, fit_temperature, subtype_metrics, summarize
+from ..calibration.fitting import fit_ensemble_trust, split_outputs, trust_report
+from ..calibration.temperature import fit_temperature
+from ..data.decoding import DecodedSplit, decode_split
+from ..data.image_sets import fold_indices, load_splits, pooled_for_folds
+from ..evaluation.localization import ImageScores
+from ..evaluation.metrics import binary_metrics, choose_threshold, subtype_metrics, summarize
+from ..evaluation.plots import write_plots
+from ..inference.predict import Predictor
 from ..models import CancerModel, Ensemble, load_pretrained
-from ..plots import write_plots
-from ..predict import Predictor
+from ..record import TrainingRecord
 from .config import TrainConfig
 
 OUT_OF_FOLD = "out_of_fold"
@@ -76,25 +78,24 @@ def build_ensemble(cfg: TrainConfig, log=print) -> Path:
     metrics = {OUT_OF_FOLD: binary_metrics(pooled.targets.numpy(), oof_probs, config.threshold, pooled.groups)}
     metrics["test"] = test_metrics
     aucs = [f["auc"] for f in per_fold if f["auc"] is not None]
-    config.training = {
+    config.training = TrainingRecord(
         **_shared_record(members[0].config.training, cfg.folds),
-        "splits": {"train + validation": len(pooled), "test": len(test)},
-        "class_counts": {"train + validation": pooled.class_counts(), "test": test.class_counts()},
-        "metrics": metrics,
-        "cross_validation": {
+        splits={"train + validation": len(pooled), "test": len(test)},
+        class_counts={"train + validation": pooled.class_counts(), "test": test.class_counts()},
+        metrics=metrics,
+        cross_validation={
             "folds": cfg.folds,
             "per_fold": per_fold,
             "auc_mean": float(np.mean(aucs)),
             "auc_sd": float(np.std(aucs, ddof=1)),
-            "member_test_auc": [m.config.training["metrics"]["test"]["auc"] for m in members],
+            "member_test_auc": [m.config.training.metrics["test"]["auc"] for m in members],
             "out_of_fold_explanations": out_of_fold_explanations(members, pooled_images, cfg.folds, cfg.seed),
         },
-        "trust": trust,
-        "threshold_rule": cfg.threshold,
-        "storage": storage,
-    }
-    if pooled.subtype_counts():
-        config.training["subtypes"] = pooled.subtype_counts()
+        trust=trust,
+        threshold_rule=cfg.threshold,
+        storage=storage,
+        subtypes=pooled.subtype_counts(),
+    )
     shipped.save_pretrained(out)
     write_plots(out / "plots", test.targets.numpy(), test_probs, config.threshold, config.labels)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -163,17 +164,17 @@ def score_test(model: CancerModel, test: DecodedSplit) -> tuple[dict[str, Any], 
     return metrics, trust_report(model, outputs), probs
 
 
-def _shared_record(member: dict[str, Any], folds: int) -> dict[str, Any]:
+def _shared_record(member: TrainingRecord, folds: int) -> dict[str, Any]:
     """What every member's ``config.training`` says alike (data, recipe, provenance), with the recipe extended."""
-    keep = ("task", "data", "hub_datasets", "license", "command", "provenance", "base_model")
-    record = {k: member[k] for k in keep if k in member}
-    if "command" in record:  # the member's command, less what only that run needed: it builds the ensemble too
-        words = shlex.split(record["command"])
-        drop = {i for i, w in enumerate(words) if w == "--resume"}
-        drop |= {j for i, w in enumerate(words) if w == "--fold" for j in (i, i + 1)}
-        record["command"] = shlex.join(w for i, w in enumerate(words) if i not in drop)
+    keep = ("task", "data", "hub_datasets", "license", "provenance", "base_model")
+    record: dict[str, Any] = {k: getattr(member, k) for k in keep}
+    # The member's command, less what only that run needed: it builds the ensemble too.
+    words = shlex.split(member.command)
+    drop = {i for i, w in enumerate(words) if w == "--resume"}
+    drop |= {j for i, w in enumerate(words) if w == "--fold" for j in (i, i + 1)}
+    record["command"] = shlex.join(w for i, w in enumerate(words) if i not in drop)
     record["recipe"] = (
-        f"{member.get('recipe', '')} Ensemble of the models of a group-aware {folds}-fold "
+        f"{member.recipe} Ensemble of the models of a group-aware {folds}-fold "
         "cross-validation over train + validation (each early-stopped on its held-out fold), probabilities "
         "averaged; temperature, threshold and prediction sets fitted on the out-of-fold predictions."
     )

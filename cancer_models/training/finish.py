@@ -6,20 +6,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+import torchvision
 
-from ..augment import tta_views_for
-from ..calibrate import fit_trust
+from ..calibration.fitting import fit_trust
+from ..calibration.temperature import fit_temperature
 from ..config import COLOUR_CONSTANCY
-from ..metrics import binary_metrics, choose_threshold, fit_temperature, subtype_metrics, summarize
-from ..model_card import dataset_name, is_hub_dataset_id
+from ..data.augment import tta_views_for
+from ..evaluation.metrics import binary_metrics, choose_threshold, subtype_metrics, summarize
+from ..evaluation.plots import write_plots
 from ..models import BACKBONES
-from ..plots import write_plots
+from ..record import Provenance, TrainingRecord
+from ..sources import display_name, is_hub_id
+from ..version import __version__
 from .checkpoint import TrainerState, load_best_weights
 from .loop import Run, predict_split
 
@@ -68,45 +70,42 @@ def _malignant_probability(logits: torch.Tensor, temperature: float) -> np.ndarr
     return (logits / temperature).softmax(dim=1)[:, 1].numpy()
 
 
-def training_record(run: Run, state: TrainerState, metrics: dict, collapsed: bool) -> dict[str, Any]:
+def training_record(run: Run, state: TrainerState, metrics: dict, collapsed: bool) -> TrainingRecord:
     """``config.training``: the data, splits, metrics and recipe, and the code and libraries that trained it."""
     cfg, decoded = run.cfg, run.decoded
-    record = {
-        "task": cfg.task or ", ".join(dataset_name(s) for s in cfg.data),
-        "data": ", ".join(cfg.data),
-        "hub_datasets": [s for s in cfg.data if is_hub_dataset_id(s)],
-        "license": cfg.license,
-        "splits": {name: len(d) for name, d in decoded.items()},
-        "class_counts": {name: d.class_counts() for name, d in decoded.items()},
-        "metrics": metrics,
-        "best_epoch": state.best_epoch,
-        "epochs_run": state.epoch,
-        "recipe": recipe(run),
-        "threshold_rule": cfg.threshold,
-        "class_collapse_on_test": collapsed,
-        "command": " ".join(sys.argv),
-        "provenance": run.provenance,
-    }
+    record = TrainingRecord(
+        task=cfg.task or ", ".join(display_name(s) for s in cfg.data),
+        data=list(cfg.data),
+        hub_datasets=[s for s in cfg.data if is_hub_id(s)],
+        license=cfg.license,
+        splits={name: len(d) for name, d in decoded.items()},
+        class_counts={name: d.class_counts() for name, d in decoded.items()},
+        metrics=metrics,
+        best_epoch=state.best_epoch,
+        epochs_run=state.epoch,
+        recipe=recipe(run),
+        threshold_rule=cfg.threshold,
+        class_collapse_on_test=collapsed,
+        command=" ".join(sys.argv),
+        provenance=run.provenance,
+    )
     skipped = {name: d.skipped for name, d in decoded.items() if d.skipped}
     if run.streamed:
-        record["splits"]["train"] = len(run.streamed)
-        record["class_counts"]["train"] = run.streamed.class_counts()
-        record["streamed"] = (
-            f"training split streamed; rejection check fitted on its first {len(decoded['train'])} images"
-        )
+        record.splits["train"] = len(run.streamed)
+        record.class_counts["train"] = run.streamed.class_counts()
+        record.streamed = f"training split streamed; rejection check fitted on its first {len(decoded['train'])} images"
         skipped = {k: v for k, v in skipped.items() if k != "train"} | (
             {"train": run.streamed.skipped} if run.streamed.skipped else {}
         )
-    if skipped:
-        record["skipped_images"] = skipped
+    record.skipped_images = skipped or None
     if cfg.pretrained and BACKBONES.get(cfg.model) and BACKBONES[cfg.model].hub_id:
-        record["base_model"] = BACKBONES[cfg.model].hub_id
+        record.base_model = BACKBONES[cfg.model].hub_id
     return record
 
 
-def provenance(device: torch.device, processes: int) -> dict[str, str | None]:
-    """The git commit of this package's checkout (with '-dirty' for uncommitted changes), the hardware trained
-    on and library versions."""
+def provenance(device: torch.device, processes: int) -> Provenance:
+    """The package version, the git commit of this package's checkout (with '-dirty' for uncommitted changes),
+    the hardware trained on and library versions."""
     here = Path(__file__).resolve().parent
 
     def git(*args: str) -> str | None:
@@ -119,17 +118,12 @@ def provenance(device: torch.device, processes: int) -> dict[str, str | None]:
     commit = git("rev-parse", "HEAD")
     if commit and git("status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
-    versions = {}
-    for package in ("cancer-models", "torch", "torchvision"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
     if device.type == "cuda":
         hardware = f"{processes} x {torch.cuda.get_device_name(device)}"
     else:
         hardware = f"{processes} process(es) on {device.type.upper()}, {torch.get_num_threads()} thread(s) each"
-    return {"git_commit": commit, "hardware": hardware, **versions}
+    # The version this code declares, not an installed distribution's: a checkout run in place has none.
+    return Provenance(__version__, commit, hardware, torch.__version__.split("+")[0], torchvision.__version__.split("+")[0])
 
 
 def recipe(run: Run) -> str:

@@ -14,11 +14,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import ModelConfig
-from ..decoding import DecodedSplit
-from ..images import model_input
-from ..metrics import binary_metrics
+from ..data.decoding import DecodedSplit
+from ..data.images import model_input
+from ..data.streaming import StreamedSplit
+from ..evaluation.metrics import binary_metrics
 from ..models import CancerModel
-from ..streaming import StreamedSplit
+from ..record import Provenance
 from .config import TrainConfig
 from .guidance import outside_lesion_share, tap_activations
 
@@ -38,7 +39,7 @@ class Run:
     augment: nn.Module
     criterion: nn.Module
     started: float
-    provenance: dict[str, str | None]  # the code and libraries, taken when the run started
+    provenance: Provenance  # the code and libraries, taken when the run started
     streamed: StreamedSplit | None = None  # --streaming: the training stream (decoded["train"] is a sample of it)
     steps_per_epoch: int | None = None  # where the training loader has no length (a stream)
 

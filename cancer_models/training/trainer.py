@@ -17,12 +17,12 @@ from accelerate.data_loader import DataLoaderShard
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader, Dataset
 
-from ..augment import build_augmentation
-from ..data import check_no_shared_groups, fold_splits, load_splits
-from ..decoding import DecodedSplit, decode_split
+from ..data.augment import build_augmentation
+from ..data.decoding import DecodedSplit, decode_split
+from ..data.image_sets import check_no_shared_groups, fold_splits, load_splits
+from ..data.streaming import StreamedImages, StreamedSplit, load_streamed
 from ..errors import ConfigError
 from ..models import CancerModel, build_from_config, default_config
-from ..streaming import StreamedImages, StreamedSplit, load_streamed
 from .checkpoint import TrainerState, load_checkpoint, save_best_weights, save_checkpoint, write_history
 from .config import CHECKPOINT_DIR, STATE_FILE, TrainConfig, check_config
 from .cross_validation import build_ensemble, fold_dir

@@ -1,0 +1,7 @@
+"""``python -m cancer_models`` is ``cancer-models``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

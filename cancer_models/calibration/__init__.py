@@ -1,0 +1,2 @@
+"""Fitting what makes answers trustworthy without retraining: temperature, rejection limits, prediction sets
+and the default explanation."""

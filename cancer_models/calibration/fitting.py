@@ -1,0 +1,343 @@
+"""Fit what makes a model's answers trustworthy, without retraining (``cancer-models calibrate``).
+
+- Out-of-distribution rejection: Mahalanobis distances of mid-level features and of image statistics
+  (``ood.py``), fitted on the training split, their limits quantiles of the validation split's scores that
+  accept ``--acceptance`` of it; with ``--refuse DATA...``, also below every validation image of those sets
+  (other modalities the model must not accept).
+- Prediction sets (``conformal.py``) at the level chosen for the model (or 1 - ``--alpha``), calibrated on the
+  validation images the detector accepts, with and without test-time views.
+
+A cross-validated ensemble is fitted the same way on its out-of-fold predictions (``fit_ensemble_trust``).
+Both are reported on the test split (share rejected, coverage) and written into the model folder
+(config.json, ood.safetensors, the model card). train.py runs the same steps at the end of training.
+With ``--masks IMAGES MASKS`` (a folder with validation and test splits, and their lesion masks) it also
+chooses the model's default CAM layers and method on the validation images and records how often that map
+peaks inside the lesion on the test images (``localization.py``); the card and the app show the figure.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Image as ImageFeature
+from datasets import concatenate_datasets
+from sklearn.covariance import LedoitWolf
+
+from ..data.decoding import DecodedSplit, decode_split
+from ..data.image_sets import DataSpec, fold_indices, load_raw, load_splits, mask_path, pooled_for_folds, standardise
+from ..errors import DataError
+from ..evaluation.localization import ImageScores, choose_cam
+from ..inference.predict import Predictor
+from ..models import CancerModel, load_pretrained
+from ..sources import display_name
+from ..trust.conformal import choose_alpha, conformal_quantile, coverage, set_membership
+from ..trust.ood import Gaussian, MahalanobisDetector, image_statistics, limits, tap_features
+
+DEFAULT_ACCEPTANCE = 0.99
+# Training images the rejection detector is fitted on, at most: plenty for a mean and a shrunk covariance.
+DETECTOR_SAMPLE = 20_000
+REFUSAL_MARGIN = 1e-3
+STATISTICS_FLOOR = 1e-3  # smallest spread of an image statistic: a constant one would give infinite distances
+# The image-statistics limit is this many times its held-out quantile. Another modality, a photograph or a grey
+# copy lies tens to hundreds of times further than held-out images of the model's own kind (5.8x at the least
+# for the histopathology model's foreign development set), while another stain batch or exposure of the right
+# kind of image moves these statistics a few times: the margin spares the latter and costs nothing on the former.
+IMAGE_MARGIN = 2.0
+
+
+@dataclass
+class SplitOutputs:
+    probabilities: np.ndarray  # (N, 2), temperature-calibrated
+    features: torch.Tensor  # (N, D), the rejection check's features (model.ood_features)
+    statistics: torch.Tensor  # (N, S), image_statistics()
+    targets: np.ndarray  # (N,)
+    tta_probabilities: np.ndarray | None = None  # (N, 2) with the config's test-time views, where asked for
+    sizes: list[int] | None = None  # the feature columns of each layer
+
+
+def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64, tta: bool = False) -> SplitOutputs:
+    """The Predictor's probabilities for a decoded split (with and, if ``tta``, without test-time views), the
+    features its forward passes went through and the images' statistics."""
+    predictor = Predictor(model, batch_size=batch_size)
+    with tap_features(model.ood_layers()) as tapped:
+        probs = predictor.probabilities(split.images, tta=False)
+    features, sizes = model.ood_features(torch.cat(tapped).cpu(), tapped.sizes)
+    chunks = [split.images[i : i + 256] for i in range(0, len(split), 256)]  # tensors, also from a disk cache
+    return SplitOutputs(
+        probs.numpy(),
+        features,
+        torch.cat([image_statistics(chunk) for chunk in chunks]),
+        split.targets.numpy(),
+        torch.cat([predictor.probabilities(chunk, tta=True) for chunk in chunks]).numpy() if tta else None,
+        sizes,
+    )
+
+
+def _gaussian(x: np.ndarray, targets: np.ndarray | None = None) -> Gaussian:
+    """Class means and a Ledoit-Wolf precision of the class-centred columns; without ``targets``, one mean and
+    the columns standardised first (image statistics have unrelated scales), folded back in:
+    diag(1/spread) P diag(1/spread)."""
+    classes = np.unique(targets) if targets is not None else np.zeros(1)
+    labels = targets if targets is not None else np.zeros(len(x))
+    means = np.stack([x[labels == c].mean(axis=0) for c in classes])
+    centred = x - means[np.searchsorted(classes, labels)]
+    spread = np.maximum(centred.std(axis=0), STATISTICS_FLOOR) if targets is None else np.ones(x.shape[1])
+    precision = LedoitWolf().fit(centred / spread).precision_ / np.outer(spread, spread)
+    return Gaussian(torch.from_numpy(means).float(), torch.from_numpy(precision).float())
+
+
+def fit_detector(
+    features: torch.Tensor, targets: np.ndarray, statistics: torch.Tensor, sizes: list[int]
+) -> MahalanobisDetector:
+    """One class-conditional distance per feature layer, one class-free distance on the image statistics."""
+    parts = [_gaussian(x.double().numpy(), targets) for x in features.split(sizes, dim=1)]
+    return MahalanobisDetector(parts, list(sizes), _gaussian(statistics.double().numpy()))
+
+
+def fit_limits(scores: torch.Tensor, groups: list[str], acceptance: float) -> dict[str, Any]:
+    """Limits for the columns of ``MahalanobisDetector.scores`` (layers, then image statistics), each at the
+    same quantile of held-out scores (the image statistics' times ``IMAGE_MARGIN``): the lowest quantile that
+    accepts every image of ``acceptance`` of the held-out groups on all counts.
+
+    Quantiles are taken over groups (near-copies of one source image, each scored by its most unusual copy):
+    a split whose images come eight to a source has a few dozen sources, and a limit set on images would rest
+    on the single most unusual of them."""
+    worst = torch.stack([_group_max(column, groups) for column in scores.T], dim=1)  # (groups, columns)
+    margin = torch.ones(worst.shape[1], dtype=torch.float64)
+    margin[-1] = IMAGE_MARGIN
+    for q in np.linspace(acceptance, 1.0, 101):
+        bounds = torch.quantile(worst, q, dim=0) * margin
+        if (worst <= bounds).all(dim=1).double().mean() >= acceptance:
+            break
+    *thresholds, image_threshold = bounds.tolist()
+    return {
+        "method": "mahalanobis",
+        "thresholds": thresholds,
+        "image_threshold": image_threshold,
+        "acceptance": acceptance,
+        "quantile": float(q),
+        "over": "groups",
+    }
+
+
+def _group_max(scores: torch.Tensor, groups: list[str]) -> torch.Tensor:
+    index = {g: k for k, g in enumerate(dict.fromkeys(groups))}
+    keys = torch.tensor([index[g] for g in groups])
+    return torch.full((len(index),), -torch.inf, dtype=torch.float64).scatter_reduce(
+        0, keys, scores.double(), reduce="amax"
+    )
+
+
+def unusualness(model: CancerModel, outputs: SplitOutputs) -> np.ndarray:
+    """Each image's largest distance as a multiple of its limit (``ood.py``): above 1 is refused."""
+    scores = model.ood_detector.scores(outputs.features, outputs.statistics)
+    return (scores / torch.tensor(limits(model.config.ood))).max(dim=1).values.numpy()
+
+
+def fit_sets(model: CancerModel, outputs: SplitOutputs, accepted: np.ndarray, alpha: float | None) -> None:
+    """Prediction sets (``conformal.py``) on the accepted calibration images, at ``alpha`` or at the level
+    chosen for the model, with and without test-time views."""
+    probs, targets, threshold = outputs.probabilities[accepted], outputs.targets[accepted], model.config.threshold
+    if alpha is None:
+        alpha, qhat = choose_alpha(probs, targets, threshold)
+    else:
+        qhat = conformal_quantile(probs[np.arange(len(targets)), targets], alpha)
+    model.config.conformal = {"alpha": alpha, "qhat": qhat}
+    if outputs.tta_probabilities is not None:
+        tta = outputs.tta_probabilities[accepted]
+        model.config.conformal["qhat_tta"] = conformal_quantile(tta[np.arange(len(targets)), targets], alpha)
+
+
+def fit_trust(
+    model: CancerModel,
+    splits: dict[str, DecodedSplit],
+    acceptance: float = DEFAULT_ACCEPTANCE,
+    alpha: float | None = None,
+    refuse: dict[str, DecodedSplit] | None = None,
+) -> dict[str, Any]:
+    """Fit rejection and prediction sets into ``model`` (detector and config); returns what they do on each
+    split. The detector is fitted on at most ``DETECTOR_SAMPLE`` training images (a seeded sample of larger
+    sets), its limits on the validation split; with ``refuse``, the limit also stays below every image of those
+    sets (``refuse_sets``). The sets are calibrated on the accepted validation images."""
+    splits, categories = dict(splits), splits["train"].subtype_counts()
+    if len(splits["train"]) > DETECTOR_SAMPLE:
+        sample = sorted(np.random.default_rng(0).choice(len(splits["train"]), DETECTOR_SAMPLE, replace=False))
+        splits["train"] = splits["train"].subset(sample)
+    outputs = {name: split_outputs(model, split, tta=name != "train") for name, split in splits.items()}
+    train, val = outputs["train"], outputs["validation"]
+    detector = fit_detector(train.features, train.targets, train.statistics, train.sizes)
+    model.ood_detector = detector
+    model.config.ood = {
+        **fit_limits(detector.scores(val.features, val.statistics), splits["validation"].groups, acceptance),
+        "features": "member mean" if model.config.architecture == "ensemble" else "model",
+    }
+    if refuse:
+        refuse_sets(model, refuse)
+    accepted = {name: unusualness(model, o) <= 1 for name, o in outputs.items()}
+    fit_sets(model, val, accepted["validation"], alpha)
+    report = {name: trust_report(model, o, accepted[name], with_sets=name != "train") for name, o in outputs.items()}
+    model.config.training.trust = report
+    if categories:
+        model.config.training.subtypes = categories
+    return report
+
+
+def refuse_sets(model: CancerModel, sets: dict[str, DecodedSplit]) -> None:
+    """Lower the feature limits, in proportion and where needed, until every image in ``sets`` that the image
+    statistics alone do not refuse is refused: images the model must never accept (other modalities'
+    validation splits), which limits set on the model's own images alone can let through. The config records
+    the sets and the limits before; refusing again starts from those, not from the ones an earlier refusal
+    lowered."""
+    ood = model.config.ood
+    before = ood.get("thresholds_before_refusal", ood["thresholds"])
+    ood["thresholds"] = list(before)
+    factor = 1.0
+    for split in sets.values():
+        outputs = split_outputs(model, split)
+        ratios = model.ood_detector.scores(outputs.features, outputs.statistics) / torch.tensor(limits(ood))
+        features_only = ratios[ratios[:, -1] <= 1, :-1].max(dim=1).values
+        if len(features_only):
+            # 0.1% below the lowest: an image scored in another batch differs in the last digits
+            factor = min(factor, float(features_only.min()) * (1 - REFUSAL_MARGIN))
+    ood.update(thresholds=[t * factor for t in before], refused=sorted(sets), thresholds_before_refusal=before)
+
+
+def fit_ensemble_trust(
+    ensemble: CancerModel,
+    pooled: DecodedSplit,
+    seed: int,
+    acceptance: float = DEFAULT_ACCEPTANCE,
+    alpha: float | None = None,
+    refuse: dict[str, DecodedSplit] | None = None,
+) -> dict[str, Any]:
+    """Rejection and prediction sets for the ensemble of a cross-validation run over ``pooled`` (train +
+    validation, cut into folds with ``seed``), whose member k did not train on fold k.
+
+    The detector uses the members' features averaged; its limits come from scores cross-fitted over the folds (each
+    fold scored by a detector fitted on the others), so that they are not set on the images it was fitted on.
+    The sets are calibrated on out-of-fold probabilities (each image scored by the member that did not train
+    on it, at the ensemble's temperature), with and without test-time views."""
+    config, members = ensemble.config, list(ensemble.members)
+    ensemble.ood_detector, config.ood = None, None  # refitted from scratch, on the members' mean features
+    targets, n = pooled.targets.numpy(), len(pooled)
+    outputs = split_outputs(ensemble, pooled)
+    scores = None
+    oof = {False: np.zeros((n, 2)), True: np.zeros((n, 2))}
+    for k, (keep, held_out) in enumerate(fold_indices(targets.tolist(), pooled.groups, len(members), seed)):
+        fold_detector = fit_detector(outputs.features[keep], targets[keep], outputs.statistics[keep], outputs.sizes)
+        held = fold_detector.scores(outputs.features[held_out], outputs.statistics[held_out])
+        scores = torch.zeros(n, held.shape[1]) if scores is None else scores
+        scores[held_out] = held
+        members[k].config.tta_views = config.tta_views
+        for tta in oof:  # the member's softmax, then the ensemble's temperature on its log
+            raw = Predictor(members[k]).probabilities(pooled.subset(held_out).images, tta=tta).double()
+            oof[tta][held_out] = (raw.clamp_min(1e-12).log() / config.temperature).softmax(dim=1).numpy()
+    ensemble.ood_detector = fit_detector(outputs.features, targets, outputs.statistics, outputs.sizes)
+    config.ood = {**fit_limits(scores, pooled.groups, acceptance), "features": "member mean"}
+    if refuse:
+        refuse_sets(ensemble, refuse)
+    outputs.probabilities, outputs.tta_probabilities = oof[False], oof[True]
+    accepted = unusualness(ensemble, outputs) <= 1
+    fit_sets(ensemble, outputs, accepted, alpha)
+    return {"calibrated_on": "out-of-fold predictions", "out_of_fold": trust_report(ensemble, outputs, accepted)}
+
+
+def images_to_refuse(source: str, size: int) -> DecodedSplit:
+    """The images of ``source`` that ``--refuse`` uses: its validation split, or all its images if it has none."""
+    raw = load_raw(source)
+    names = ["validation"] if "validation" in raw else sorted(raw)
+    spec = DataSpec([source])
+    return decode_split(concatenate_datasets([standardise(raw[n], spec, f"{source}/{n}", source) for n in names]), size)
+
+
+def trust_report(
+    model: CancerModel, outputs: SplitOutputs, accepted: np.ndarray | None = None, with_sets: bool = True
+) -> dict[str, Any]:
+    """What rejection and prediction sets do on one split (``split_outputs``): the share rejected, and on the
+    images accepted the sets' coverage and sizes (with test-time views too, where computed), and the share
+    *uncertain* among answers whose top class has probability 0.95 or more."""
+    if accepted is None:
+        accepted = unusualness(model, outputs) <= 1
+    report = {"n": len(accepted), "rejected": float(1 - accepted.mean())}
+    if not (with_sets and accepted.any() and model.config.conformal):
+        return report
+    conformal, threshold, targets = model.config.conformal, model.config.threshold, outputs.targets[accepted]
+    views = {"": (outputs.probabilities, conformal["qhat"])}
+    if outputs.tta_probabilities is not None:
+        views["tta_"] = (outputs.tta_probabilities, conformal.get("qhat_tta", conformal["qhat"]))
+    for prefix, (probs, qhat) in views.items():
+        probs = probs[accepted]
+        sets = coverage(probs, targets, threshold, qhat)
+        confident = probs.max(axis=1) >= 0.95
+        both = set_membership(probs, threshold, qhat).all(axis=1)
+        sets["uncertain_when_confident"] = float(both[confident].mean()) if confident.any() else 0.0
+        report.update({prefix + k: v for k, v in sets.items()})
+    return report
+
+
+def images_with_masks(images: Path, masks: Path, split: str) -> tuple[list[Path], list[Path]]:
+    """The image files of ``split`` of the folder ``images`` and their masks' paths under ``masks``."""
+    raw = load_raw(str(images))
+    if split not in raw:
+        raise DataError(f"{images} has no {split} split (found {sorted(raw)})")
+    paths = [Path(item["path"]) for item in raw[split].cast_column("image", ImageFeature(decode=False))["image"]]
+    return paths, [mask_path(p, images, masks) for p in paths]
+
+
+def fit_explanations(model: CancerModel, images: Path, masks: Path) -> dict[str, Any]:
+    """Choose the default CAM layers and method on the validation split (``localization.choose_cam``), then
+    measure how often that map peaks inside the lesion on the test split, summarised for the card and the app."""
+    model.config.training.evaluations["cam_choice"] = choose_cam(model, *images_with_masks(images, masks, "validation"))
+    scores = ImageScores([model.config.cam_method])
+    scores.add(Predictor(model), *images_with_masks(images, masks, "test"))
+    return {
+        "data": f"{display_name(str(images))} (test)",
+        "layers": model.config.cam_layers,
+        **scores.record(model.config.cam_method),
+    }
+
+
+def training_seed(model: CancerModel) -> int:
+    """The seed of the recorded training command (train.py's default, 0, where it gives none)."""
+    words = shlex.split(model.config.training.command or "")
+    return int(words[words.index("--seed") + 1]) if "--seed" in words else 0
+
+
+def calibrate_folder(
+    folder: Path,
+    data: list[str],
+    acceptance: float = DEFAULT_ACCEPTANCE,
+    alpha: float | None = None,
+    refuse: list[str] = (),
+    masks: tuple[Path, Path] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fit rejection, prediction sets and (with ``masks``: images and their lesion masks) the default CAM of the
+    model folder ``folder`` trained on ``data``, rewrite the folder, and return the trust report. ``settings``
+    replaces config fields first (e.g. ``tta_views``, ``tile_size``)."""
+    model = load_pretrained(folder)
+    for key, value in (settings or {}).items():
+        setattr(model.config, key, value)
+    model.config.validate()
+    size = model.config.input_size
+    to_refuse = {display_name(source): images_to_refuse(source, size) for source in refuse}
+    splits = load_splits(DataSpec(data))
+    if model.config.training.cross_validation:
+        # A cross-validated ensemble trained on these validation images: its trust is fitted out of fold.
+        pooled = decode_split(pooled_for_folds(splits), size)
+        report = fit_ensemble_trust(model, pooled, training_seed(model), acceptance, alpha, to_refuse)
+        test = decode_split(splits["test"], size)
+        report["test"] = trust_report(model, split_outputs(model, test, tta=True))
+        model.config.training.trust = report
+    else:
+        decoded = {name: decode_split(ds, size) for name, ds in splits.items()}
+        report = fit_trust(model, decoded, acceptance, alpha, to_refuse)
+    if masks:
+        model.config.training.explanations = fit_explanations(model, *masks)
+    model.save_pretrained(folder)
+    return report

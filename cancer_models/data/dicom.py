@@ -1,0 +1,174 @@
+"""DICOM files as images: pixels as a viewer shows them, and nothing about the patient.
+
+``pydicom`` decodes the pixel data (JPEG, JPEG-LS, JPEG 2000 and RLE through the ``pylibjpeg`` plugins); then,
+as a viewer does, the Modality LUT (rescale slope and intercept), the VOI LUT or window centre/width, inversion
+of MONOCHROME1, palette colour and YBR-to-RGB conversion. Only pixel-describing attributes are read; names, IDs
+and dates never reach a message, a log or an output. ``Modality`` is kept as a hint for the rejection check.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ImageError
+
+DICOM_MAGIC_OFFSET = 128  # "DICM" follows a 128-byte preamble in a DICOM Part 10 file
+
+# DICOM Modality codes with their names, for messages.
+MODALITY_NAMES = {
+    "US": "ultrasound",
+    "CT": "CT",
+    "MR": "MR",
+    "CR": "radiograph",
+    "DX": "radiograph",
+    "MG": "mammogram",
+    "NM": "nuclear medicine",
+    "PT": "PET",
+    "XA": "angiogram",
+    "OP": "ophthalmic photograph",
+    "SM": "slide microscopy",
+    "XC": "external camera photograph",
+    "ES": "endoscopy",
+    "OT": "other",
+    "SC": "secondary capture",
+}
+
+
+# The DICOM Modality codes a task's images can carry; any other code is a different kind of image. Generic
+# codes (other, secondary capture) say nothing and are accepted.
+TASK_MODALITIES = {
+    "ultrasound": {"US"},
+    "dermoscopy": {"XC", "DMS"},
+    "histopathology": {"SM"},
+}
+GENERIC_MODALITIES = {"OT", "SC"}
+
+
+def modality_conflict(modality: str | None, task: str) -> str | None:
+    """Why a file of DICOM ``modality`` cannot be an image for a model of ``task`` (None when it can be, or
+    when either says nothing)."""
+    expected = next((codes for name, codes in TASK_MODALITIES.items() if name in task.lower()), None)
+    if not modality or expected is None or modality in expected or modality in GENERIC_MODALITIES:
+        return None
+    kind = MODALITY_NAMES.get(modality, modality)
+    return f"the DICOM file says it holds a {kind} image (modality {modality}); this model is for {task} images"
+
+
+@dataclass(frozen=True)
+class DicomImage:
+    image: Image.Image  # 8-bit RGB, as a viewer shows the chosen frame
+    modality: str | None  # the Modality attribute (e.g. "US", "CT"), a hint only
+    frames: int  # frames in the file
+
+
+def is_dicom(source: str | os.PathLike | bytes) -> bool:
+    """True for a DICOM Part 10 file (the "DICM" marker after the preamble) or a path ending in .dcm."""
+    if isinstance(source, (bytes, bytearray)):
+        return source[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == b"DICM"
+    path = Path(source)
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(DICOM_MAGIC_OFFSET)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def read_dicom(source: str | os.PathLike | bytes, frame: int = 0, name: str = "the file") -> DicomImage:
+    """The ``frame``-th frame of a DICOM file (a path or its bytes) as an upright 8-bit RGB image."""
+    try:
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+        from pydicom.pixels import apply_color_lut, apply_modality_lut
+    except ImportError as e:  # pragma: no cover - pydicom is a dependency
+        raise ImageError("reading DICOM needs pydicom: pip install pydicom pylibjpeg pylibjpeg-libjpeg") from e
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(fp)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as e:
+        raise ImageError(f"{name} is not a readable DICOM file ({type(e).__name__})") from None
+    modality = ds.get("Modality") or None
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        kind = f" (modality {modality})" if modality else ""
+        raise ImageError(f"{name} is a DICOM file without an image{kind}: nothing to analyse")
+    try:
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError):
+        raise ImageError(f"{name}: its DICOM frame count is malformed") from None
+    if not 0 <= frame < frames:
+        raise ImageError(f"{name} has {frames} frame(s); frame {frame} does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = ds.pixel_array
+    except Exception as e:  # pydicom raises many kinds for truncated or undecodable pixel data
+        # The message of a decoder can quote attributes; say only what went wrong with the pixels.
+        raise ImageError(
+            f"{name}: its DICOM pixel data cannot be decoded ({type(e).__name__}; truncated, or a compression "
+            "without an installed decoder)"
+        ) from None
+    if frames > 1:
+        pixels = pixels[frame]
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    try:
+        if photometric == "PALETTE COLOR":
+            rgb = _to_uint8(apply_color_lut(pixels, ds), 16 if pixels.dtype != np.uint8 else 8)
+        elif int(ds.get("SamplesPerPixel", 1)) == 3:  # pydicom returns YBR data converted to RGB
+            rgb = _to_uint8(pixels, int(ds.get("BitsStored", 8)))
+        else:
+            rgb = np.repeat(_grey(apply_modality_lut(pixels, ds), ds, photometric)[..., None], 3, axis=2)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        raise ImageError(f"{name}: its DICOM pixel attributes are inconsistent ({type(e).__name__})") from None
+    return DicomImage(Image.fromarray(np.ascontiguousarray(rgb)), modality, frames)
+
+
+def _grey(values: np.ndarray, ds, photometric: str) -> np.ndarray:
+    """Modality values to 0-255 as a viewer shows them: through the VOI LUT, or the first window centre and
+    width (the DICOM linear function), or else the image's own range; MONOCHROME1 inverted."""
+    from pydicom.pixels import apply_voi_lut
+
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ImageError("the DICOM image contains NaN or infinite values")
+    if "VOILUTSequence" in ds:
+        values = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
+        scaled = _stretch(values)
+    elif "WindowCenter" in ds and "WindowWidth" in ds:
+        centre, width = _first(ds.WindowCenter), max(_first(ds.WindowWidth), 2.0)
+        scaled = np.clip((values - (centre - 0.5)) / (width - 1) + 0.5, 0, 1) * 255
+    else:
+        scaled = _stretch(values)
+    grey = np.round(scaled).astype(np.uint8)
+    return 255 - grey if photometric == "MONOCHROME1" else grey
+
+
+def _first(value) -> float:
+    """A window attribute may hold several windows; a viewer opens with the first."""
+    from pydicom.multival import MultiValue
+
+    return float(value[0] if isinstance(value, (MultiValue, list, tuple)) else value)
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    lo, hi = float(values.min()), float(values.max())
+    return np.zeros(values.shape) if hi == lo else (values - lo) * (255.0 / (hi - lo))
+
+
+def _to_uint8(pixels: np.ndarray, bits: int) -> np.ndarray:
+    if pixels.dtype == np.uint8:
+        return pixels
+    top = float(2 ** min(bits, 16) - 1) if bits else float(pixels.max() or 1)
+    if pixels.max() > top:
+        top = float(pixels.max())
+    return np.round(pixels.astype(np.float64) * (255.0 / top)).clip(0, 255).astype(np.uint8)

@@ -1,0 +1,282 @@
+"""Image sets through Hugging Face ``datasets``: load, check, map labels, split by group, decode.
+
+Every source (a local ``imagefolder`` directory, a Hub dataset id, or that dataset's parquet files downloaded
+to a folder) becomes the same three splits with the same columns: ``image``, ``target`` (0 benign,
+1 malignant), ``group`` and ``source``. Checks run before any image is decoded, so a wrong path or column
+fails in seconds, not after an epoch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, IterableDatasetDict, concatenate_datasets, load_dataset
+from datasets import Image as ImageFeature
+from datasets.fingerprint import Hasher
+from PIL import Image
+from sklearn.model_selection import StratifiedGroupKFold
+
+from ..errors import DataError
+from ..sources import is_hub_id
+
+SPLITS = ("train", "validation", "test")
+_SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation"}
+_TARGET_NAMES = {"benign": 0, "malignant": 1}
+
+
+@dataclass
+class DataSpec:
+    """Where the images are and how to read them."""
+
+    sources: Sequence[str]
+    image_column: str = "image"
+    label_column: str = "label"
+    # Near-copies of one source image share a group; used when the column exists.
+    group_column: str = "group"
+    # The fine diagnosis (e.g. lung_aca, nevus), reported per category; used when the column exists.
+    subtype_column: str = "subtype"
+    # Raw label -> "benign" / "malignant". Labels already named benign/malignant need no entry.
+    label_map: dict[str, str] = field(default_factory=dict)
+    # Lesion masks (0/255 PNGs at each image's relative path), one folder or None per source, for
+    # mask-guided training; an image without a mask file simply has none.
+    mask_dirs: Sequence[str | None] = ()
+    # datasets' cache folder (source arrow files and decoded images); None: HF_DATASETS_CACHE.
+    cache_dir: str | None = None
+    # Used only for sources without their own validation / test splits.
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """``"lung_n=benign,lung_aca=malignant"`` -> dict, checking the targets."""
+    if not text:
+        return {}
+    mapping = {}
+    for item in text.split(","):
+        raw, sep, target = item.partition("=")
+        if not sep or target.strip().lower() not in _TARGET_NAMES:
+            raise DataError(f"bad label map entry {item!r}: expected RAW=benign or RAW=malignant")
+        mapping[raw.strip()] = target.strip().lower()
+    return mapping
+
+
+def target_of(name: str, label_map: dict[str, str]) -> int | None:
+    """A raw label's target (0 benign, 1 malignant) through the label map, or None if it has none."""
+    return _TARGET_NAMES.get(label_map.get(name, name).strip().lower())
+
+
+def load_splits(spec: DataSpec) -> DatasetDict:
+    """Load, check and combine the sources into train / validation / test."""
+    if not spec.sources:
+        raise DataError("no data source given")
+    mask_dirs = list(spec.mask_dirs) or [None] * len(spec.sources)
+    if len(mask_dirs) != len(spec.sources):
+        raise DataError(f"{len(mask_dirs)} mask folder(s) for {len(spec.sources)} data source(s): give one per source")
+    parts = [_load_source(source, spec, masks) for source, masks in zip(spec.sources, mask_dirs, strict=True)]
+    return DatasetDict({split: concatenate_datasets([p[split] for p in parts]) for split in SPLITS})
+
+
+def load_raw(source: str, cache_dir: str | None = None, streaming: bool = False) -> DatasetDict | IterableDatasetDict:
+    """A local directory (imagefolder, or a Hub dataset's parquet files) or a Hub dataset id, as loaded (or, with
+    ``streaming``, opened as streams), with split names normalised."""
+    path = Path(source).expanduser()
+    if not is_hub_id(source):
+        if not path.is_dir():
+            raise DataError(f"data directory {source} does not exist")
+        no_images = DataError(
+            f"data directory {source} has no image files in imagefolder layout "
+            "(SPLIT/LABEL/*.jpg, or LABEL/*.jpg) and no parquet files (a Hub dataset downloaded with "
+            "`hf download --repo-type dataset`); folders reached through symbolic links are not searched"
+        )
+        if _has_files(path, set(Image.registered_extensions()) | DICOM_SUFFIXES):
+            _imagefolder_reads_dicom()
+            # Split folders named explicitly: datasets would otherwise try dozens of split-name patterns, each a
+            # search of the whole tree (minutes for 200,000 files, on every run).
+            folders = {_SPLIT_ALIASES.get(d.name, d.name): d.name for d in path.iterdir() if d.is_dir()}
+            data_files = {split: f"{folders[split]}/**" for split in SPLITS if split in folders} or None
+            try:
+                raw = load_dataset(
+                    "imagefolder", data_dir=str(path), data_files=data_files, cache_dir=cache_dir, streaming=streaming
+                )
+            except FileNotFoundError as e:  # datasets' EmptyDatasetError: e.g. the images are behind a link
+                raise no_images from e
+        elif _has_files(path, {".parquet"}):
+            raw = _load_dataset(str(path), cache_dir, streaming)  # as a Hub id is loaded, on the downloaded files
+        else:
+            raise no_images
+    else:
+        raw = _load_dataset(source, cache_dir, streaming)
+    kind = IterableDatasetDict if streaming else DatasetDict
+    if not isinstance(raw, kind):
+        raw = kind({"train": raw})
+    raw = kind({_SPLIT_ALIASES.get(name, name): ds for name, ds in raw.items()})
+    unknown = set(raw) - set(SPLITS)
+    if unknown:
+        raise DataError(f"{source}: unexpected split(s) {sorted(unknown)}; expected {list(SPLITS)}")
+    return raw
+
+
+DICOM_SUFFIXES = {".dcm", ".dicom"}
+
+
+def _imagefolder_reads_dicom() -> None:
+    """Let ``datasets``' imagefolder list DICOM files too: they are decoded by ``load_image`` (decoding.py),
+    never by PIL."""
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    ImageFolder.EXTENSIONS = sorted(set(ImageFolder.EXTENSIONS) | DICOM_SUFFIXES)
+
+
+def _has_files(folder: Path, suffixes: set[str]) -> bool:
+    return any(p.suffix.lower() in suffixes for p in folder.rglob("*"))
+
+
+def _load_dataset(source: str, cache_dir: str | None = None, streaming: bool = False) -> Any:
+    try:
+        return load_dataset(source, cache_dir=cache_dir, streaming=streaming)
+    except Exception as e:  # datasets raises many types for "cannot find, reach or read this"
+        raise DataError(f"cannot load dataset {source!r} (unreadable files, or not reachable on the Hub): {e}") from e
+
+
+def _load_source(source: str, spec: DataSpec, mask_dir: str | None = None) -> DatasetDict:
+    raw = load_raw(source, spec.cache_dir)
+    if "train" not in raw:
+        raise DataError(f"{source}: no train split (found {sorted(raw)})")
+    splits = DatasetDict(
+        {name: standardise(ds, spec, f"{source}/{name}", source, mask_dir) for name, ds in raw.items()}
+    )
+    missing = [s for s in SPLITS if s not in splits]
+    if missing:
+        splits = _split_by_group(splits, missing, spec)
+    return splits
+
+
+def mask_path(image: str | Path, source: str | Path, mask_dir: str | Path) -> Path:
+    """Where an image's lesion mask lives: ``mask_dir``/<the image's path relative to ``source``>, as a .png."""
+    relative = Path(image).relative_to(Path(source).expanduser().resolve())
+    return Path(mask_dir).expanduser() / relative.with_suffix(".png")
+
+
+def mask_paths(ds: Dataset, source: str, mask_dir: str) -> list[str]:
+    """Each image's lesion mask (``mask_path``), or "" where there is none."""
+    if not Path(mask_dir).expanduser().is_dir():
+        raise DataError(f"mask folder {mask_dir} does not exist")
+    root = Path(source).expanduser().resolve()
+    paths = []
+    for item in ds.cast_column("image", ImageFeature(decode=False))["image"]:
+        if not item.get("path") or not Path(item["path"]).is_relative_to(root):
+            raise DataError(f"masks need images in a local folder; {source} has images that are not files under it")
+        path = mask_path(item["path"], source, mask_dir)
+        paths.append(str(path) if path.is_file() else "")
+    return paths
+
+
+def standardise(ds: Dataset, spec: DataSpec, where: str, source: str, mask_dir: str | None = None) -> Dataset:
+    columns = ds.column_names
+    for role, name in (("image", spec.image_column), ("label", spec.label_column)):
+        if name not in columns:
+            raise DataError(f"{where}: no {role} column {name!r}; columns are {columns}")
+    if len(ds) == 0:
+        raise DataError(f"{where}: no images")
+    feature = ds.features[spec.label_column]
+    raw = ds[spec.label_column]
+    names = [feature.int2str(v) for v in raw] if isinstance(feature, ClassLabel) else [str(v) for v in raw]
+    targets = []
+    unmapped = Counter()
+    for name in names:
+        target = target_of(name, spec.label_map)
+        if target is None:
+            unmapped[name] += 1
+        else:
+            targets.append(target)
+    if unmapped:
+        raise DataError(
+            f"{where}: labels {dict(unmapped)} are neither benign/malignant nor in the label map "
+            f"(--label-map 'RAW=benign,RAW=malignant')"
+        )
+    if spec.group_column in columns:
+        groups = [f"{source}:{g}" for g in ds[spec.group_column]]
+    else:
+        groups = [f"{source}:{where}:{i}" for i in range(len(ds))]  # each image its own group
+    out = ds.select_columns([spec.image_column])
+    if spec.image_column != "image":
+        out = out.rename_column(spec.image_column, "image")
+    subtypes = [str(v) for v in ds[spec.subtype_column]] if spec.subtype_column in columns else [""] * len(ds)
+    masks = mask_paths(ds, source, mask_dir) if mask_dir else [""] * len(ds)
+    # The added columns follow from the data and these settings, so they key datasets' cache without hashing
+    # every value (which took a minute for 200,000 images).
+    key = Hasher.hash((ds._fingerprint, spec.label_column, spec.group_column, spec.subtype_column, spec.label_map))
+    key = Hasher.hash((key, where, source, mask_dir, masks if mask_dir else None))
+    columns = {"target": targets, "group": groups, "source": [source] * len(ds), "subtype": subtypes, "mask": masks}
+    for name, values in columns.items():
+        out = out.add_column(name, values, new_fingerprint=Hasher.hash((key, name)))
+    return out
+
+
+def _split_by_group(splits: DatasetDict, missing: list[str], spec: DataSpec) -> DatasetDict:
+    """Carve the missing validation/test splits out of train, stratified, never cutting a group."""
+    train = splits["train"]
+    for name in missing:
+        fraction = spec.validation_fraction if name == "validation" else spec.test_fraction
+        keep, take = group_split(train["target"], train["group"], fraction, spec.seed)
+        splits[name] = train.select(take)
+        train = train.select(keep)
+    splits["train"] = train
+    return splits
+
+
+def group_split(
+    targets: Sequence[int], groups: Sequence[str], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, take) with about ``fraction`` of the images in ``take``, stratified by target;
+    every group falls wholly on one side."""
+    if not 0 < fraction < 1:
+        raise DataError(f"split fraction must be in (0, 1), got {fraction}")
+    n_folds = max(2, round(1 / fraction))
+    n_groups = len(set(groups))
+    if n_groups < n_folds:
+        raise DataError(f"only {n_groups} groups: too few to split off {fraction:.0%} without cutting one")
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    keep, take = next(folds.split(np.zeros(len(targets)), targets, groups))
+    return keep, take
+
+
+def fold_indices(
+    targets: Sequence[int], groups: Sequence[str], folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``folds`` (train, held-out) index pairs, stratified by target, never cutting a group; each image is held
+    out exactly once."""
+    n_groups = len(set(groups))
+    if not 2 <= folds <= n_groups:
+        raise DataError(f"{folds} folds need 2 <= folds <= the number of groups ({n_groups})")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(targets)), targets, groups))
+
+
+def pooled_for_folds(splits: DatasetDict) -> Dataset:
+    """What cross-validation cuts into folds: train and validation together (the test split stays out)."""
+    return concatenate_datasets([splits["train"], splits["validation"]])
+
+
+def fold_splits(splits: DatasetDict, fold: int, folds: int, seed: int) -> DatasetDict:
+    """Fold ``fold`` of ``folds``: train on the other folds of train + validation, validate on this one; the test
+    split unchanged."""
+    pooled = pooled_for_folds(splits)
+    keep, held_out = fold_indices(pooled["target"], pooled["group"], folds, seed)[fold]
+    return DatasetDict({"train": pooled.select(keep), "validation": pooled.select(held_out), "test": splits["test"]})
+
+
+def check_no_shared_groups(groups_by_split: dict[str, Sequence[str]]) -> None:
+    """Raise a DataError if any group (near-copies of one source image) is in two splits."""
+    seen: dict[str, str] = {}
+    for name, groups in groups_by_split.items():
+        for group in set(groups):
+            if group in seen and seen[group] != name:
+                raise DataError(f"group {group!r} is in both {seen[group]} and {name}: the splits leak")
+            seen[group] = name

@@ -1,0 +1,144 @@
+"""Reading large images and whole slides: level-0 regions, a thumbnail and where the tissue is.
+
+A slide is read through OpenSlide (``openslide-python`` with the ``openslide-bin`` wheel: .svs, .ndpi, .mrxs,
+generic pyramidal TIFF and the other formats it knows); any other image file (PNG, JPEG, plain TIFF, DICOM)
+through PIL, decoded once. Tissue is found on a low-resolution thumbnail (Otsu's threshold on saturation, as
+TIAToolbox and WSInfer do).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..errors import ImageError
+from .dicom import is_dicom
+from .images import load_image
+
+MIN_SATURATION = 0.06  # Otsu never goes below this: a blank or grey image has no tissue to split off
+MAX_PLAIN_PIXELS = 1_000_000_000  # a non-pyramidal file is decoded whole: at most a gigapixel
+
+
+MIN_SATURATION = 0.06  # Otsu never goes below this: a blank or grey image has no tissue to split off
+
+
+MAX_PLAIN_PIXELS = 1_000_000_000  # a non-pyramidal file is decoded whole: at most a gigapixel
+
+
+class SlideReader:
+    """A large image: its level-0 size, microns per pixel when known, regions and a thumbnail."""
+
+    dimensions: tuple[int, int]
+    mpp: float | None
+
+    def read(self, x: int, y: int, size: int, out: int) -> Image.Image:
+        """The level-0 square (x, y, size) as an RGB image of ``out`` x ``out`` pixels."""
+        raise NotImplementedError
+
+    def thumbnail(self, side: int) -> Image.Image:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class OpenSlideReader(SlideReader):
+    """A pyramidal slide through OpenSlide: each tile is read from the level closest above its output scale."""
+
+    def __init__(self, slide) -> None:
+        self.slide = slide
+        self.dimensions = slide.dimensions
+        mpp = slide.properties.get("openslide.mpp-x")
+        self.mpp = float(mpp) if mpp else None
+
+    def read(self, x: int, y: int, size: int, out: int) -> Image.Image:
+        level = self.slide.get_best_level_for_downsample(size / out)
+        downsample = self.slide.level_downsamples[level]
+        side = max(1, round(size / downsample))
+        region = self.slide.read_region((x, y), level, (side, side))
+        # Transparent margins (outside the scanned area) become white, like glass.
+        rgb = Image.alpha_composite(Image.new("RGBA", region.size, "white"), region).convert("RGB")
+        return rgb if side == out else rgb.resize((out, out), Image.BILINEAR, reducing_gap=2.0)
+
+    def thumbnail(self, side: int) -> Image.Image:
+        thumb = self.slide.get_thumbnail((side, side)).convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", thumb.size, "white"), thumb).convert("RGB")
+
+    def close(self) -> None:
+        self.slide.close()
+
+
+class PlainImageReader(SlideReader):
+    """An ordinary image file of any size (past the single-image limit), decoded once."""
+
+    def __init__(self, path: Path) -> None:
+        if is_dicom(path):  # a DICOM image that is not a whole-slide one: as a viewer shows it
+            self.image = load_image(path)
+        else:
+            with Image.open(path) as image:
+                w, h = image.size
+                if w * h > MAX_PLAIN_PIXELS:
+                    raise ImageError(
+                        f"{path.name} is {w}x{h} pixels, more than a non-pyramidal image can be read whole "
+                        f"({MAX_PLAIN_PIXELS / 1e9:.0f} gigapixel); save it as a pyramidal TIFF"
+                    )
+                self.image = ImageOps.exif_transpose(image.convert("RGB"))
+        self.dimensions = self.image.size
+        self.mpp = None
+
+    def read(self, x: int, y: int, size: int, out: int) -> Image.Image:
+        tile = self.image.crop((x, y, x + size, y + size))  # beyond the edge: black, as an empty field
+        return tile if size == out else tile.resize((out, out), Image.BILINEAR, reducing_gap=2.0)
+
+    def thumbnail(self, side: int) -> Image.Image:
+        thumb = self.image.copy()
+        thumb.thumbnail((side, side), Image.BILINEAR)
+        return thumb
+
+
+def open_slide(path: str | Path) -> SlideReader:
+    """A reader for ``path``: OpenSlide for the slide formats it knows, PIL for any other image file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path.name} is empty (0 bytes)")
+    import openslide
+
+    try:
+        if openslide.OpenSlide.detect_format(str(path)) not in (None, "generic-tiff") or _tiled_tiff(path):
+            return OpenSlideReader(openslide.OpenSlide(str(path)))
+    except openslide.OpenSlideError as e:
+        raise ImageError(f"{path.name} is an unreadable slide: {e}") from None
+    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PLAIN_PIXELS
+    try:
+        return PlainImageReader(path)
+    except ImageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - PIL raises many kinds for corrupt or unknown files
+        raise ImageError(f"{path.name} is not an image or slide file we can read ({type(e).__name__})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _tiled_tiff(path: Path) -> bool:
+    """A generic TIFF that OpenSlide reads (tiled); a striped TIFF is an ordinary image."""
+    import openslide
+
+    return openslide.OpenSlide.detect_format(str(path)) == "generic-tiff"
+
+
+def tissue_mask(thumbnail: Image.Image) -> np.ndarray:
+    """Boolean (H, W) mask of tissue: saturation above Otsu's threshold (at least ``MIN_SATURATION``)."""
+    hsv = np.asarray(thumbnail.convert("HSV"), dtype=np.float64)
+    saturation = hsv[..., 1] / 255
+    histogram, edges = np.histogram(saturation, bins=256, range=(0, 1))
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(histogram)
+    mean = np.cumsum(histogram * centres)
+    total, total_mean = weight[-1], mean[-1]
+    between = (total_mean * weight - mean * total) ** 2 / np.maximum(weight * (total - weight), 1e-12)
+    threshold = max(float(centres[int(np.argmax(between[:-1]))]), MIN_SATURATION)
+    return saturation > threshold

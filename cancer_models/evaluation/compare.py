@@ -1,0 +1,104 @@
+"""Compare models on one image set (``cancer-models compare``).
+
+Each model is scored on the same images at its own input size and threshold: AUC, sensitivity and specificity
+with 95% bootstrap intervals over groups. Each model after the first is compared with the first by a paired
+bootstrap over groups (the same resampled groups score both models, so what the images share cancels): the AUC
+difference, its 95% interval and a two-sided bootstrap p-value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from ..models import load_pretrained
+from ..sources import display_name
+from .evaluate import evaluate
+from .metrics import binary_metrics, rank_auc
+
+
+def paired_auc_difference(
+    y: Sequence[int],
+    p_first: Sequence[float],
+    p_other: Sequence[float],
+    groups: Sequence[str],
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """AUC(other) - AUC(first) with a 95% paired group-bootstrap interval and a two-sided bootstrap p-value."""
+    y, a, b = np.asarray(y), np.asarray(p_first, dtype=float), np.asarray(p_other, dtype=float)
+    _, codes = np.unique(np.asarray(groups), return_inverse=True)
+    members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_bootstrap):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        if len(np.unique(y[idx])) == 2:
+            diffs.append(rank_auc(y[idx], b[idx]) - rank_auc(y[idx], a[idx]))
+    d = np.asarray(diffs)
+    # The share of resamples on the far side of zero, doubled: how often chance alone would flip the sign.
+    p_value = min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))
+    return {
+        "difference": rank_auc(y, b) - rank_auc(y, a),
+        "ci": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))],
+        "p_value": float(p_value),
+        "resamples": len(d),
+    }
+
+
+def compare(
+    models: Sequence[str],
+    data: str | Sequence[str],
+    split: str | None = None,
+    tta: bool = False,
+    names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Every model's metrics on one split of ``data`` (one image set, or several scored together, as a model
+    trained on several sources is tested) and each one's paired AUC difference to the first."""
+    if len(models) < 2:
+        raise ConfigError("compare needs at least two models")
+    if names is not None and len(names) != len(models):
+        raise ConfigError(f"{len(names)} names for {len(models)} models")
+    sources = [data] if isinstance(data, (str, Path)) else list(data)
+    rows, raws = [], []
+    for name, shown in zip(models, names or models, strict=True):
+        model = load_pretrained(name)
+        parts = [evaluate(model, source, split, tta) for source in sources]
+        raw = _pooled([part[1] for part in parts])
+        metrics = (
+            parts[0][0]
+            if len(parts) == 1
+            else binary_metrics(raw["targets"], raw["p_malignant"], model.config.threshold, raw["groups"])
+        )
+        rows.append(
+            {"model": shown, **{k: metrics[k] for k in _COLUMNS}, "n": metrics["n"], "split": parts[0][0]["split"]}
+        )
+        raws.append(raw)
+    first = raws[0]
+    for row, raw in zip(rows[1:], raws[1:], strict=True):
+        if raw["paths"] != first["paths"]:  # the same loader on the same folder: a mismatch is a bug, not data
+            raise DataError("the models were scored on different images")
+        row["auc_vs_first"] = paired_auc_difference(
+            first["targets"], first["p_malignant"], raw["p_malignant"], raw["groups"]
+        )
+    return {
+        "data": " + ".join(display_name(str(s)) for s in sources),
+        "split": rows[0]["split"],
+        "n": rows[0]["n"],
+        "tta": tta,
+        "models": rows,
+    }
+
+
+_COLUMNS = ("auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "specificity_ci", "threshold")
+
+
+def _pooled(raws: list[dict[str, list]]) -> dict[str, list]:
+    """Per-image results of several image sets as one; group names are kept apart per set."""
+    pooled = {key: [v for raw in raws for v in raw[key]] for key in raws[0]}
+    pooled["groups"] = [f"{i}/{g}" for i, raw in enumerate(raws) for g in raw["groups"]]
+    return pooled

@@ -1,0 +1,205 @@
+"""Binary classification metrics with honest uncertainty, calibration and threshold choice.
+
+One implementation serves train.py (validation each epoch, the final test report) and
+``python -m cancer_models.evaluation.evaluate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import binomtest, rankdata
+from sklearn.metrics import confusion_matrix, f1_score, precision_score, roc_auc_score, roc_curve
+
+
+def expected_calibration_error(y_true: np.ndarray, p_malignant: np.ndarray, n_bins: int = 10) -> float:
+    """ECE of the predicted class's probability over equal-width confidence bins (Guo et al., 2017)."""
+    y_true, p = np.asarray(y_true), np.asarray(p_malignant, dtype=np.float64)
+    confidence = np.maximum(p, 1 - p)
+    correct = (p >= 0.5).astype(int) == y_true
+    bins = np.minimum(((confidence - 0.5) * 2 * n_bins).astype(int), n_bins - 1)  # confidence is in [0.5, 1]
+    ece = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
+
+
+def rank_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney U statistic over (tie-averaged) ranks: the same number as ``roc_auc_score``
+    without its input validation, which dominates the cost of a thousand bootstrap resamples."""
+    positive = y == 1
+    n_pos = int(positive.sum())
+    n_neg = len(y) - n_pos
+    return float((rankdata(p)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    pred = (p >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    return {
+        "auc": _auc(y, p),
+        "accuracy": float((tp + tn) / len(y)),
+        "sensitivity": float(tp / (tp + fn)) if tp + fn else None,
+        "specificity": float(tn / (tn + fp)) if tn + fp else None,
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
+    }
+
+
+def binary_metrics(
+    y_true: Sequence[int],
+    p_malignant: Sequence[float],
+    threshold: float = 0.5,
+    groups: Sequence[str] | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Metrics at ``threshold`` with 95% bootstrap intervals.
+
+    With ``groups`` the bootstrap resamples whole groups (near-copies of one source image): resampling
+    correlated images one by one would give intervals that are too narrow.
+    """
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(p_malignant, dtype=np.float64)
+    if len(y) == 0 or len(y) != len(p):
+        raise ValueError(f"need as many labels as probabilities, and at least one (got {len(y)} and {len(p)})")
+    result = {
+        "n": len(y),
+        "n_benign": int((y == 0).sum()),
+        "n_malignant": int((y == 1).sum()),
+        "threshold": float(threshold),
+        **_point_metrics(y, p, threshold),
+        "ece": expected_calibration_error(y, p),
+    }
+    if n_bootstrap:
+        result.update(_bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed))
+    return result
+
+
+_CI_METRICS = ("auc", "accuracy", "sensitivity", "specificity")
+
+
+def _bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed) -> dict:
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        members = [np.array([i]) for i in range(len(y))]
+    else:
+        _, codes = np.unique(np.asarray(groups), return_inverse=True)
+        members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    unit_of = np.empty(len(y), dtype=int)
+    for g, idx in enumerate(members):
+        unit_of[idx] = g
+    samples: dict[str, list[float]] = {k: [] for k in _CI_METRICS}
+    for _ in range(n_bootstrap):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        yb, pb = y[idx], p[idx]
+        predicted = pb >= threshold
+        if len(np.unique(yb)) == 2:
+            samples["auc"].append(rank_auc(yb, pb))
+            samples["sensitivity"].append(predicted[yb == 1].mean())
+            samples["specificity"].append((~predicted[yb == 0]).mean())
+        samples["accuracy"].append((predicted == yb).mean())
+    out = {
+        f"{k}_ci": [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v else None
+        for k, v in samples.items()
+    }
+    out["bootstrap"] = {"resamples": n_bootstrap, "unit": "group" if groups is not None else "image"}
+    predicted = p >= threshold
+    exact = []
+    for key, subset in (("accuracy", np.ones(len(y), bool)), ("sensitivity", y == 1), ("specificity", y == 0)):
+        ci = out[f"{key}_ci"]
+        if ci is not None and ci[0] == ci[1] and subset.any():
+            # Every resample agrees (no error at all, say): a zero-width interval claims certainty.
+            # Use the exact binomial interval over the independent units instead.
+            units = np.unique(unit_of[subset])
+            wrong = np.unique(unit_of[subset & (predicted != (y == 1))])
+            low, high = binomtest(len(units) - len(wrong), len(units)).proportion_ci(0.95, method="exact")
+            out[f"{key}_ci"] = [float(low), float(high)]
+            exact.append(key)
+    if exact:
+        out["bootstrap"]["exact_binomial_for"] = exact
+    return out
+
+
+# Fewer images of a category than this and its figure is reported as too few to say much.
+MIN_SUBTYPE_IMAGES = 20
+
+
+def subtype_metrics(
+    y_true: Sequence[int], p_malignant: Sequence[float], threshold: float, subtypes: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Per category of the data's subtype column (e.g. nevus, melanoma): how many images, which class they
+    belong to, and the share the model gets right at ``threshold`` (sensitivity for a malignant category,
+    specificity for a benign one) with the exact binomial 95% interval over images."""
+    y, predicted = np.asarray(y_true, dtype=int), np.asarray(p_malignant) >= threshold
+    names = np.asarray(subtypes)
+    out = {}
+    for name in sorted(set(subtypes) - {""}):
+        members = names == name
+        target = round(y[members].mean())
+        right = int((predicted[members] == bool(target)).sum())
+        n = int(members.sum())
+        low, high = binomtest(right, n).proportion_ci(0.95, method="exact")
+        out[name] = {
+            "n": n,
+            "label": target,
+            "metric": "sensitivity" if target else "specificity",
+            "value": right / n,
+            "ci": [float(low), float(high)],
+            "too_few": n < MIN_SUBTYPE_IMAGES,
+        }
+    return out
+
+
+def choose_threshold(y_true: Sequence[int], p_malignant: Sequence[float], rule: str = "youden") -> float:
+    """Decision threshold from validation data.
+
+    ``youden`` maximises sensitivity + specificity; ``sensitivity=0.95`` is the highest threshold that
+    keeps that sensitivity (missing fewer cancers at the cost of false alarms); a number is used as is.
+    The threshold is the middle of the interval of scores that classify validation alike (on perfectly
+    separated data: midway between the highest benign and the lowest malignant score). Where several such
+    intervals tie for Youden's index, the middle one of them is used (the upper middle for an even count),
+    not the one at either end.
+    """
+    y, p = np.asarray(y_true), np.asarray(p_malignant, dtype=np.float64)
+    if rule == "youden" or rule.startswith("sensitivity="):
+        fpr, tpr, thresholds = roc_curve(y, p, drop_intermediate=False)
+        if rule == "youden":
+            j = np.round(tpr - fpr, 12)  # rounding: equal indices computed in different orders tie
+            tied = np.flatnonzero(j == j.max())
+            i = int(tied[(len(tied) - 1) // 2])
+        else:
+            i = int(np.flatnonzero(tpr >= float(rule.split("=", 1)[1]))[0])
+        # Every cut between this score and the next lower one classifies validation the same way;
+        # the midpoint leaves the most margin on both sides (thresholds[0] is +inf, never chosen).
+        lower = thresholds[i + 1] if i + 1 < len(thresholds) else 0.0
+        best = (thresholds[i] + lower) / 2
+    else:
+        try:
+            best = float(rule)
+        except ValueError:
+            raise ValueError(f"threshold rule must be 'youden', 'sensitivity=S' or a number, got {rule!r}") from None
+        if not 0 < best < 1:
+            raise ValueError(f"a fixed threshold must be in (0, 1), got {best}")
+    return float(np.clip(best, 1e-6, 1 - 1e-6))
+
+
+def summarize(m: dict) -> str:
+    """One line for logs: n, and each headline metric with its interval where there is one."""
+
+    def one(key: str) -> str:
+        if m.get(key) is None:
+            return f"{key} n/a"
+        ci = m.get(f"{key}_ci")
+        return f"{key} {m[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    return f"n={m['n']}, " + ", ".join(one(k) for k in ("auc", "accuracy", "sensitivity", "specificity"))

@@ -1,0 +1,137 @@
+"""The training record: what a model was trained on, how, what it scored and what fitted its trust, stored as
+``config.json``'s ``training`` object.
+
+Analyses run later against a finished model (comparisons with other models, acquisition-shift tables, the
+cross-validated recipe table, the CAM layer search) are not part of it: they live in ``evaluations.json``
+beside the model (``TrainingRecord.evaluations``), so re-running an analysis never rewrites the config.
+
+Records written before the schema had a version (a plain object with ``data`` as one comma-joined string and
+the analyses inside) are read as version 1 and converted on load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+SCHEMA_VERSION = 2
+EVALUATIONS_NAME = "evaluations.json"
+# Analyses that version 1 kept inside the record and that now live in evaluations.json.
+EVALUATION_KEYS = ("comparison", "robustness", "recipe_selection", "cam_choice")
+
+
+@dataclass
+class Provenance:
+    """The code and machine that trained a model."""
+
+    package_version: str | None = None  # cancer-models
+    git_commit: str | None = None  # with "-dirty" when the checkout had uncommitted changes
+    hardware: str | None = None  # e.g. "1 x NVIDIA H100 80GB HBM3" or "1 process(es) on CPU, 2 thread(s) each"
+    torch: str | None = None
+    torchvision: str | None = None
+    note: str | None = None  # anything else that changed the stored weights
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Provenance:
+        data = dict(data)
+        if "cancer-models" in data:  # version 1 keyed the package by its distribution name
+            data["package_version"] = data.pop("cancer-models")
+        if "weights" in data:
+            data["note"] = data.pop("weights")
+        return cls(**_known(cls, data, "training.provenance"))
+
+
+@dataclass
+class TrainingRecord:
+    """``config.training``: every fact about how a model came to be, as recorded by ``train.py`` and the
+    calibration that followed. Empty for a model built in code and never trained."""
+
+    task: str = ""
+    data: list[str] = field(default_factory=list)  # the image sets, as given (local folders or Hub ids)
+    hub_datasets: list[str] = field(default_factory=list)
+    license: str | None = None  # the training data's license, as a Hub license id
+    splits: dict[str, int] = field(default_factory=dict)  # images per split
+    class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    subtypes: dict[str, Any] = field(default_factory=dict)  # images per diagnostic category
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split: evaluation.metrics.binary_metrics
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    recipe: str = ""  # one readable sentence of the training recipe
+    threshold_rule: str = ""
+    class_collapse_on_test: bool = False
+    command: str = ""
+    provenance: Provenance = field(default_factory=Provenance)
+    base_model: str | None = None  # Hub id of the pretrained weights fine-tuned, if any
+    name: str | None = None  # a display name for the card
+    cross_validation: dict[str, Any] | None = None  # folds, per-fold figures, out-of-fold maps
+    storage: dict[str, Any] | None = None  # how the weights were compressed and what that changed
+    trust: dict[str, Any] | None = None  # rejection and prediction-set figures (calibration.fitting)
+    explanations: dict[str, Any] | None = None  # how often the default map peaks inside the lesion
+    streamed: str | None = None
+    skipped_images: dict[str, Any] | None = None
+    schema_version: int = SCHEMA_VERSION
+    # Not stored in config.json: the analyses of evaluations.json, read and written beside it.
+    evaluations: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("evaluations")
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainingRecord:
+        """Read a record of any schema version this library knows."""
+        if isinstance(data, TrainingRecord):
+            return data
+        if not isinstance(data, dict):
+            raise ConfigError(f"config field 'training' must be an object, got {type(data).__name__}")
+        data = dict(data)
+        version = data.pop("schema_version", 1)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"config field 'training' has schema version {version!r}; this library reads up to {SCHEMA_VERSION}"
+            )
+        evaluations = {k: data.pop(k) for k in EVALUATION_KEYS if k in data}
+        if isinstance(data.get("data"), str):  # version 1: "a, b"
+            data["data"] = [s for s in data["data"].split(", ") if s]
+        data["provenance"] = Provenance.from_dict(data.get("provenance") or {})
+        try:
+            record = cls(**_known(cls, data, "training"))
+        except TypeError as e:
+            raise ConfigError(f"malformed training record: {e}") from e
+        record.evaluations = {**evaluations, **record.evaluations}
+        return record
+
+
+def read_evaluations(folder: str | Path) -> dict[str, Any]:
+    """The analyses stored beside a model (``evaluations.json``); empty where there are none."""
+    path = Path(folder) / EVALUATIONS_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    return data
+
+
+def write_evaluations(folder: str | Path, evaluations: dict[str, Any]) -> None:
+    """Store ``evaluations`` as ``evaluations.json`` in ``folder`` (nothing where there are none)."""
+    if evaluations:
+        Path(folder, EVALUATIONS_NAME).write_text(json.dumps(evaluations, indent=2, sort_keys=True) + "\n")
+
+
+def _known(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``data`` without keys ``cls`` lacks; unknown keys are an error, so a typo in a config does not vanish."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"config field '{where}' has unknown keys: {', '.join(unknown)}")
+    return data

@@ -1,0 +1,191 @@
+"""Markdown tables of recorded figures (metrics with intervals, cross-validation, comparisons, shifts, subtypes),
+shared by model cards, evaluation reports and the command line."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from typing import Any
+
+from ..record import TrainingRecord
+
+# Metrics shown in the card, in this order, with their display names.
+CARD_METRICS = {
+    "auc": "ROC AUC",
+    "accuracy": "Accuracy",
+    "sensitivity": "Sensitivity (recall, malignant)",
+    "specificity": "Specificity",
+    "precision": "Precision (PPV)",
+    "f1": "F1",
+    "ece": "Expected calibration error",
+}
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    rows = ["| metric | value | 95% CI |", "|---|---|---|"]
+    for key, name in CARD_METRICS.items():
+        if key in metrics and metrics[key] is not None:
+            ci = metrics.get(f"{key}_ci")
+            ci_text = f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else ""
+            rows.append(f"| {name} | {_fmt(metrics[key])} | {ci_text} |")
+    boot = metrics.get("bootstrap")
+    if boot:
+        note = f"Intervals: 95% bootstrap over {boot['resamples']} resamples of {boot['unit']}s"
+        if boot.get("exact_binomial_for"):
+            note += (
+                f"; for {', '.join(boot['exact_binomial_for'])} every resample agreed, so the interval is the exact "
+                f"(Clopper-Pearson) binomial one over {boot['unit']}s"
+            )
+        rows.append(f"\n{note}.")
+    return "\n".join(rows)
+
+
+def cross_validation_table(cv: dict[str, Any], test_auc: float | None) -> str:
+    """Per fold: held-out images and AUC; then the members' test AUCs against the ensemble's."""
+    rows = ["| fold | held-out images | AUC |", "|---|---|---|"]
+    rows += [f"| {f['fold']} | {f['n']} | {_fmt(f['auc'])} |" for f in cv["per_fold"]]
+    rows.append(f"| mean ± sd | | {cv['auc_mean']:.3f} ± {cv['auc_sd']:.3f} |")
+    members = ", ".join(f"{a:.3f}" for a in cv["member_test_auc"])
+    ensemble = f"; the ensemble: {test_auc:.3f}" if test_auc is not None else ""
+    rows.append(f"\nTest AUC of each fold's model alone: {members}{ensemble}.")
+    return "\n".join(rows)
+
+
+def cross_validation_summary(name: str, training: TrainingRecord) -> dict[str, Any]:
+    """One cross-validated run's out-of-fold figures (no test figures), from its ``config.training``: a row of
+    ``recipe_selection_table``."""
+    if not training.cross_validation:
+        raise ValueError(f"{name} is not a cross-validated run (train.py --folds)")
+    cv, oof = training.cross_validation, training.metrics["out_of_fold"]
+    keys = ("n", "auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "specificity_ci")
+    return {
+        "run": name,
+        # what was chosen between: train.py's options, and the hardware (GPU and CPU runs of one recipe differ)
+        "options": {**_train_options(training.command or ""), "hardware": _short_hardware(training)},
+        "folds_auc": [cv["auc_mean"], cv["auc_sd"]],
+        **{k: oof[k] for k in keys},
+        "maps": cv.get("out_of_fold_explanations"),
+    }
+
+
+def _train_options(command: str) -> dict[str, str]:
+    """train.py's options as written in its recorded command (a flag without a value maps to "")."""
+    options: dict[str, str] = {}
+    key = None
+    for word in shlex.split(command)[1:]:
+        if word.startswith("--"):
+            key = word[2:]
+            options[key] = ""
+        elif key is not None:
+            options[key] = f"{options[key]} {word}".strip()
+    return options
+
+
+def _short_hardware(training: TrainingRecord) -> str:
+    hardware = training.provenance.hardware or ""
+    return "GPU" if " x " in hardware else "CPU" if "CPU" in hardware else "?"
+
+
+def recipe_selection_table(rows: list[dict[str, Any]]) -> str:
+    """Cross-validated runs side by side, out of fold, best AUC first: the options that differ between them, the
+    folds' AUC, out-of-fold AUC, sensitivity and specificity, and how often the maps peak inside the lesion."""
+    not_recipe = {"output-dir", "resume", "fold", "data", "masks"}
+    differ = sorted(
+        k for k in {k for r in rows for k in r["options"]} - not_recipe if len({r["options"].get(k) for r in rows}) > 1
+    )
+
+    def ci(value: float, bounds: list[float]) -> str:
+        return f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+    head = ["run", *differ, "folds' AUC", "out-of-fold AUC", "sensitivity", "specificity", "map peak in lesion", "heat"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(rows, key=lambda r: -r["auc"]):
+        maps = r["maps"]
+        cells = [r["run"], *(r["options"].get(k, "-") for k in differ)]
+        cells += [f"{r['folds_auc'][0]:.3f} ± {r['folds_auc'][1]:.3f}", ci(r["auc"], r["auc_ci"])]
+        cells += [ci(r["sensitivity"], r["sensitivity_ci"]), ci(r["specificity"], r["specificity_ci"])]
+        cells += (
+            [ci(maps["peak_in_lesion"]["mean"], maps["peak_in_lesion"]["ci"]), f"{maps['heat_in_lesion']['mean']:.3f}"]
+            if maps
+            else ["n/a", "n/a"]
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    n = ", ".join(str(n) for n in sorted({r["n"] for r in rows}))
+    lines.append(
+        f"\nOut of fold on {n} images (train + validation); sensitivity and specificity at each run's out-of-fold "
+        "threshold; 95% intervals: bootstrap over groups (maps: over images). No test figures: the test split judges "
+        "the chosen recipe once."
+    )
+    return "\n".join(lines)
+
+
+def out_of_fold_maps(maps: dict[str, Any]) -> str:
+    """One sentence on the out-of-fold explanation measure (``cross_validation.out_of_fold_explanations``)."""
+    peak, heat = maps["peak_in_lesion"], maps["heat_in_lesion"]
+    return (
+        f"Out of fold, each fold's model's map ({maps['method']} on {', '.join(maps['layers']) or 'its default'}) "
+        f"on the {maps['n']} held-out images with a lesion mask: peak inside the lesion {peak['mean']:.1%} "
+        f"[{peak['ci'][0]:.1%}, {peak['ci'][1]:.1%}], heat inside it {heat['mean']:.3f} (lesions cover "
+        f"{maps['lesion_share']:.0%} of an image; a fixed spot at the centre peaks inside "
+        f"{maps['centre_prior_peak_in_lesion']:.0%})."
+    )
+
+
+def comparison_table(report: dict[str, Any]) -> str:
+    """``compare``'s report as markdown: each model's metrics with intervals and its paired AUC difference."""
+
+    def with_ci(value: float | None, ci: list[float] | None) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
+
+    lines = [
+        (
+            f"Data: `{report['data']}`, split `{report['split']}`, {report['n']} images. 95% intervals: bootstrap "
+            "over groups; the AUC difference is paired (both models on the same resamples)."
+        ),
+        "",
+        "| model | AUC | sensitivity | specificity | threshold | AUC - first model | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in report["models"]:
+        versus = row.get("auc_vs_first")
+        difference, p_value = "", ""
+        if versus:
+            difference = f"{versus['difference']:+.3f} [{versus['ci'][0]:+.3f}, {versus['ci'][1]:+.3f}]"
+            p_value = f"{versus['p_value']:.3f}"
+        lines.append(
+            f"| {row['model']} | {with_ci(row['auc'], row['auc_ci'])} | "
+            f"{with_ci(row['sensitivity'], row['sensitivity_ci'])} | "
+            f"{with_ci(row['specificity'], row['specificity_ci'])} | {row['threshold']:.3f} | {difference} | {p_value} |"
+        )
+    return "\n".join(lines)
+
+
+def shift_table(robustness: dict[str, Any]) -> str:
+    """AUC, sensitivity and specificity (at the model's threshold) under each acquisition shift."""
+    rows = ["| shift | AUC | sensitivity | specificity |", "|---|---|---|---|"]
+    for name, m in robustness["shifts"].items():
+        ci = m.get("auc_ci") or [m["auc"], m["auc"]]
+        rows.append(
+            f"| {name} | {m['auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['sensitivity']:.3f} | {m['specificity']:.3f} |"
+        )
+    rows.append(f"\n{robustness['note']}")
+    return "\n".join(rows)
+
+
+def subtype_table(subtypes: dict[str, dict[str, Any]], labels: Sequence[str]) -> str:
+    """Per category: images, class, and the share classified right (sensitivity or specificity) with its interval."""
+    rows = ["| category | class | images | right at the threshold | 95% CI |", "|---|---|---|---|---|"]
+    for name, s in subtypes.items():
+        few = " (too few images to say)" if s["too_few"] else ""
+        rows.append(
+            f"| {name} | {labels[s['label']]} | {s['n']} | {s['metric']} {s['value']:.3f}{few} | "
+            f"{s['ci'][0]:.3f} – {s['ci'][1]:.3f} |"
+        )
+    rows.append("\nIntervals: exact binomial over images.")
+    return "\n".join(rows)
