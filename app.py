@@ -449,7 +449,7 @@ def _batch_tab(model: gr.Dropdown) -> None:
 def _slide_tab(model: gr.Dropdown) -> None:
     gr.Markdown(
         "A large field or a whole slide (a big PNG or JPEG, or a pyramidal TIFF/SVS under the upload limit; "
-        "larger slides: `python -m cancer_models.inference.slides`). It is cut into tiles at the model's scale; "
+        "larger slides: `cancer-models slides`). It is cut into tiles at the model's scale; "
         "background is skipped, every tissue tile is classified and checked, and tiles the model does not "
         "recognise are shown as refused. The GeoJSON opens in QuPath (*File > Import objects from file*)."
     )

@@ -5,7 +5,7 @@
 Copies config.json, model.safetensors, metrics, history and plots, and renders the model card afresh from
 the config; never checkpoints or logs. Refuses a folder that does not load. A model over the 15 MB budget
 per shipped model goes to model_cards/NAME instead, without its weights: the card and metrics are kept in
-the repo, the weights are published from the run folder with push_to_hub.py.
+the repo, the weights are published from the run folder with `cancer-models push`.
 """
 
 import argparse

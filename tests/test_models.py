@@ -23,7 +23,7 @@ def test_unknown_model_is_a_clear_error():
 def test_cancer_cnn_parameter_count():
     model = create_model("cancer_cnn")
     assert isinstance(model, CancerCNN)
-    assert n_params(model) == 2_668_027  # the design's "about 2.5 M"; README's table says 2.67 M
+    assert n_params(model) == 2_668_027  # the design's "about 2.5 M"; docs/models.md says 2.67 M
 
 
 def test_cancer_cnn_has_the_designed_stages():

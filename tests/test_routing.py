@@ -73,8 +73,8 @@ def test_images_of_no_supported_kind_go_to_no_model(predictors, foreign):
     assert "None of the models recognises this image" in routed[0].reason()
 
 
-# The target is at most 2% of every foreign set. Measured misses (README, "Which images are refused"), kept
-# here as bounds so that they cannot grow unnoticed: the dermoscopy ensemble accepts 4 of 92 photograph crops.
+# Each model should accept at most 2% of every foreign set. Known exceptions (docs/trust.md), kept here as
+# bounds so that they cannot grow unnoticed: the dermoscopy ensemble accepts 4 of 92 photograph crops.
 KNOWN_MISSES = {("dermoscopy", "photographs (scikit-image, matplotlib)"): 0.05}
 
 

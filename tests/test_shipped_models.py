@@ -82,5 +82,7 @@ def test_cards_state_a_license_and_no_machine_paths(folder):
     assert "../" not in card.text and "/shared/" not in card.text
 
 
-def test_the_readme_results_table_is_what_its_script_prints():
-    assert results_table() in (Path(DEFAULT_CATALOG).parent / "README.md").read_text()
+def test_the_results_tables_of_the_readme_and_the_documentation_are_what_their_script_prints():
+    root = Path(DEFAULT_CATALOG).parent
+    assert results_table() in (root / "README.md").read_text()
+    assert results_table(links=False) in (root / "docs" / "models.md").read_text()

@@ -1,7 +1,7 @@
 """Binary classification metrics with honest uncertainty, calibration and threshold choice.
 
 One implementation serves train.py (validation each epoch, the final test report) and
-``python -m cancer_models.evaluation.evaluate``.
+``cancer-models evaluate``.
 """
 
 from __future__ import annotations
