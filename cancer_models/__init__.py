@@ -15,7 +15,6 @@ from .models.hub import push_folder_to_hub
 from .version import __version__
 
 __all__ = [
-    "__version__",
     "CAM_METHODS",
     "CancerModel",
     "CheckpointError",
@@ -26,6 +25,7 @@ __all__ = [
     "ModelConfig",
     "Prediction",
     "Predictor",
+    "__version__",
     "create_model",
     "list_models",
     "load_image",

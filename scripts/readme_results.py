@@ -1,5 +1,5 @@
-"""Print the results table of the README and the documentation from the models' config.json files (so no number is typed by hand): the
-shipped models in models/, and those too large to ship, whose cards are in model_cards/.
+"""Print the results table of the README and the documentation from the models' config.json files (so no
+number is typed by hand): the shipped models in models/, and those too large to ship, in model_cards/.
 
     python scripts/readme_results.py
 """
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cancer_models import ModelConfig  # noqa: E402
+from cancer_models import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 # Data folder -> what it is.
@@ -39,7 +39,8 @@ def results_table(links: bool = True) -> str:
         where = folder.relative_to(ROOT).as_posix()
         shipped = "" if (folder / "model.safetensors").is_file() else " (card only; weights not in the repo)"
         lines.append(
-            (f"| [`{folder.name}`]({where})" if links else f"| `{folder.name}`") + f"{shipped} | {data} | {m['n']} ({m['n_benign']} / "
+            (f"| [`{folder.name}`]({where})" if links else f"| `{folder.name}`")
+            + f"{shipped} | {data} | {m['n']} ({m['n_benign']} / "
             f"{m['n_malignant']}) | "
             + " | ".join(cell(m, k) for k in ("auc", "accuracy", "sensitivity", "specificity"))
             + " |"

@@ -30,11 +30,11 @@ explain() {  # NAME DATA... -- IMAGES MASKS [OPTION ...]
 
 declare -A RECIPES=(
   [histopathology-cancer-cnn]="--data $DATA/histopathology --task histopathology --model cancer_cnn --input-size 128 --augment histopathology --epochs 15 --patience 5 --lr 2e-3 --weight-decay 0.05"
-  [dermoscopy-cancer-cnn]="--data $DATA/dermoscopy $DATA/dermoscopy_multiclass --masks none $DATA/dermoscopy_multiclass_masks --mask-loss 1 --cam-layers stage3.1 --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 11 --patience 4 --lr 2e-3 --weight-decay 0.05 --folds 5"
-  [ultrasound-cancer-cnn]="--data $DATA/ultrasound --masks $DATA/ultrasound_masks --mask-loss 3 --cam-layers stage3.1 --task ultrasound --model cancer_cnn --input-size 128 --augment ultrasound --epochs 50 --patience 10 --lr 1e-3 --weight-decay 0.05 --batch-size 32 --folds 5"
+  [dermoscopy-cancer-cnn]="--data $DATA/dermoscopy $DATA/dermoscopy_multiclass --masks none $DATA/dermoscopy_multiclass_masks --mask-loss 1 --cam-layers stage3.1 --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 11 --patience 4 --lr 2e-3 --weight-decay 0.05 --folds 5 --license cc-by-nc-sa-4.0"
+  [ultrasound-cancer-cnn]="--data $DATA/ultrasound --masks $DATA/ultrasound_masks --mask-loss 3 --cam-layers stage3.1 --task ultrasound --model cancer_cnn --input-size 128 --augment ultrasound --epochs 50 --patience 10 --lr 1e-3 --weight-decay 0.05 --batch-size 32 --folds 5 --license cc-by-4.0"
   [histopathology-resnet34]="--data $DATA/histopathology --task histopathology --model resnet34 --input-size 96 --augment histopathology --epochs 12 --patience 4 --lr 1e-3 --weight-decay 0.05"
-  [ultrasound-resnet34]="--data $DATA/ultrasound --task ultrasound --model resnet34 --input-size 128 --augment ultrasound --epochs 40 --patience 10 --lr 1e-3 --weight-decay 0.05 --batch-size 32"
-  [dermoscopy-resnet34]="--data $DATA/dermoscopy --task dermoscopy --model resnet34 --input-size 96 --augment dermoscopy --epochs 30 --patience 8 --lr 1e-3 --weight-decay 0.05"
+  [ultrasound-resnet34]="--data $DATA/ultrasound --task ultrasound --model resnet34 --input-size 128 --augment ultrasound --epochs 40 --patience 10 --lr 1e-3 --weight-decay 0.05 --batch-size 32 --license cc-by-4.0"
+  [dermoscopy-resnet34]="--data $DATA/dermoscopy --task dermoscopy --model resnet34 --input-size 96 --augment dermoscopy --epochs 30 --patience 8 --lr 1e-3 --weight-decay 0.05 --license cc-by-nc-4.0"
 )
 
 names=("$@")

@@ -100,7 +100,12 @@ def test_outputs_and_the_geojson_qupath_reads(slides, field, tmp_path):
         assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Polygon"
         assert ring[0] == ring[-1] and len(ring) == 5
         props = feature["properties"]
-        assert props["objectType"] == "tile" and props["classification"]["name"] in ("benign", "malignant", "uncertain", REFUSED)
+        assert props["objectType"] == "tile" and props["classification"]["name"] in (
+            "benign",
+            "malignant",
+            "uncertain",
+            REFUSED,
+        )
         assert len(props["classification"]["color"]) == 3 and "tissue" in props["measurements"]
     lines = paths["csv"].read_text().splitlines()
     assert lines[0] == "x,y,width,height,tissue,decision,p_malignant,in_distribution,unusualness"
@@ -117,8 +122,26 @@ def test_the_command_and_a_corrupt_file(field, tmp_path, capsys):
     corrupt = tmp_path / "broken.svs"
     corrupt.write_bytes(b"II*\x00" + b"\x00" * 64)
     model = str(ROOT / "models" / "histopathology-cancer-cnn")
-    assert cli_main(["slides", str(png), "--model", model, "--out", str(tmp_path / "out"), "--tile-size", str(CELL), "--explain", "2"]) == 0
-    assert (tmp_path / "out" / "field.geojson").is_file() and len(list((tmp_path / "out").glob("field.gradcam_*.png"))) == 2
+    assert (
+        cli_main(
+            [
+                "slides",
+                str(png),
+                "--model",
+                model,
+                "--out",
+                str(tmp_path / "out"),
+                "--tile-size",
+                str(CELL),
+                "--explain",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "out" / "field.geojson").is_file() and len(
+        list((tmp_path / "out").glob("field.gradcam_*.png"))
+    ) == 2
     assert cli_main(["slides", str(corrupt), "--model", model, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "broken.svs" in err and "Traceback" not in err

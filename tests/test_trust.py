@@ -114,7 +114,11 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     assert "qhat_tta" in model.config.conformal and "tta_coverage" in report["test"]
     assert model.config.tta_views == "hflip" and model.ood_detector is not None
     card = (folder / "README.md").read_text()
-    assert "## Rejection, prediction sets and explanations" in card and "lung_aca (malignant, " in card and "colon_n (benign, " in card
+    assert (
+        "## Rejection, prediction sets and explanations" in card
+        and "lung_aca (malignant, " in card
+        and "colon_n (benign, " in card
+    )
     # The default map: the best-pointing candidate on the validation images, then measured on the test images.
     choice = model.config.training.evaluations["cam_choice"]
     assert len(choice) == len(model.cam_layer_candidates()) * len(CANDIDATE_METHODS)

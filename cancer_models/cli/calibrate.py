@@ -28,22 +28,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path, help="model folder (rewritten in place)")
     parser.add_argument("--data", required=True, nargs="+", help="the image set(s) it was trained on")
     parser.add_argument("--acceptance", type=float, default=DEFAULT_ACCEPTANCE, help="validation groups to accept")
-    parser.add_argument("--alpha", type=float, default=None,
-                        help="miscoverage of the prediction sets (default: chosen for the model)")  # fmt: skip
-    parser.add_argument("--masks", nargs=2, type=Path, metavar=("IMAGES", "MASKS"),
-                        help="an image set and its lesion masks (0/255 PNGs at the images' relative paths)")  # fmt: skip
+    parser.add_argument(
+        "--alpha", type=float, default=None, help="miscoverage of the prediction sets (default: chosen for the model)"
+    )
+    parser.add_argument(
+        "--masks",
+        nargs=2,
+        type=Path,
+        metavar=("IMAGES", "MASKS"),
+        help="an image set and its lesion masks (0/255 PNGs at the images' relative paths)",
+    )
     parser.add_argument("--refuse", nargs="+", default=[], help="image sets the model must refuse")
     parser.add_argument("--tta-views", choices=TTA_VIEWS, default=None, help="test-time views (default: keep)")
-    parser.add_argument("--tile-size", type=int, default=None,
-                        help="side of the training images in source pixels, for cutting slides (default: keep)")  # fmt: skip
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        help="side of the training images in source pixels, for cutting slides (default: keep)",
+    )
     parser.add_argument("--tile-mpp", type=float, default=None, help="their microns per pixel, where known")
 
 
 def run(args: argparse.Namespace) -> int:
     settings = {"tta_views": args.tta_views, "tile_size": args.tile_size, "tile_mpp": args.tile_mpp}
     report = calibrate_folder(
-        args.model, args.data, args.acceptance, args.alpha, args.refuse, args.masks,
+        args.model,
+        args.data,
+        args.acceptance,
+        args.alpha,
+        args.refuse,
+        args.masks,
         {k: v for k, v in settings.items() if v is not None},
-    )  # fmt: skip
+    )
     print(json.dumps(report))
     return 0

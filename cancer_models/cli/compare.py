@@ -24,7 +24,9 @@ HELP = "compare models on the same images with paired intervals"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, nargs="+", help="image sets (folders or Hub ids), scored together")
-    parser.add_argument("--models", required=True, nargs="+", help="model folders or Hub ids; the first is the reference")
+    parser.add_argument(
+        "--models", required=True, nargs="+", help="model folders or Hub ids; the first is the reference"
+    )
     parser.add_argument("--split", default=None, help="split to score (default: test, or the only one)")
     parser.add_argument("--tta", action="store_true", help="average each model's test-time views")
     parser.add_argument("--names", nargs="+", default=None, help="what to call the models in the table")

@@ -33,16 +33,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-map", default="", help="map raw labels onto benign/malignant, e.g. 'lung_n=benign'")
     parser.add_argument("--out", type=Path, default=None, help="write plots and report.md here")
     parser.add_argument("--revision", default=None, help="Hub revision")
-    parser.add_argument("--masks", type=Path, default=None,
-                        help="lesion masks (0/255 PNGs at the images' relative paths): also measure whether the "
-                        "explanations point at the lesion")  # fmt: skip
-    parser.add_argument("--cam-methods", default="gradcam,gradcam++,layercam,eigencam",
-                        help="CAM methods to measure with --masks")  # fmt: skip
-    parser.add_argument("--shifts", default=None,
-                        help="also re-score under acquisition shifts: 'all' or a comma-separated list of "
-                        f"{', '.join(SHIFTS)}")  # fmt: skip
-    parser.add_argument("--record", action="store_true",
-                        help="store the shift table in the (local) model folder's evaluations.json")  # fmt: skip
+    parser.add_argument(
+        "--masks",
+        type=Path,
+        default=None,
+        help="lesion masks (0/255 PNGs at the images' relative paths): also measure whether the "
+        "explanations point at the lesion",
+    )
+    parser.add_argument(
+        "--cam-methods", default="gradcam,gradcam++,layercam,eigencam", help="CAM methods to measure with --masks"
+    )
+    parser.add_argument(
+        "--shifts",
+        default=None,
+        help=f"also re-score under acquisition shifts: 'all' or a comma-separated list of {', '.join(SHIFTS)}",
+    )
+    parser.add_argument(
+        "--record", action="store_true", help="store the shift table in the (local) model folder's evaluations.json"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,15 +63,23 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.shifts:
         shifts = list(SHIFTS) if args.shifts == "all" else args.shifts.split(",")
-        metrics["shifts"] = shift_report(Predictor(model, tta=args.tta), raw["paths"], raw["targets"], raw["groups"], shifts)
+        metrics["shifts"] = shift_report(
+            Predictor(model, tta=args.tta), raw["paths"], raw["targets"], raw["groups"], shifts
+        )
     print(summarize(metrics), file=sys.stderr)
     for name, m in metrics.get("shifts", {}).items():
-        figures = ", ".join(f"{k} {'n/a' if m[k] is None else f'{m[k]:.3f}'}" for k in ("auc", "sensitivity", "specificity"))
+        figures = ", ".join(
+            f"{k} {'n/a' if m[k] is None else f'{m[k]:.3f}'}" for k in ("auc", "sensitivity", "specificity")
+        )
         print(f"  {name}: {figures}", file=sys.stderr)
     if args.record and args.shifts:
-        note = (f"`cancer-models evaluate --split {metrics['split']} --shifts {args.shifts}`: each shift applied to "
-                "every image at the model's own threshold; 95% AUC intervals by group bootstrap.")  # fmt: skip
-        record_evaluation(args.model, "robustness", {"split": metrics["split"], "shifts": metrics["shifts"], "note": note})
+        note = (
+            f"`cancer-models evaluate --split {metrics['split']} --shifts {args.shifts}`: each shift applied to "
+            "every image at the model's own threshold; 95% AUC intervals by group bootstrap."
+        )
+        record_evaluation(
+            args.model, "robustness", {"split": metrics["split"], "shifts": metrics["shifts"], "note": note}
+        )
     if args.out:
         write_report(args.out, model, metrics, raw, args.model, args.data)
         print(f"wrote {args.out}", file=sys.stderr)

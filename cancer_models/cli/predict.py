@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict(predictors: dict[str, Predictor], path: Path, tta: bool) -> tuple[str, Prediction]:
     if len(predictors) == 1:
-        (name, predictor), = predictors.items()
+        ((name, predictor),) = predictors.items()
         return name, predictor.predict(path, tta=tta)
     chosen = route(predictors, path)
     if chosen.model is None:

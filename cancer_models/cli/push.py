@@ -48,10 +48,14 @@ def run(args: argparse.Namespace) -> int:
         raise CheckpointError("no Hugging Face token: run `hf auth login` or set HF_TOKEN (or pass --token)")
     try:
         url = push_folder_to_hub(
-            args.folder, args.repo_id, private=args.private, commit_message=args.commit_message,
-            revision=args.revision, token=token,
+            args.folder,
+            args.repo_id,
+            private=args.private,
+            commit_message=args.commit_message,
+            revision=args.revision,
+            token=token,
             ignore_patterns=[f"{name}/**" for name in PUBLISH_EXCLUDE] + list(PUBLISH_EXCLUDE),
-        )  # fmt: skip
+        )
     except Exception as e:  # network, auth and permission failures all end here, with their reason
         raise CheckpointError(f"upload to {args.repo_id} failed: {type(e).__name__}: {e}") from e
     print(f"published {len(files)} files: {url}")

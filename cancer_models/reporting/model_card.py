@@ -124,7 +124,9 @@ def _card_data(config: ModelConfig, title: str, base: ModelCardData | None) -> M
     ]
     data = ModelCardData(**(base.to_dict() if base else {}))
     names = _data_names(training)
-    data.license = data_license(names) or training.license or data.license
+    # A licence given at training wins; "other" (the default) means none was given: then the public sets'.
+    stated = training.license if training.license not in (None, "other") else None
+    data.license = stated or data_license(names) or training.license or data.license
     if data.license == "other":
         infos = known(names)
         data.license_name = "research-use" if infos else "see-training-data"
@@ -294,9 +296,11 @@ def _data_section(config: ModelConfig) -> str:
     ]
     license = data_license(names)
     if license:
-        lines.append(f"\nThe weights carry the most restrictive of these terms (`{license}`): research use only.")
+        lines.append(f"\nThe weights carry the most restrictive of these terms: `{license}`.")
     table = _splits_table(config)
-    return "\n".join(lines) + (f"\n\n{table}\n\nNo split shares a group (near-copies of one source image)." if table else "")
+    return "\n".join(lines) + (
+        f"\n\n{table}\n\nNo split shares a group (near-copies of one source image)." if table else ""
+    )
 
 
 def _evaluation(config: ModelConfig) -> list[tuple[str, str]]:

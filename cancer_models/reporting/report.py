@@ -59,13 +59,13 @@ def single_image_report(
     e = html.escape
     rows = ""
     if prediction.in_distribution:
-        rows = "".join(
-            f"<tr><td>{e(label)}</td><td>{p:.1%}</td></tr>" for label, p in prediction.probabilities.items()
-        )
+        rows = "".join(f"<tr><td>{e(label)}</td><td>{p:.1%}</td></tr>" for label, p in prediction.probabilities.items())
         rows = f"<table><tr><th>class</th><th>calibrated probability</th></tr>{rows}</table>"
     images = f'<figure><img src="{_png(image)}" alt="the image"><figcaption>{e(file_name)}</figcaption></figure>'
     if overlay is not None:
-        images += f'<figure><img src="{_png(overlay)}" alt="Grad-CAM map"><figcaption>Grad-CAM map</figcaption></figure>'
+        images += (
+            f'<figure><img src="{_png(overlay)}" alt="Grad-CAM map"><figcaption>Grad-CAM map</figcaption></figure>'
+        )
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Report: {e(file_name)}</title>

@@ -123,7 +123,9 @@ def provenance(device: torch.device, processes: int) -> Provenance:
     else:
         hardware = f"{processes} process(es) on {device.type.upper()}, {torch.get_num_threads()} thread(s) each"
     # The version this code declares, not an installed distribution's: a checkout run in place has none.
-    return Provenance(__version__, commit, hardware, torch.__version__.split("+")[0], torchvision.__version__.split("+")[0])
+    return Provenance(
+        __version__, commit, hardware, torch.__version__.split("+")[0], torchvision.__version__.split("+")[0]
+    )
 
 
 def recipe(run: Run) -> str:
