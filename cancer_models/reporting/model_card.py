@@ -31,6 +31,11 @@ _HUB_METRICS = {"auc": "roc_auc", "accuracy": "accuracy", "sensitivity": "recall
 _SPLIT_ORDER = {"train": 0, "train + validation": 0, "validation": 1, "out_of_fold": 1, "test": 2}
 _SPLIT_TITLES = {"out_of_fold": "Metrics on the out-of-fold predictions (cross-validation over train + validation)"}
 
+# A category whose sensitivity or specificity on the test split is below this is listed as a failure mode, as is
+# a test calibration error above POOR_CALIBRATION.
+WEAK_CATEGORY = 0.85
+POOR_CALIBRATION = 0.05
+
 TEMPLATE = """---
 {{ card_data }}
 ---
@@ -363,19 +368,22 @@ def _failures(config: ModelConfig) -> str:
     trust = training.trust or {}
     for name, share in sorted((trust.get("foreign") or {}).get("accepted", {}).items()):
         if share > 0:
-            lines.append(f"- Accepts {share:.1%} of a development set of {name} images as its own kind.")
+            lines.append(f"- Accepts {share:.1%} of the foreign development set's *{name}* as its own kind of image.")
     if trust.get("test", {}).get("rejected"):
         lines.append(f"- Refuses {trust['test']['rejected']:.1%} of its own kind of test images (*not recognised*).")
     for name, s in (training.metrics.get("test", {}).get("subtypes") or {}).items():
-        if not s["too_few"] and s["value"] < 0.9:
+        if not s["too_few"] and s["value"] < WEAK_CATEGORY:
             lines.append(f"- {name}: {s['metric']} only {s['value']:.2f} on the test split (n = {s['n']}).")
     for name, m in ((training.evaluations.get("robustness") or {}).get("shifts") or {}).items():
         low = [f"{k} {m[k]:.2f}" for k in ("sensitivity", "specificity") if m.get(k) is not None and m[k] < 0.9]
         if low:
             lines.append(f"- Under {name}: {', '.join(low)}.")
+    ece = training.metrics.get("test", {}).get("ece")
+    if ece is not None and ece > POOR_CALIBRATION:
+        lines.append(f"- Expected calibration error {ece:.3f} on the test split: read its probabilities as rough.")
     lines += [
-        "- Trained on one public data set per modality, from few institutions and devices: figures on other "
-        "populations, scanners, stains or magnifications are unknown until measured.",
+        "- Trained on public research data from few institutions and devices: figures on other populations, "
+        "scanners, stains or magnifications are unknown until measured.",
         "- Categories absent from its training data are not covered, even within its modality.",
         "- A Grad-CAM map shows what moved the score, not where a lesion is.",
     ]
