@@ -152,6 +152,9 @@ class ModelConfig:
             fail("tile_mpp", f"must be null or a positive number, got {self.tile_mpp!r}")
         if self.ood is not None and "image_threshold" in self.ood and not _is_number(self.ood["image_threshold"]):
             fail("ood", f"image_threshold must be a number, got {self.ood['image_threshold']!r}")
+        floor = (self.ood or {}).get("colour_floor", 0.0)
+        if not (_is_number(floor) and floor >= 0):
+            fail("ood", f"colour_floor must be a number >= 0, got {floor!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

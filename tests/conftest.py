@@ -30,7 +30,7 @@ def histo_image() -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present (only on the project's development machines)")
+        pytest.skip("../shared/data is not present (the data sets are kept outside the repository)")
     return SHARED_DATA
 
 

@@ -13,9 +13,10 @@ from PIL import Image, ImageDraw
 from cancer_models import CheckpointError, ConfigError, Prediction, Predictor, load_pretrained
 from cancer_models.calibration import fitting
 from cancer_models.cli import main as cli_main
-from cancer_models.data.images import normalize
+from cancer_models.data.images import normalize, to_uint8_tensor
 from cancer_models.evaluation.localization import CANDIDATE_METHODS
 from cancer_models.trust.conformal import ALPHAS, choose_alpha, coverage, prediction_set, set_membership
+from cancer_models.trust.ood import colour_ratio, image_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTO_MODEL = ROOT / "models" / "histopathology-cancer-cnn"
@@ -112,6 +113,10 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     model = load_pretrained(folder)
     assert model.config.ood["acceptance"] == 1.0 and model.config.conformal["alpha"] in ALPHAS
     assert "qhat_tta" in model.config.conformal and "tta_coverage" in report["test"]
+    # H&E is a colour modality: a grey copy of one of its own tiles is refused, however close its features.
+    tile = Image.open(fixture_images("histopathology")[0])
+    assert model.config.ood["colour_floor"] > 0
+    assert Predictor(model).predict(tile.convert("L")).decision == "not recognised"
     assert model.config.tta_views == "hflip" and model.ood_detector is not None
     card = (folder / "README.md").read_text()
     assert (
@@ -200,3 +205,22 @@ def test_calibrate_can_refuse_whole_image_sets(small_cnn, tmp_path):
     predictions = Predictor(model).predict(sorted(other.rglob("*.jpg")))
     assert len(predictions) == 6 and not any(p.in_distribution for p in predictions)
     assert "every validation image of look-alikes" in (folder / "README.md").read_text()
+
+
+def _statistics(images: list) -> torch.Tensor:
+    return image_statistics(torch.stack([to_uint8_tensor(Image.open(i).convert("RGB"), 64) for i in images]))
+
+
+def test_the_colour_floor_refuses_grey_images_only_for_colour_modalities():
+    def floor_for(task: str) -> tuple[dict, list]:
+        images = fixture_images(task, "validation")
+        groups = [p.stem for p in images]
+        return {"colour_floor": fitting.fit_colour_floor(_statistics(images), groups, 1.0)}, images
+
+    histo, tiles = floor_for("histopathology")
+    grey = [Image.open(p).convert("L").convert("RGB") for p in tiles]
+    grey_statistics = image_statistics(torch.stack([to_uint8_tensor(im, 64) for im in grey]))
+    assert (colour_ratio(_statistics(fixture_images("histopathology", "test")), histo) <= 1).all()
+    assert (colour_ratio(grey_statistics, histo) > 1).all()
+    ultrasound, _ = floor_for("ultrasound")  # a grey modality: the floor is (about) nothing
+    assert ultrasound["colour_floor"] < 0.005 and (colour_ratio(grey_statistics, ultrasound) <= 1).all()

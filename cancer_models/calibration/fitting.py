@@ -36,7 +36,16 @@ from ..inference.predict import Predictor
 from ..models import CancerModel, load_pretrained
 from ..sources import display_name
 from ..trust.conformal import choose_alpha, conformal_quantile, coverage, set_membership
-from ..trust.ood import Gaussian, MahalanobisDetector, image_statistics, limits, tap_features
+from ..trust.ood import (
+    Gaussian,
+    MahalanobisDetector,
+    colour_ratio,
+    colourfulness,
+    image_statistics,
+    limits,
+    tap_features,
+)
+from ..trust.ood import unusualness as ratio_to_limits
 
 DEFAULT_ACCEPTANCE = 0.99
 # Training images the rejection detector is fitted on, at most: plenty for a mean and a shrunk covariance.
@@ -48,6 +57,9 @@ STATISTICS_FLOOR = 1e-3  # smallest spread of an image statistic: a constant one
 # for the histopathology model's foreign development set), while another stain batch or exposure of the right
 # kind of image moves these statistics a few times: the margin spares the latter and costs nothing on the former.
 IMAGE_MARGIN = 2.0
+# The colour floor is the least colourful held-out group's colourfulness (at the acceptance quantile) divided by
+# this: a faded or pale image of the right kind passes, a grey one (colourfulness 0) never does.
+COLOUR_MARGIN = 2.0
 
 
 @dataclass
@@ -125,6 +137,14 @@ def fit_limits(scores: torch.Tensor, groups: list[str], acceptance: float) -> di
     }
 
 
+def fit_colour_floor(statistics: torch.Tensor, groups: list[str], acceptance: float) -> float:
+    """The least colour an image may have (``ood.colourfulness``): the ``1 - acceptance`` quantile of the
+    held-out groups' least colourful images, divided by ``COLOUR_MARGIN``. About 0 for a grey modality, whose
+    check it leaves as it was."""
+    least = -_group_max(-colourfulness(statistics).double(), groups)
+    return float(torch.quantile(least, 1 - acceptance)) / COLOUR_MARGIN
+
+
 def _group_max(scores: torch.Tensor, groups: list[str]) -> torch.Tensor:
     index = {g: k for k, g in enumerate(dict.fromkeys(groups))}
     keys = torch.tensor([index[g] for g in groups])
@@ -136,7 +156,7 @@ def _group_max(scores: torch.Tensor, groups: list[str]) -> torch.Tensor:
 def unusualness(model: CancerModel, outputs: SplitOutputs) -> np.ndarray:
     """Each image's largest distance as a multiple of its limit (``ood.py``): above 1 is refused."""
     scores = model.ood_detector.scores(outputs.features, outputs.statistics)
-    return (scores / torch.tensor(limits(model.config.ood))).max(dim=1).values.numpy()
+    return ratio_to_limits(scores, outputs.statistics, model.config.ood).numpy()
 
 
 def fit_sets(model: CancerModel, outputs: SplitOutputs, accepted: np.ndarray, alpha: float | None) -> None:
@@ -174,6 +194,7 @@ def fit_trust(
     model.ood_detector = detector
     model.config.ood = {
         **fit_limits(detector.scores(val.features, val.statistics), splits["validation"].groups, acceptance),
+        "colour_floor": fit_colour_floor(val.statistics, splits["validation"].groups, acceptance),
         "features": "member mean" if model.config.architecture == "ensemble" else "model",
     }
     if refuse:
@@ -189,7 +210,7 @@ def fit_trust(
 
 def refuse_sets(model: CancerModel, sets: dict[str, DecodedSplit]) -> None:
     """Lower the feature limits, in proportion and where needed, until every image in ``sets`` that the image
-    statistics alone do not refuse is refused: images the model must never accept (other modalities'
+    statistics and the colour floor do not refuse is refused: images the model must never accept (other modalities'
     validation splits), which limits set on the model's own images alone can let through. The config records
     the sets and the limits before; refusing again starts from those, not from the ones an earlier refusal
     lowered."""
@@ -200,7 +221,8 @@ def refuse_sets(model: CancerModel, sets: dict[str, DecodedSplit]) -> None:
     for split in sets.values():
         outputs = split_outputs(model, split)
         ratios = model.ood_detector.scores(outputs.features, outputs.statistics) / torch.tensor(limits(ood))
-        features_only = ratios[ratios[:, -1] <= 1, :-1].max(dim=1).values
+        colour = colour_ratio(outputs.statistics, ood)
+        features_only = ratios[(ratios[:, -1] <= 1) & (colour <= 1), :-1].max(dim=1).values
         if len(features_only):
             # 0.1% below the lowest: an image scored in another batch differs in the last digits
             factor = min(factor, float(features_only.min()) * (1 - REFUSAL_MARGIN))
@@ -238,7 +260,11 @@ def fit_ensemble_trust(
             raw = Predictor(members[k]).probabilities(pooled.subset(held_out).images, tta=tta).double()
             oof[tta][held_out] = (raw.clamp_min(1e-12).log() / config.temperature).softmax(dim=1).numpy()
     ensemble.ood_detector = fit_detector(outputs.features, targets, outputs.statistics, outputs.sizes)
-    config.ood = {**fit_limits(scores, pooled.groups, acceptance), "features": "member mean"}
+    config.ood = {
+        **fit_limits(scores, pooled.groups, acceptance),
+        "colour_floor": fit_colour_floor(outputs.statistics, pooled.groups, acceptance),
+        "features": "member mean",
+    }
     if refuse:
         refuse_sets(ensemble, refuse)
     outputs.probabilities, outputs.tta_probabilities = oof[False], oof[True]

@@ -223,6 +223,11 @@ def _scope(config: ModelConfig) -> str:
             "and drawings are out of scope."
         ),
     ]
+    if config.ood.get("colour_floor", 0) > 0:
+        lines[0] += (
+            " So does an image with less colour than half that of the least colourful held-out images: a grey "
+            "image (an X-ray, a CT, an ultrasound frame, a grey copy) is never taken for this modality."
+        )
     if config.ood.get("refused"):
         *others, last = sorted(config.ood["refused"])
         sets = f"{', '.join(others)} and {last}" if others else last

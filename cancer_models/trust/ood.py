@@ -9,8 +9,11 @@ mean (Lee et al., 2018, on pooled features). A second distance, on ``image_stati
 grey-ness, brightness, texture), catches what a network never learnt to tell apart because its training data
 never varied there: a grey chest X-ray has no colour at all, unlike any dermoscopy photo.
 
-Each distance has its own limit, a quantile of held-out images' scores; an image's *unusualness* is the larger
-of its two distances as a multiple of its limit, so above 1 means refused.
+Each distance has its own limit, a quantile of held-out images' scores; an image's *unusualness* is the largest
+of its distances as a multiple of its limit, so above 1 means refused. A model of a colour modality also has a
+*colour floor*: an image with less colour than its held-out images' least colourful (with a margin) is refused
+whatever the distances say, because a Mahalanobis distance over many statistics dilutes the one that matters
+for a grey image (an X-ray, a CT, an ultrasound frame) shown to a dermoscopy or histopathology model.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 OOD_WEIGHTS_NAME = "ood.safetensors"
+CHROMA = slice(9, 12)  # the columns of image_statistics() that hold |R-G|, |G-B| and |R-B|
+# Below the floor an image's colour ratio grows as floor / colourfulness; capped so that a grey image reads as
+# "far beyond the limit" rather than as an arbitrary huge number.
+MAX_COLOUR_RATIO = 100.0
 
 
 class Tapped(list):
@@ -129,9 +136,10 @@ class MahalanobisDetector:
         return torch.stack(columns, dim=1)
 
     def unusualness(self, features: torch.Tensor, batch: torch.Tensor, ood: dict) -> torch.Tensor:
-        """Each image's largest distance as a multiple of its limit (``config.ood``): above 1 is refused."""
+        """Each image's largest distance as a multiple of its limit (``config.ood``), or its colour ratio where
+        that is larger: above 1 is refused."""
         statistics = image_statistics(batch) if self.image is not None else None
-        return (self.scores(features, statistics) / torch.tensor(limits(ood))).max(dim=1).values
+        return unusualness(self.scores(features, statistics), statistics, ood)
 
     def save(self, path: str | Path) -> None:
         tensors = {"sizes": torch.tensor(self.sizes)}
@@ -150,6 +158,28 @@ class MahalanobisDetector:
         parts = [Gaussian(t[f"part{i}.means"], t[f"part{i}.precision"]) for i in range(len(sizes))]
         image = Gaussian(t["image.means"], t["image.precision"]) if "image.means" in t else None
         return cls(parts, sizes, image)
+
+
+def colourfulness(statistics: torch.Tensor) -> torch.Tensor:
+    """(N,) mean absolute difference between colour channels (0-1 scale) from ``image_statistics``: 0 for grey."""
+    return statistics[:, CHROMA].mean(dim=1)
+
+
+def colour_ratio(statistics: torch.Tensor, ood: dict) -> torch.Tensor:
+    """(N,) floor / colourfulness (above 1: too little colour for the model), or zeros without a floor."""
+    floor = ood.get("colour_floor") or 0.0
+    if floor <= 0:
+        return torch.zeros(len(statistics))
+    return (floor / colourfulness(statistics).double().clamp_min(floor / MAX_COLOUR_RATIO)).float()
+
+
+def unusualness(scores: torch.Tensor, statistics: torch.Tensor | None, ood: dict) -> torch.Tensor:
+    """(N,) the largest of ``scores`` (``MahalanobisDetector.scores``) as multiples of their limits, or the
+    colour ratio where that is larger."""
+    ratios = (scores / torch.tensor(limits(ood))).max(dim=1).values
+    if statistics is None:
+        return ratios
+    return torch.maximum(ratios, colour_ratio(statistics, ood).to(ratios.dtype))
 
 
 def limits(ood: dict) -> list[float]:
