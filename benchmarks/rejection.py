@@ -5,7 +5,7 @@ automatic choice sends each modality's test images.
 
     python benchmarks/rejection.py [--n 400] [--seed 1] [--record]
 
-``--record`` writes each model's foreign-set acceptance into its config (``training.trust.foreign``) and card.
+``--record`` writes each model's foreign-set acceptance beside it (``evaluations.json``) and into its card.
 
 Generated images: uniform and Gaussian noise, flat colours, colour gradients, ellipses, rectangles, text,
 and square crops of the photographs gradio and scikit-learn ship (cheetahs, a lion, a tower, a flower, a
@@ -30,6 +30,7 @@ from _common import DATA, command, machine  # noqa: E402
 from foreign_images import foreign_sets, sets_for  # noqa: E402
 
 from cancer_models import Predictor, load_image, load_pretrained  # noqa: E402
+from cancer_models.evaluation.evaluate import record_evaluation  # noqa: E402
 from cancer_models.inference.routing import route  # noqa: E402
 
 TASKS = ("histopathology", "dermoscopy", "ultrasound")
@@ -126,12 +127,9 @@ def main() -> None:
             "n": {"own_test": len(tests[task]), "generated": len(fake), "foreign": {k: len(v) for k, v in own.items()}},
         }
         if args.record:
-            model = load_pretrained(folder)
-            model.config.training.trust["foreign"] = {
-                "accepted": foreign_accepted,
-                "n": {k: len(v) for k, v in own.items()},
-            }
-            model.save_pretrained(folder)
+            record_evaluation(
+                folder, "foreign_images", {"accepted": foreign_accepted, "n": {k: len(v) for k, v in own.items()}}
+            )
     report["automatic_choice"] = {}
     for task, images in tests.items():
         routes = [route(predictors, im) for im in images]

@@ -21,8 +21,8 @@ from .errors import ConfigError
 
 SCHEMA_VERSION = 2
 EVALUATIONS_NAME = "evaluations.json"
-# Analyses that version 1 kept inside the record and that now live in evaluations.json.
-EVALUATION_KEYS = ("comparison", "robustness", "recipe_selection", "cam_choice")
+# Analyses that live in evaluations.json; a record that carries one inside (as version 1 did) has it moved out.
+EVALUATION_KEYS = ("comparison", "robustness", "recipe_selection", "cam_choice", "foreign_images")
 
 
 @dataclass

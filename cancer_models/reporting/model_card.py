@@ -225,8 +225,8 @@ def _scope(config: ModelConfig) -> str:
     ]
     if config.ood.get("colour_floor", 0) > 0:
         lines[0] += (
-            " So does an image with less colour than half that of the least colourful held-out images: a grey "
-            "image (an X-ray, a CT, an ultrasound frame, a grey copy) is never taken for this modality."
+            " An image with less than half the colour of the least colourful held-out images is refused too: a "
+            "grey image (an X-ray, a CT, an ultrasound frame, a grey copy) is never taken for this modality."
         )
     if config.ood.get("refused"):
         *others, last = sorted(config.ood["refused"])
@@ -257,9 +257,15 @@ def _scope(config: ModelConfig) -> str:
     test = trust.get("test", {})
     if "coverage" in test:
         lines.append(f"- {_sets_sentence(config, test, calibrated_on)}")
-    if trust.get("foreign"):
-        lines.append(f"- {_foreign_sentence(trust['foreign'])}")
+    foreign = _foreign(config)
+    if foreign:
+        lines.append(f"- {_foreign_sentence(foreign)}")
     return "\n".join(lines)
+
+
+def _foreign(config: ModelConfig) -> dict[str, Any] | None:
+    """What the model accepted of the foreign development set (``benchmarks/rejection.py --record``)."""
+    return config.training.evaluations.get("foreign_images") or (config.training.trust or {}).get("foreign")
 
 
 def _foreign_sentence(foreign: dict[str, Any]) -> str:
@@ -371,7 +377,7 @@ def _failures(config: ModelConfig) -> str:
     """Known failure modes, read off the recorded figures, then the limits every such model shares."""
     training, lines = config.training, []
     trust = training.trust or {}
-    for name, share in sorted((trust.get("foreign") or {}).get("accepted", {}).items()):
+    for name, share in sorted((_foreign(config) or {}).get("accepted", {}).items()):
         if share > 0:
             lines.append(f"- Accepts {share:.1%} of the foreign development set's *{name}* as its own kind of image.")
     if trust.get("test", {}).get("rejected"):
