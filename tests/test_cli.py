@@ -33,8 +33,15 @@ def test_a_refused_image_gets_no_probability(capsys):
     photo = FIXTURES.parent.parent / "examples" / "dermoscopy_benign_isic109.jpg"  # not histopathology
     assert main(["predict", str(photo), "--model", MODELS[0]]) == 0
     (row,) = rows(capsys.readouterr().out)
-    assert row["decision"] == "not recognised" and row["p_malignant"] == "" and row["prediction_set"] == ""
+    assert row["decision"] == "not recognised" and row["p_malignant"] == row["threshold"] == row["prediction_set"] == ""
     assert float(row["unusualness"]) > 1
+
+
+def test_an_image_no_model_recognises_is_answered_by_none(capsys):
+    skin = FIXTURES.parent.parent / "examples" / "dermoscopy_benign_isic109.jpg"
+    assert main(["predict", str(skin), "--model", MODELS[0], MODELS[2]]) == 0  # histopathology and ultrasound
+    (row,) = rows(capsys.readouterr().out)
+    assert row["model"].startswith("none (closest: ") and row["decision"] == "not recognised"
 
 
 def test_a_missing_model_is_one_error_line_and_exit_code_2(tmp_path, capsys):

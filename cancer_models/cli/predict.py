@@ -52,18 +52,18 @@ def _predict(predictors: dict[str, Predictor], path: Path, tta: bool) -> tuple[s
         ((name, predictor),) = predictors.items()
         return name, predictor.predict(path, tta=tta)
     chosen = route(predictors, path)
-    if chosen.model is None:
-        return chosen.closest, chosen.predictions[chosen.closest]
+    if chosen.model is None:  # every model refuses it: no model answers, the closest is named as such
+        return f"none (closest: {chosen.closest})", chosen.predictions[chosen.closest]
     return chosen.model, predictors[chosen.model].predict(path, tta=tta) if tta else chosen.predictions[chosen.model]
 
 
 def _row(p: Prediction) -> dict[str, object]:
-    """A refused image gets no probability: there is nothing to read into it."""
+    """A refused image gets no probability, threshold or set: there is nothing to read into them."""
     answered = p.in_distribution
     return {
         "decision": p.decision,
         "p_malignant": f"{p.malignant_probability:.4f}" if answered else "",
-        "threshold": f"{p.threshold:.4f}",
+        "threshold": f"{p.threshold:.4f}" if answered else "",
         "prediction_set": "+".join(p.prediction_set) if answered and p.prediction_set else "",
         "unusualness": "" if p.ood_score is None else f"{p.ood_score:.2f}",
         "error": p.refused_because or "",
