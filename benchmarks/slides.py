@@ -118,7 +118,7 @@ def main() -> None:
                 result = slides.predict(path)
                 elapsed = time.perf_counter() - start
             summary = result.summary()
-            from cancer_models.inference.slides import open_slide
+            from cancer_models.data.slides import open_slide
 
             reader = open_slide(path)
             answered = [t for t in result.tiles if t.status != "background"][:1024]
