@@ -73,7 +73,6 @@ class ModelConfig:
         self.labels = tuple(self.labels)
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
-        self.training = TrainingRecord.from_dict(self.training)
         self.validate()
 
     @property

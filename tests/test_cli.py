@@ -50,7 +50,7 @@ def test_a_missing_model_is_one_error_line_and_exit_code_2(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and "nowhere" in err[0]
 
 
-def test_the_console_script_and_python_m_are_the_same_command():
+def test_python_m_cancer_models_is_the_command():
     result = subprocess.run(
         [sys.executable, "-m", "cancer_models", "--help"], capture_output=True, text=True, timeout=120, check=True
     )

@@ -354,7 +354,7 @@ def _evaluation(config: ModelConfig) -> list[tuple[str, str]]:
     return metrics
 
 
-def _summary(config: ModelConfig, title: str) -> str:
+def _summary(config: ModelConfig) -> str:
     test = config.training.metrics.get("test")
     task = config.training.task or "medical"
     text = f"Classifies {task} images as {config.labels[0]} or {config.labels[1]}, with a Grad-CAM map of the evidence"
@@ -424,7 +424,7 @@ def build_model_card(config: ModelConfig, base: ModelCardData | None = None) -> 
         template_str=TEMPLATE,
         title=title,
         warning=RESEARCH_WARNING,
-        summary=_summary(config, title),
+        summary=_summary(config),
         facts=_facts(config),
         task=training.task or "medical",
         data_section=_data_section(config),
