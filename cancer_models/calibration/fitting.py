@@ -1,8 +1,9 @@
 """Fit what makes a model's answers trustworthy, without retraining (``cancer-models calibrate``).
 
 - Out-of-distribution rejection: Mahalanobis distances of mid-level features and of image statistics
-  (``ood.py``), fitted on the training split, their limits quantiles of the validation split's scores that
-  accept ``--acceptance`` of it; with ``--refuse DATA...``, also below every validation image of those sets
+  (``ood.py``), fitted on the training and validation splits, their limits quantiles of scores cross-fitted
+  over folds of those splits (each fold scored by a detector fitted on the others) that accept
+  ``--acceptance`` of their groups; with ``--refuse DATA...``, also below every validation image of those sets
   (other modalities the model must not accept).
 - Prediction sets (``conformal.py``) at the level chosen for the model (or 1 - ``--alpha``), calibrated on the
   validation images the detector accepts, with and without test-time views.
@@ -50,6 +51,10 @@ from ..trust.ood import unusualness as ratio_to_limits
 DEFAULT_ACCEPTANCE = 0.99
 # Training images the rejection detector is fitted on, at most: plenty for a mean and a shrunk covariance.
 DETECTOR_SAMPLE = 20_000
+# Folds of train + validation over which a single model's rejection limits are cross-fitted. A validation split
+# alone holds about a hundred source images for histopathology: a limit at its 99% quantile is its single most
+# unusual source, and the test split's sources, from other tiles, went past it three times as often as 1%.
+FOLDS = 5
 REFUSAL_MARGIN = 1e-3
 STATISTICS_FLOOR = 1e-3  # smallest spread of an image statistic: a constant one would give infinite distances
 # The image-statistics limit is this many times its held-out quantile. Another modality, a photograph or a grey
@@ -181,22 +186,29 @@ def fit_trust(
     refuse: dict[str, DecodedSplit] | None = None,
 ) -> dict[str, Any]:
     """Fit rejection and prediction sets into ``model`` (detector and config); returns what they do on each
-    split. The detector is fitted on at most ``DETECTOR_SAMPLE`` training images (a seeded sample of larger
-    sets), its limits on the validation split; with ``refuse``, the limit also stays below every image of those
-    sets (``refuse_sets``). The sets are calibrated on the accepted validation images."""
+    split. The detector is fitted on the validation split and at most ``DETECTOR_SAMPLE`` training images (a
+    seeded sample of larger sets), its limits cross-fitted over ``FOLDS`` folds of them (``fit_rejection``);
+    with ``refuse``, the limit also stays below every image of those sets (``refuse_sets``). The sets are
+    calibrated on the accepted validation images."""
     splits, categories = dict(splits), splits["train"].subtype_counts()
     if len(splits["train"]) > DETECTOR_SAMPLE:
         sample = sorted(np.random.default_rng(0).choice(len(splits["train"]), DETECTOR_SAMPLE, replace=False))
         splits["train"] = splits["train"].subset(sample)
     outputs = {name: split_outputs(model, split, tta=name != "train") for name, split in splits.items()}
     train, val = outputs["train"], outputs["validation"]
-    detector = fit_detector(train.features, train.targets, train.statistics, train.sizes)
-    model.ood_detector = detector
-    model.config.ood = {
-        **fit_limits(detector.scores(val.features, val.statistics), splits["validation"].groups, acceptance),
-        "colour_floor": fit_colour_floor(val.statistics, splits["validation"].groups, acceptance),
-        "features": "member mean" if model.config.architecture == "ensemble" else "model",
-    }
+    groups = [*splits["train"].groups, *splits["validation"].groups]
+    targets = np.concatenate([train.targets, val.targets])
+    folds = fold_indices(targets.tolist(), groups, min(FOLDS, len(set(groups))), seed=0)
+    model.ood_detector, model.config.ood = fit_rejection(
+        torch.cat([train.features, val.features]),
+        torch.cat([train.statistics, val.statistics]),
+        targets,
+        groups,
+        train.sizes,
+        folds,
+        acceptance,
+    )
+    model.config.ood["features"] = "member mean" if model.config.architecture == "ensemble" else "model"
     if refuse:
         refuse_sets(model, refuse)
     accepted = {name: unusualness(model, o) <= 1 for name, o in outputs.items()}
@@ -206,6 +218,40 @@ def fit_trust(
     if categories:
         model.config.training.subtypes = categories
     return report
+
+
+def fit_rejection(
+    features: torch.Tensor,
+    statistics: torch.Tensor,
+    targets: np.ndarray,
+    groups: list[str],
+    sizes: list[int],
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    acceptance: float,
+) -> tuple[MahalanobisDetector, dict[str, Any]]:
+    """The detector fitted on all the images given, and its limits (``config.ood``) from scores cross-fitted
+    over ``folds`` (each held-out fold scored by a detector fitted on the others), so that no limit is set on
+    the images its detector was fitted on, and it rests on every group given rather than on one split's few.
+
+    Args:
+        features: (N, D) the rejection check's features (``model.ood_features``).
+        statistics: (N, S) ``image_statistics`` of the same images.
+        targets: (N,) their classes; groups: their groups (near-copies of one source image).
+        sizes: the feature columns of each layer.
+        folds: (fitted, held-out) index pairs that hold every image out once (``fold_indices``).
+        acceptance: the share of groups the limits accept.
+    """
+    scores = None
+    for keep, held_out in folds:
+        fold_detector = fit_detector(features[keep], targets[keep], statistics[keep], sizes)
+        held = fold_detector.scores(features[held_out], statistics[held_out])
+        scores = torch.zeros(len(targets), held.shape[1]) if scores is None else scores
+        scores[held_out] = held
+    ood = {
+        **fit_limits(scores, groups, acceptance),
+        "colour_floor": fit_colour_floor(statistics, groups, acceptance),
+    }
+    return fit_detector(features, targets, statistics, sizes), ood
 
 
 def refuse_sets(model: CancerModel, sets: dict[str, DecodedSplit]) -> None:
@@ -248,23 +294,17 @@ def fit_ensemble_trust(
     ensemble.ood_detector, config.ood = None, None  # refitted from scratch, on the members' mean features
     targets, n = pooled.targets.numpy(), len(pooled)
     outputs = split_outputs(ensemble, pooled)
-    scores = None
+    folds = fold_indices(targets.tolist(), pooled.groups, len(members), seed)
     oof = {False: np.zeros((n, 2)), True: np.zeros((n, 2))}
-    for k, (keep, held_out) in enumerate(fold_indices(targets.tolist(), pooled.groups, len(members), seed)):
-        fold_detector = fit_detector(outputs.features[keep], targets[keep], outputs.statistics[keep], outputs.sizes)
-        held = fold_detector.scores(outputs.features[held_out], outputs.statistics[held_out])
-        scores = torch.zeros(n, held.shape[1]) if scores is None else scores
-        scores[held_out] = held
+    for k, (_, held_out) in enumerate(folds):
         members[k].config.tta_views = config.tta_views
         for tta in oof:  # the member's softmax, then the ensemble's temperature on its log
             raw = Predictor(members[k]).probabilities(pooled.subset(held_out).images, tta=tta).double()
             oof[tta][held_out] = (raw.clamp_min(1e-12).log() / config.temperature).softmax(dim=1).numpy()
-    ensemble.ood_detector = fit_detector(outputs.features, targets, outputs.statistics, outputs.sizes)
-    config.ood = {
-        **fit_limits(scores, pooled.groups, acceptance),
-        "colour_floor": fit_colour_floor(outputs.statistics, pooled.groups, acceptance),
-        "features": "member mean",
-    }
+    ensemble.ood_detector, config.ood = fit_rejection(
+        outputs.features, outputs.statistics, targets, pooled.groups, outputs.sizes, folds, acceptance
+    )
+    config.ood["features"] = "member mean"
     if refuse:
         refuse_sets(ensemble, refuse)
     outputs.probabilities, outputs.tta_probabilities = oof[False], oof[True]

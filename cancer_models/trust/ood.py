@@ -4,7 +4,7 @@ simple image statistics.
 The features are the spatial means of the outputs of ``model.ood_layers()`` (mid-level stages: colour and
 texture statistics that a photo, a drawing or another modality does not share; an ensemble's come from every
 member). The detector holds one mean per class and a shared, shrunk (Ledoit-Wolf) precision matrix fitted on
-the training split (``calibrate.fit_detector``); an image's score is its squared distance to the nearest class
+the training and validation images (``calibration.fitting.fit_rejection``); an image's score is its squared distance to the nearest class
 mean (Lee et al., 2018, on pooled features). A second distance, on ``image_statistics`` (colour, saturation,
 grey-ness, brightness, texture), catches what a network never learnt to tell apart because its training data
 never varied there: a grey chest X-ray has no colour at all, unlike any dermoscopy photo.
