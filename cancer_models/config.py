@@ -149,8 +149,9 @@ class ModelConfig:
             fail("tile_size", f"must be null or an integer >= 8, got {self.tile_size!r}")
         if self.tile_mpp is not None and not (_is_number(self.tile_mpp) and self.tile_mpp > 0):
             fail("tile_mpp", f"must be null or a positive number, got {self.tile_mpp!r}")
-        if self.ood is not None and "image_threshold" in self.ood and not _is_number(self.ood["image_threshold"]):
-            fail("ood", f"image_threshold must be a number, got {self.ood['image_threshold']!r}")
+        for key in ("image_threshold", "domain_threshold"):
+            if self.ood is not None and key in self.ood and not _is_number(self.ood[key]):
+                fail("ood", f"{key} must be a number, got {self.ood[key]!r}")
         floor = (self.ood or {}).get("colour_floor", 0.0)
         if not (_is_number(floor) and floor >= 0):
             fail("ood", f"colour_floor must be a number >= 0, got {floor!r}")

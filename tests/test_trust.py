@@ -224,3 +224,28 @@ def test_the_colour_floor_refuses_grey_images_only_for_colour_modalities():
     assert (colour_ratio(grey_statistics, histo) > 1).all()
     ultrasound, _ = floor_for("ultrasound")  # a grey modality: the floor is (about) nothing
     assert ultrasound["colour_floor"] < 0.005 and (colour_ratio(grey_statistics, ultrasound) <= 1).all()
+
+
+def test_the_domain_check_learns_to_refuse_photographs_and_is_saved_with_the_model(small_cnn, tmp_path):
+    from cancer_models.calibration import negatives
+    from cancer_models.data.decoding import decode_split
+    from cancer_models.data.image_sets import DataSpec, load_splits
+
+    data = load_splits(DataSpec([str(FIXTURES / "histopathology")]))
+    fitting.fit_trust(small_cnn, {name: decode_split(ds, 96) for name, ds in data.items()})
+    ood = small_cnn.config.ood
+    assert ood["domain_negatives"]["photographs"] >= 2 * 201 and ood["domain_negatives"]["generated"] > 0
+    # other draws than the ones it learnt from: new crops of the photographs, new generated images
+    batch, _ = negatives.reference_negatives(96, seed=1)
+    features, statistics = fitting.batch_features(small_cnn, batch)
+    domain = small_cnn.ood_detector.scores(features, statistics)[:, -1] / ood["domain_threshold"]
+    assert (domain > 1).float().mean() >= 0.95
+    tiles = Predictor(small_cnn).predict(fixture_images("histopathology", "test"))
+    assert sum(p.in_distribution for p in tiles) >= 5  # of 6 unseen tiles of its kind
+
+    small_cnn.save_pretrained(tmp_path)
+    reloaded = load_pretrained(tmp_path)
+    assert torch.equal(reloaded.ood_detector.domain.weight, small_cnn.ood_detector.domain.weight)
+    assert [p.ood_score for p in Predictor(reloaded).predict(fixture_images("histopathology", "test"))] == [
+        pytest.approx(p.ood_score) for p in tiles
+    ]

@@ -4,7 +4,9 @@
   (``ood.py``), fitted on the training and validation splits, their limits quantiles of scores cross-fitted
   over folds of those splits (each fold scored by a detector fitted on the others) that accept
   ``--acceptance`` of their groups; with ``--refuse DATA...``, also below every validation image of those sets
-  (other modalities the model must not accept).
+  (other modalities the model must not accept). A linear *domain* classifier on the same features and
+  statistics, taught on the model's images against those sets and ``negatives.reference_negatives``
+  (package photographs, generated images), gets a limit the same way.
 - Prediction sets (``conformal.py``) at the level chosen for the model (or 1 - ``--alpha``), calibrated on the
   validation images the detector accepts, with and without test-time views.
 
@@ -28,6 +30,7 @@ import torch
 from datasets import Image as ImageFeature
 from datasets import concatenate_datasets
 from sklearn.covariance import LedoitWolf
+from sklearn.linear_model import LogisticRegression
 
 from ..data.decoding import DecodedSplit, decode_split
 from ..data.image_sets import DataSpec, fold_indices, load_raw, load_splits, mask_path, pooled_for_folds, standardise
@@ -38,6 +41,7 @@ from ..models import CancerModel, load_pretrained
 from ..sources import display_name
 from ..trust.conformal import choose_alpha, conformal_quantile, coverage, set_membership
 from ..trust.ood import (
+    Domain,
     Gaussian,
     MahalanobisDetector,
     colour_ratio,
@@ -47,6 +51,7 @@ from ..trust.ood import (
     tap_features,
 )
 from ..trust.ood import unusualness as ratio_to_limits
+from .negatives import reference_negatives
 
 DEFAULT_ACCEPTANCE = 0.99
 # Training images the rejection detector is fitted on, at most: plenty for a mean and a shrunk covariance.
@@ -65,6 +70,18 @@ IMAGE_MARGIN = 2.0
 # The colour floor is the least colourful held-out group's colourfulness (at the acceptance quantile) divided by
 # this: a faded or pale image of the right kind passes, a grey one (colourfulness 0) never does.
 COLOUR_MARGIN = 2.0
+# Inverse regularisation of the domain classifier (on standardised columns): strong, so that it learns the broad
+# directions in which foreign images differ rather than the particular negatives it was shown.
+DOMAIN_C = 0.1
+
+
+@dataclass
+class Negatives:
+    """Images the model must refuse, as the domain classifier sees them, and how many of each kind."""
+
+    features: torch.Tensor  # (N, D)
+    statistics: torch.Tensor  # (N, S)
+    counts: dict[str, int]
 
 
 @dataclass
@@ -75,6 +92,14 @@ class SplitOutputs:
     targets: np.ndarray  # (N,)
     tta_probabilities: np.ndarray | None = None  # (N, 2) with the config's test-time views, where asked for
     sizes: list[int] | None = None  # the feature columns of each layer
+
+
+def batch_features(model: CancerModel, batch: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rejection check's features and the image statistics of a uint8 batch (N, 3, S, S)."""
+    with tap_features(model.ood_layers()) as tapped:
+        Predictor(model, batch_size=batch_size).probabilities(batch, tta=False)
+    features, _ = model.ood_features(torch.cat(tapped).cpu(), tapped.sizes)
+    return features, image_statistics(batch)
 
 
 def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64, tta: bool = False) -> SplitOutputs:
@@ -109,33 +134,55 @@ def _gaussian(x: np.ndarray, targets: np.ndarray | None = None) -> Gaussian:
 
 
 def fit_detector(
-    features: torch.Tensor, targets: np.ndarray, statistics: torch.Tensor, sizes: list[int]
+    features: torch.Tensor,
+    targets: np.ndarray,
+    statistics: torch.Tensor,
+    sizes: list[int],
+    negatives: Negatives | None = None,
 ) -> MahalanobisDetector:
-    """One class-conditional distance per feature layer, one class-free distance on the image statistics."""
+    """One class-conditional distance per feature layer, one class-free distance on the image statistics, and
+    with ``negatives`` the domain classifier (``fit_domain``)."""
     parts = [_gaussian(x.double().numpy(), targets) for x in features.split(sizes, dim=1)]
-    return MahalanobisDetector(parts, list(sizes), _gaussian(statistics.double().numpy()))
+    domain = fit_domain(features, statistics, negatives) if negatives is not None else None
+    return MahalanobisDetector(parts, list(sizes), _gaussian(statistics.double().numpy()), domain)
 
 
-def fit_limits(scores: torch.Tensor, groups: list[str], acceptance: float) -> dict[str, Any]:
-    """Limits for the columns of ``MahalanobisDetector.scores`` (layers, then image statistics), each at the
-    same quantile of held-out scores (the image statistics' times ``IMAGE_MARGIN``): the lowest quantile that
-    accepts every image of ``acceptance`` of the held-out groups on all counts.
+def fit_domain(features: torch.Tensor, statistics: torch.Tensor, negatives: Negatives) -> Domain:
+    """A logistic regression of "not the model's kind" on standardised [features, statistics], the model's
+    images against ``negatives`` (classes weighted equally), with the standardisation folded into its weights."""
+    own = torch.cat([features, statistics], dim=1).double().numpy()
+    other = torch.cat([negatives.features, negatives.statistics], dim=1).double().numpy()
+    x = np.concatenate([own, other])
+    mean, spread = x.mean(axis=0), np.maximum(x.std(axis=0), STATISTICS_FLOOR)
+    classifier = LogisticRegression(C=DOMAIN_C, class_weight="balanced", max_iter=5000)
+    classifier.fit((x - mean) / spread, np.r_[np.zeros(len(own)), np.ones(len(other))])
+    weight = classifier.coef_[0] / spread
+    bias = classifier.intercept_[0] - float(weight @ mean)
+    return Domain(torch.from_numpy(weight).float(), torch.tensor(bias, dtype=torch.float32))
+
+
+def fit_limits(scores: torch.Tensor, groups: list[str], acceptance: float, layers: int) -> dict[str, Any]:
+    """Limits for the columns of ``MahalanobisDetector.scores`` (``layers`` layers, the image statistics, then
+    the domain score where fitted), each at the same quantile of held-out scores (the image statistics' times
+    ``IMAGE_MARGIN``): the lowest quantile that accepts every image of ``acceptance`` of the held-out groups on
+    all counts.
 
     Quantiles are taken over groups (near-copies of one source image, each scored by its most unusual copy):
     a split whose images come eight to a source has a few dozen sources, and a limit set on images would rest
     on the single most unusual of them."""
     worst = torch.stack([_group_max(column, groups) for column in scores.T], dim=1)  # (groups, columns)
     margin = torch.ones(worst.shape[1], dtype=torch.float64)
-    margin[-1] = IMAGE_MARGIN
+    margin[layers] = IMAGE_MARGIN
     for q in np.linspace(acceptance, 1.0, 101):
         bounds = torch.quantile(worst, q, dim=0) * margin
         if (worst <= bounds).all(dim=1).double().mean() >= acceptance:
             break
-    *thresholds, image_threshold = bounds.tolist()
+    bounds = bounds.tolist()
     return {
         "method": "mahalanobis",
-        "thresholds": thresholds,
-        "image_threshold": image_threshold,
+        "thresholds": bounds[:layers],
+        "image_threshold": bounds[layers],
+        **({"domain_threshold": bounds[layers + 1]} if len(bounds) > layers + 1 else {}),
         "acceptance": acceptance,
         "quantile": float(q),
         "over": "groups",
@@ -195,6 +242,7 @@ def fit_trust(
         sample = sorted(np.random.default_rng(0).choice(len(splits["train"]), DETECTOR_SAMPLE, replace=False))
         splits["train"] = splits["train"].subset(sample)
     outputs = {name: split_outputs(model, split, tta=name != "train") for name, split in splits.items()}
+    refused = {name: split_outputs(model, split) for name, split in (refuse or {}).items()}
     train, val = outputs["train"], outputs["validation"]
     groups = [*splits["train"].groups, *splits["validation"].groups]
     targets = np.concatenate([train.targets, val.targets])
@@ -207,10 +255,11 @@ def fit_trust(
         train.sizes,
         folds,
         acceptance,
+        domain_negatives(model, refused),
     )
     model.config.ood["features"] = "member mean" if model.config.architecture == "ensemble" else "model"
-    if refuse:
-        refuse_sets(model, refuse)
+    if refused:
+        refuse_sets(model, refused)
     accepted = {name: unusualness(model, o) <= 1 for name, o in outputs.items()}
     fit_sets(model, val, accepted["validation"], alpha)
     report = {name: trust_report(model, o, accepted[name], with_sets=name != "train") for name, o in outputs.items()}
@@ -228,6 +277,7 @@ def fit_rejection(
     sizes: list[int],
     folds: list[tuple[np.ndarray, np.ndarray]],
     acceptance: float,
+    negatives: Negatives | None = None,
 ) -> tuple[MahalanobisDetector, dict[str, Any]]:
     """The detector fitted on all the images given, and its limits (``config.ood``) from scores cross-fitted
     over ``folds`` (each held-out fold scored by a detector fitted on the others), so that no limit is set on
@@ -240,35 +290,49 @@ def fit_rejection(
         sizes: the feature columns of each layer.
         folds: (fitted, held-out) index pairs that hold every image out once (``fold_indices``).
         acceptance: the share of groups the limits accept.
+        negatives: images the model must refuse, for the domain classifier (every fold's classifier learns
+            from all of them: the limit is set on the model's own images alone).
     """
     scores = None
     for keep, held_out in folds:
-        fold_detector = fit_detector(features[keep], targets[keep], statistics[keep], sizes)
+        fold_detector = fit_detector(features[keep], targets[keep], statistics[keep], sizes, negatives)
         held = fold_detector.scores(features[held_out], statistics[held_out])
         scores = torch.zeros(len(targets), held.shape[1]) if scores is None else scores
         scores[held_out] = held
     ood = {
-        **fit_limits(scores, groups, acceptance),
+        **fit_limits(scores, groups, acceptance, len(sizes)),
         "colour_floor": fit_colour_floor(statistics, groups, acceptance),
+        **({"domain_negatives": negatives.counts} if negatives is not None else {}),
     }
-    return fit_detector(features, targets, statistics, sizes), ood
+    return fit_detector(features, targets, statistics, sizes, negatives), ood
 
 
-def refuse_sets(model: CancerModel, sets: dict[str, DecodedSplit]) -> None:
-    """Lower the feature limits, in proportion and where needed, until every image in ``sets`` that the image
-    statistics and the colour floor do not refuse is refused: images the model must never accept (other modalities'
-    validation splits), which limits set on the model's own images alone can let through. The config records
-    the sets and the limits before; refusing again starts from those, not from the ones an earlier refusal
-    lowered."""
+def domain_negatives(model: CancerModel, refused: dict[str, SplitOutputs]) -> Negatives:
+    """What the domain classifier learns to refuse: the ``refused`` sets (other modalities) and the package
+    photographs and generated images of ``reference_negatives``."""
+    batch, counts = reference_negatives(model.config.input_size)
+    features, statistics = batch_features(model, batch)
+    return Negatives(
+        torch.cat([features, *(o.features for o in refused.values())]),
+        torch.cat([statistics, *(o.statistics for o in refused.values())]),
+        {**counts, **{name: len(o.targets) for name, o in refused.items()}},
+    )
+
+
+def refuse_sets(model: CancerModel, sets: dict[str, SplitOutputs]) -> None:
+    """Lower the feature limits, in proportion and where needed, until every image of ``sets`` (``split_outputs``)
+    that the image statistics, the domain score and the colour floor do not refuse is refused: images the model
+    must never accept (other modalities' validation splits), which limits set on the model's own images alone
+    can let through. The config records the sets and the limits before; refusing again starts from those, not
+    from the ones an earlier refusal lowered."""
     ood = model.config.ood
     before = ood.get("thresholds_before_refusal", ood["thresholds"])
     ood["thresholds"] = list(before)
-    factor = 1.0
-    for split in sets.values():
-        outputs = split_outputs(model, split)
+    layers, factor = len(before), 1.0
+    for outputs in sets.values():
         ratios = model.ood_detector.scores(outputs.features, outputs.statistics) / torch.tensor(limits(ood))
-        colour = colour_ratio(outputs.statistics, ood)
-        features_only = ratios[(ratios[:, -1] <= 1) & (colour <= 1), :-1].max(dim=1).values
+        passes_others = (ratios[:, layers:] <= 1).all(dim=1) & (colour_ratio(outputs.statistics, ood) <= 1)
+        features_only = ratios[passes_others, :layers].max(dim=1).values
         if len(features_only):
             # 0.1% below the lowest: an image scored in another batch differs in the last digits
             factor = min(factor, float(features_only.min()) * (1 - REFUSAL_MARGIN))
@@ -301,12 +365,20 @@ def fit_ensemble_trust(
         for tta in oof:  # the member's softmax, then the ensemble's temperature on its log
             raw = Predictor(members[k]).probabilities(pooled.subset(held_out).images, tta=tta).double()
             oof[tta][held_out] = (raw.clamp_min(1e-12).log() / config.temperature).softmax(dim=1).numpy()
+    refused = {name: split_outputs(ensemble, split) for name, split in (refuse or {}).items()}
     ensemble.ood_detector, config.ood = fit_rejection(
-        outputs.features, outputs.statistics, targets, pooled.groups, outputs.sizes, folds, acceptance
+        outputs.features,
+        outputs.statistics,
+        targets,
+        pooled.groups,
+        outputs.sizes,
+        folds,
+        acceptance,
+        domain_negatives(ensemble, refused),
     )
     config.ood["features"] = "member mean"
-    if refuse:
-        refuse_sets(ensemble, refuse)
+    if refused:
+        refuse_sets(ensemble, refused)
     outputs.probabilities, outputs.tta_probabilities = oof[False], oof[True]
     accepted = unusualness(ensemble, outputs) <= 1
     fit_sets(ensemble, outputs, accepted, alpha)

@@ -202,12 +202,16 @@ def explanation_reliability(explanations: dict[str, Any] | None, method: str | N
     return text
 
 
+# How the card names the domain classifier's negatives (``config.ood["domain_negatives"]``).
+NEGATIVE_KINDS = {"photographs": "photographs and crops of them", "generated": "generated images"}
+
+
 def _scope(config: ModelConfig) -> str:
     trust, task = config.training.trust, config.training.task or "its training"
     if not (trust and config.ood and config.conformal):
         return ""
     calibrated_on = trust.get("calibrated_on", "validation")
-    held_out = "validation" if calibrated_on == "validation" else "out-of-fold"
+    held_out = "validation" if calibrated_on == "validation" and "domain_threshold" not in config.ood else "out-of-fold"
     lines = [
         (
             f"- Made for {task} images like those of its training data. An image whose mid-level features"
@@ -227,6 +231,16 @@ def _scope(config: ModelConfig) -> str:
         lines[0] += (
             " An image with less than half the colour of the least colourful held-out images is refused too: a "
             "grey image (an X-ray, a CT, an ultrasound frame, a grey copy) is never taken for this modality."
+        )
+    if "domain_threshold" in config.ood:
+        negatives = config.ood.get("domain_negatives", {})
+        lines[0] += (
+            " A linear classifier on the same features and statistics, taught to tell its training images from "
+            + (
+                ", ".join(f"{n} {NEGATIVE_KINDS.get(kind, kind + ' images')}" for kind, n in negatives.items())
+                or "images it must refuse"
+            )
+            + ", refuses images it finds less like its own than its out-of-fold groups at the same level."
         )
     if config.ood.get("refused"):
         *others, last = sorted(config.ood["refused"])

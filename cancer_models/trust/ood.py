@@ -9,6 +9,12 @@ mean (Lee et al., 2018, on pooled features). A second distance, on ``image_stati
 grey-ness, brightness, texture), catches what a network never learnt to tell apart because its training data
 never varied there: a grey chest X-ray has no colour at all, unlike any dermoscopy photo.
 
+A third check, the *domain* score, is learnt: a linear classifier on the same features and statistics that
+tells the model's own images from images it must refuse (other modalities, package photographs, generated
+images; ``calibration.negatives``). A distance measures how far an image lies from the training images in
+every direction at once; a photograph of fur can sit as close as a real lesion on average and still differ
+along the few directions the classifier finds.
+
 Each distance has its own limit, a quantile of held-out images' scores; an image's *unusualness* is the largest
 of its distances as a multiple of its limit, so above 1 means refused. A model of a colour modality also has a
 *colour floor*: an image with less colour than its held-out images' least colourful (with a margin) is refused
@@ -115,6 +121,20 @@ class Gaussian:
 
 
 @dataclass
+class Domain:
+    """A linear classifier over [features, image statistics] (standardisation folded in): its score is
+    softplus of the log-odds that an image is not of the model's kind, positive, so that it can be read against
+    a limit like a distance."""
+
+    weight: torch.Tensor  # (features + statistics,)
+    bias: torch.Tensor  # ()
+
+    def score(self, features: torch.Tensor, statistics: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([features.float().cpu(), statistics.float().cpu()], dim=1)
+        return torch.nn.functional.softplus(x @ self.weight + self.bias)
+
+
+@dataclass
 class MahalanobisDetector:
     """One distance per feature layer (Lee et al. score each layer and combine), and one on image statistics.
 
@@ -127,12 +147,17 @@ class MahalanobisDetector:
     # The distance on image_statistics(), with one mean for all classes; None for folders fitted before it
     # existed (their check rests on the features alone).
     image: Gaussian | None = None
+    # The learnt domain score; None for folders fitted before it existed.
+    domain: Domain | None = None
 
     def scores(self, features: torch.Tensor, statistics: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, parts [+ 1]): each layer's distance, then the image statistics' where given."""
+        """(N, parts [+ 1 [+ 1]]): each layer's distance, then, where statistics are given, the image
+        statistics' distance and the domain score."""
         columns = [part.score(x) for part, x in zip(self.parts, features.split(self.sizes, dim=1), strict=True)]
         if statistics is not None and self.image is not None:
             columns.append(self.image.score(statistics))
+            if self.domain is not None:
+                columns.append(self.domain.score(features, statistics))
         return torch.stack(columns, dim=1)
 
     def unusualness(self, features: torch.Tensor, batch: torch.Tensor, ood: dict) -> torch.Tensor:
@@ -147,6 +172,8 @@ class MahalanobisDetector:
             tensors |= {f"part{i}.means": part.means.contiguous(), f"part{i}.precision": part.precision.contiguous()}
         if self.image is not None:
             tensors |= {f"image.{k}": getattr(self.image, k).contiguous() for k in ("means", "precision")}
+        if self.domain is not None:
+            tensors |= {f"domain.{k}": getattr(self.domain, k).contiguous() for k in ("weight", "bias")}
         save_file(tensors, str(path))
 
     @classmethod
@@ -157,7 +184,8 @@ class MahalanobisDetector:
         sizes = t["sizes"].tolist()
         parts = [Gaussian(t[f"part{i}.means"], t[f"part{i}.precision"]) for i in range(len(sizes))]
         image = Gaussian(t["image.means"], t["image.precision"]) if "image.means" in t else None
-        return cls(parts, sizes, image)
+        domain = Domain(t["domain.weight"], t["domain.bias"]) if "domain.weight" in t else None
+        return cls(parts, sizes, image, domain)
 
 
 def colourfulness(statistics: torch.Tensor) -> torch.Tensor:
@@ -184,6 +212,7 @@ def unusualness(scores: torch.Tensor, statistics: torch.Tensor | None, ood: dict
 
 def limits(ood: dict) -> list[float]:
     """The limits of ``config.ood`` in the order of ``MahalanobisDetector.scores``: one per layer (a single one
-    in folders fitted before layers were scored apart), then the image statistics' where fitted."""
+    in folders fitted before layers were scored apart), then the image statistics' and the domain score's where
+    fitted."""
     per_layer = ood["thresholds"] if "thresholds" in ood else [ood["threshold"]]
-    return [*per_layer, *([ood["image_threshold"]] if "image_threshold" in ood else [])]
+    return [*per_layer, *(ood[key] for key in ("image_threshold", "domain_threshold") if key in ood)]
