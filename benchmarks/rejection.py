@@ -8,8 +8,10 @@ automatic choice sends each modality's test images.
 ``--record`` writes each model's foreign-set acceptance beside it (``evaluations.json``) and into its card.
 
 Generated images: uniform and Gaussian noise, flat colours, colour gradients, ellipses, rectangles, text,
-and square crops of the photographs gradio and scikit-learn ship (cheetahs, a lion, a tower, a flower, a
-temple). Needs the data set (../shared/data or CANCER_DATA). Prints one JSON object.
+and square crops of the photographs gradio and scikit-learn ship, made as the domain check's negatives are
+(``cancer_models.calibration.negatives``, other random draws): a figure on what the check was taught, not on
+images it has never seen; the foreign development set is that. Needs the data set (../shared/data or
+CANCER_DATA). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -19,57 +21,31 @@ import json
 import sys
 from pathlib import Path
 
-import gradio
 import numpy as np
-import sklearn
-from PIL import Image, ImageDraw
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import DATA, command, machine  # noqa: E402
-from foreign_images import foreign_sets, sets_for  # noqa: E402
+from _common import DATA, command, machine
+from foreign_images import foreign_sets, sets_for
 
-from cancer_models import Predictor, load_image, load_pretrained  # noqa: E402
-from cancer_models.evaluation.evaluate import record_evaluation  # noqa: E402
-from cancer_models.inference.routing import route  # noqa: E402
+from cancer_models import Predictor, load_image, load_pretrained
+from cancer_models.calibration import negatives
+from cancer_models.evaluation.evaluate import record_evaluation
+from cancer_models.inference.routing import route
 
 TASKS = ("histopathology", "dermoscopy", "ultrasound")
-KINDS = ("uniform noise", "gaussian noise", "flat colour", "gradient", "ellipses", "rectangles", "text", "photo")
-PHOTOS = [
-    *(Path(gradio.__file__).parent / "media_assets" / "images" / n for n in ("cheetah.jpg", "lion.jpg", "tower.jpg")),
-    *(Path(sklearn.__file__).parent / "datasets" / "images" / n for n in ("flower.jpg", "china.jpg")),
-]
+# The test images of each model: the test splits of every data set it was trained on.
+SOURCES = {"histopathology": ("histopathology",), "dermoscopy": ("dermoscopy", "dermoscopy_multiclass"),
+           "ultrasound": ("ultrasound",)}  # fmt: skip
+KINDS = (*negatives.KINDS, "photo")
 
 
-def generated(kind: str, rng: np.random.Generator, size: int = 160) -> Image.Image:
-    colour = lambda: tuple(rng.integers(0, 256, 3).tolist())  # noqa: E731
-    if kind == "uniform noise":
-        return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-    if kind == "gaussian noise":
-        return Image.fromarray(np.clip(rng.normal(128, rng.uniform(10, 80), (size, size, 3)), 0, 255).astype(np.uint8))
-    if kind == "flat colour":
-        return Image.new("RGB", (size, size), colour())
-    if kind == "gradient":
-        t = np.linspace(0, 1, size)[None, :, None]
-        c0, c1 = rng.integers(0, 256, (2, 3))
-        return Image.fromarray((c0 + (c1 - c0) * t).repeat(size, 0).astype(np.uint8))
-    if kind in ("ellipses", "rectangles"):
-        image = Image.new("RGB", (size, size), colour())
-        draw = ImageDraw.Draw(image)
-        for _ in range(rng.integers(1, 8)):
-            (x0, x1), (y0, y1) = np.sort(rng.integers(0, size, (2, 2)), axis=1).tolist()
-            (draw.ellipse if kind == "ellipses" else draw.rectangle)([x0, y0, x1, y1], fill=colour())
-        return image
-    if kind == "text":
-        image = Image.new("RGB", (size, size), "white")
-        lines = ["".join(rng.choice(list("abcdefghijklmnop "), 20)) for _ in range(8)]
-        ImageDraw.Draw(image).multiline_text((5, 5), "\n".join(lines), fill="black")
-        return image
-    photo = Image.open(PHOTOS[rng.integers(len(PHOTOS))]).convert("RGB")
-    w, h = photo.size
-    side = int(rng.integers(min(w, h) // 4, min(w, h)))
-    x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-    return photo.crop((x, y, x + side, y + side))
+def generated(kind: str, rng: np.random.Generator) -> Image.Image:
+    if kind != "photo":
+        return negatives.generated(kind, rng)
+    files = negatives.photograph_files()
+    return negatives.random_crop(Image.open(files[rng.integers(len(files))]).convert("RGB"), rng)
 
 
 def accepted(predictor: Predictor, images: list) -> float:
@@ -104,7 +80,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     kinds = [KINDS[i % len(KINDS)] for i in range(args.n)]
     fake = [generated(kind, rng) for kind in kinds]
-    files = {task: sorted((DATA / task / "test").glob("*/*.jpg")) for task in TASKS}
+    files = {
+        task: sorted(f for source in SOURCES[task] for f in (DATA / source / "test").glob("*/*.jpg")) for task in TASKS
+    }
     tests = {task: [load_image(f) for f in paths] for task, paths in files.items()}
     foreign = foreign_sets(DATA)
     report = {"benchmark": "rejection", "command": command(), "machine": machine(), "models": {}}
@@ -126,6 +104,15 @@ def main() -> None:
             "prediction_sets_on_own_test": sets_on_test(predictor, tests[task], [f.parent.name for f in files[task]]),
             "n": {"own_test": len(tests[task]), "generated": len(fake), "foreign": {k: len(v) for k, v in own.items()}},
         }
+        if len(SOURCES[task]) > 1:  # coverage holds over the mix the sets were calibrated on, not per source
+            report["models"][f"{task}-cancer-cnn"]["prediction_sets_by_source"] = {
+                source: sets_on_test(
+                    predictor,
+                    [im for im, f in zip(tests[task], files[task]) if f.parents[2].name == source],
+                    [f.parent.name for f in files[task] if f.parents[2].name == source],
+                )
+                for source in SOURCES[task]
+            }
         if args.record:
             record_evaluation(
                 folder, "foreign_images", {"accepted": foreign_accepted, "n": {k: len(v) for k, v in own.items()}}

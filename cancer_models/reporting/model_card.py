@@ -203,7 +203,7 @@ def explanation_reliability(explanations: dict[str, Any] | None, method: str | N
 
 
 # How the card names the domain classifier's negatives (``config.ood["domain_negatives"]``).
-NEGATIVE_KINDS = {"photographs": "photographs and crops of them", "generated": "generated images"}
+NEGATIVE_KINDS = {"photographs": "photographs (whole and cropped)", "generated": "generated images"}
 
 
 def _scope(config: ModelConfig) -> str:
@@ -233,14 +233,15 @@ def _scope(config: ModelConfig) -> str:
             "grey image (an X-ray, a CT, an ultrasound frame, a grey copy) is never taken for this modality."
         )
     if "domain_threshold" in config.ood:
-        negatives = config.ood.get("domain_negatives", {})
+        negatives = [
+            f"{n} {NEGATIVE_KINDS.get(kind, kind + ' images')}"
+            for kind, n in config.ood.get("domain_negatives", {}).items()
+        ]
+        taught = f"{', '.join(negatives[:-1])} and {negatives[-1]}" if len(negatives) > 1 else "".join(negatives)
         lines[0] += (
-            " A linear classifier on the same features and statistics, taught to tell its training images from "
-            + (
-                ", ".join(f"{n} {NEGATIVE_KINDS.get(kind, kind + ' images')}" for kind, n in negatives.items())
-                or "images it must refuse"
-            )
-            + ", refuses images it finds less like its own than its out-of-fold groups at the same level."
+            " A linear classifier on the same features and statistics"
+            + (f" (taught to tell its training images from {taught})" if taught else "")
+            + " refuses images it finds less like its own than its out-of-fold groups at the same level."
         )
     if config.ood.get("refused"):
         *others, last = sorted(config.ood["refused"])
