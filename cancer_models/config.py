@@ -152,9 +152,10 @@ class ModelConfig:
         for key in ("image_threshold", "domain_threshold"):
             if self.ood is not None and key in self.ood and not _is_number(self.ood[key]):
                 fail("ood", f"{key} must be a number, got {self.ood[key]!r}")
-        floor = (self.ood or {}).get("colour_floor", 0.0)
-        if not (_is_number(floor) and floor >= 0):
-            fail("ood", f"colour_floor must be a number >= 0, got {floor!r}")
+        for key in ("colour_floor", "texture_floor"):
+            floor = (self.ood or {}).get(key, 0.0)
+            if not (_is_number(floor) and floor >= 0):
+                fail("ood", f"{key} must be a number >= 0, got {floor!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -16,7 +16,7 @@ from cancer_models.cli import main as cli_main
 from cancer_models.data.images import normalize, to_uint8_tensor
 from cancer_models.evaluation.localization import CANDIDATE_METHODS
 from cancer_models.trust.conformal import ALPHAS, choose_alpha, coverage, prediction_set, set_membership
-from cancer_models.trust.ood import colour_ratio, image_statistics
+from cancer_models.trust.ood import colour_ratio, image_statistics, texture_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTO_MODEL = ROOT / "models" / "histopathology-cancer-cnn"
@@ -249,3 +249,22 @@ def test_the_domain_check_learns_to_refuse_photographs_and_is_saved_with_the_mod
     assert [p.ood_score for p in Predictor(reloaded).predict(fixture_images("histopathology", "test"))] == [
         pytest.approx(p.ood_score) for p in tiles
     ]
+
+
+def _flat_images() -> list[Image.Image]:
+    colours = [(224, 172, 150), (190, 140, 120), (200, 120, 160), (128, 128, 128), (20, 20, 20), (250, 250, 250)]
+    t = np.linspace(0, 1, 160)[None, :, None]
+    ramps = [((230, 180, 160), (150, 90, 80)), ((0, 0, 0), (255, 255, 255))]
+    gradients = [(np.array(a) + (np.array(b) - np.array(a)) * t).repeat(160, 0).astype(np.uint8) for a, b in ramps]
+    return [Image.new("RGB", (160, 160), c) for c in colours] + [Image.fromarray(g) for g in gradients]
+
+
+@pytest.mark.parametrize("task", ["histopathology", "dermoscopy", "ultrasound"])
+def test_every_shipped_model_refuses_blank_and_flat_images(task):
+    model = load_pretrained(ROOT / "models" / f"{task}-cancer-cnn")
+    assert model.config.ood["texture_floor"] > 0
+    predictions = Predictor(model).predict(_flat_images())
+    assert not any(p.in_distribution for p in predictions), [round(p.ood_score, 2) for p in predictions]
+    size = model.config.input_size  # and no image of its kind is too flat for it
+    own = torch.stack([to_uint8_tensor(Image.open(p).convert("RGB"), size) for p in fixture_images(task, "test")])
+    assert (texture_ratio(image_statistics(own), model.config.ood) <= 1).all()

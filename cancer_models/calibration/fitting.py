@@ -49,6 +49,8 @@ from ..trust.ood import (
     image_statistics,
     limits,
     tap_features,
+    texture,
+    texture_ratio,
 )
 from ..trust.ood import unusualness as ratio_to_limits
 from .negatives import reference_negatives
@@ -67,9 +69,10 @@ STATISTICS_FLOOR = 1e-3  # smallest spread of an image statistic: a constant one
 # for the histopathology model's foreign development set), while another stain batch or exposure of the right
 # kind of image moves these statistics a few times: the margin spares the latter and costs nothing on the former.
 IMAGE_MARGIN = 2.0
-# The colour floor is the least colourful held-out group's colourfulness (at the acceptance quantile) divided by
-# this: a faded or pale image of the right kind passes, a grey one (colourfulness 0) never does.
-COLOUR_MARGIN = 2.0
+# The colour and texture floors are the least colourful (least textured) held-out group's value at the acceptance
+# quantile divided by this: a faded, pale or blurred image of the right kind passes, a grey (colourfulness 0) or
+# flat one (texture 0) never does.
+FLOOR_MARGIN = 2.0
 # Inverse regularisation of the domain classifier (on standardised columns): strong, so that it learns the broad
 # directions in which foreign images differ rather than the particular negatives it was shown.
 DOMAIN_C = 0.1
@@ -191,10 +194,19 @@ def fit_limits(scores: torch.Tensor, groups: list[str], acceptance: float, layer
 
 def fit_colour_floor(statistics: torch.Tensor, groups: list[str], acceptance: float) -> float:
     """The least colour an image may have (``ood.colourfulness``): the ``1 - acceptance`` quantile of the
-    held-out groups' least colourful images, divided by ``COLOUR_MARGIN``. About 0 for a grey modality, whose
+    held-out groups' least colourful images, divided by ``FLOOR_MARGIN``. About 0 for a grey modality, whose
     check it leaves as it was."""
-    least = -_group_max(-colourfulness(statistics).double(), groups)
-    return float(torch.quantile(least, 1 - acceptance)) / COLOUR_MARGIN
+    return _floor(colourfulness(statistics), groups, acceptance)
+
+
+def fit_texture_floor(statistics: torch.Tensor, groups: list[str], acceptance: float) -> float:
+    """The least fine texture an image may have (``ood.texture``), fitted as the colour floor is."""
+    return _floor(texture(statistics), groups, acceptance)
+
+
+def _floor(values: torch.Tensor, groups: list[str], acceptance: float) -> float:
+    least = -_group_max(-values.double(), groups)
+    return float(torch.quantile(least, 1 - acceptance)) / FLOOR_MARGIN
 
 
 def _group_max(scores: torch.Tensor, groups: list[str]) -> torch.Tensor:
@@ -302,6 +314,7 @@ def fit_rejection(
     ood = {
         **fit_limits(scores, groups, acceptance, len(sizes)),
         "colour_floor": fit_colour_floor(statistics, groups, acceptance),
+        "texture_floor": fit_texture_floor(statistics, groups, acceptance),
         **({"domain_negatives": negatives.counts} if negatives is not None else {}),
     }
     return fit_detector(features, targets, statistics, sizes, negatives), ood
@@ -321,7 +334,7 @@ def domain_negatives(model: CancerModel, refused: dict[str, SplitOutputs]) -> Ne
 
 def refuse_sets(model: CancerModel, sets: dict[str, SplitOutputs]) -> None:
     """Lower the feature limits, in proportion and where needed, until every image of ``sets`` (``split_outputs``)
-    that the image statistics, the domain score and the colour floor do not refuse is refused: images the model
+    that the image statistics, the domain score and the floors do not refuse is refused: images the model
     must never accept (other modalities' validation splits), which limits set on the model's own images alone
     can let through. The config records the sets and the limits before; refusing again starts from those, not
     from the ones an earlier refusal lowered."""
@@ -331,7 +344,8 @@ def refuse_sets(model: CancerModel, sets: dict[str, SplitOutputs]) -> None:
     layers, factor = len(before), 1.0
     for outputs in sets.values():
         ratios = model.ood_detector.scores(outputs.features, outputs.statistics) / torch.tensor(limits(ood))
-        passes_others = (ratios[:, layers:] <= 1).all(dim=1) & (colour_ratio(outputs.statistics, ood) <= 1)
+        floors = torch.maximum(colour_ratio(outputs.statistics, ood), texture_ratio(outputs.statistics, ood))
+        passes_others = (ratios[:, layers:] <= 1).all(dim=1) & (floors <= 1)
         features_only = ratios[passes_others, :layers].max(dim=1).values
         if len(features_only):
             # 0.1% below the lowest: an image scored in another batch differs in the last digits

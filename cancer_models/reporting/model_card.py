@@ -206,6 +206,36 @@ def explanation_reliability(explanations: dict[str, Any] | None, method: str | N
 NEGATIVE_KINDS = {"photographs": "photographs (whole and cropped)", "generated": "generated images"}
 
 
+def _other_refusals(ood: dict) -> str:
+    """The checks besides the distances, in words: the floors, the domain score, the refused sets."""
+    text = ""
+    if ood.get("colour_floor", 0) > 0:
+        text += (
+            " An image with less than half the colour of the least colourful held-out images is refused too: a "
+            "grey image (an X-ray, a CT, an ultrasound frame, a grey copy) is never taken for this modality."
+        )
+    if ood.get("texture_floor", 0) > 0:
+        text += (
+            " An image with less than half the fine texture of the least textured held-out images is refused"
+            " too: a blank or flat image (one colour, a smooth gradient)."
+        )
+    if "domain_threshold" in ood:
+        negatives = [
+            f"{n} {NEGATIVE_KINDS.get(kind, kind + ' images')}" for kind, n in ood.get("domain_negatives", {}).items()
+        ]
+        taught = f"{', '.join(negatives[:-1])} and {negatives[-1]}" if len(negatives) > 1 else "".join(negatives)
+        text += (
+            " A linear classifier on the same features and statistics"
+            + (f" (taught to tell its training images from {taught})" if taught else "")
+            + " refuses images it finds less like its own than its out-of-fold groups at the same level."
+        )
+    if ood.get("refused"):
+        *others, last = sorted(ood["refused"])
+        sets = f"{', '.join(others)} and {last}" if others else last
+        text += f" Its limit was also set below every validation image of {sets}, which it must not accept."
+    return text
+
+
 def _scope(config: ModelConfig) -> str:
     trust, task = config.training.trust, config.training.task or "its training"
     if not (trust and config.ood and config.conformal):
@@ -227,26 +257,7 @@ def _scope(config: ModelConfig) -> str:
             "and drawings are out of scope."
         ),
     ]
-    if config.ood.get("colour_floor", 0) > 0:
-        lines[0] += (
-            " An image with less than half the colour of the least colourful held-out images is refused too: a "
-            "grey image (an X-ray, a CT, an ultrasound frame, a grey copy) is never taken for this modality."
-        )
-    if "domain_threshold" in config.ood:
-        negatives = [
-            f"{n} {NEGATIVE_KINDS.get(kind, kind + ' images')}"
-            for kind, n in config.ood.get("domain_negatives", {}).items()
-        ]
-        taught = f"{', '.join(negatives[:-1])} and {negatives[-1]}" if len(negatives) > 1 else "".join(negatives)
-        lines[0] += (
-            " A linear classifier on the same features and statistics"
-            + (f" (taught to tell its training images from {taught})" if taught else "")
-            + " refuses images it finds less like its own than its out-of-fold groups at the same level."
-        )
-    if config.ood.get("refused"):
-        *others, last = sorted(config.ood["refused"])
-        sets = f"{', '.join(others)} and {last}" if others else last
-        lines[0] += f" Its limit was also set below every validation image of {sets}, which it must not accept."
+    lines[0] += _other_refusals(config.ood)
     subtypes = config.training.subtypes
     if subtypes:
         seen = ", ".join(f"{name} ({config.labels[int(n[1] > n[0])]}, {sum(n)})" for name, n in subtypes.items())

@@ -19,7 +19,9 @@ Each distance has its own limit, a quantile of held-out images' scores; an image
 of its distances as a multiple of its limit, so above 1 means refused. A model of a colour modality also has a
 *colour floor*: an image with less colour than its held-out images' least colourful (with a margin) is refused
 whatever the distances say, because a Mahalanobis distance over many statistics dilutes the one that matters
-for a grey image (an X-ray, a CT, an ultrasound frame) shown to a dermoscopy or histopathology model.
+for a grey image (an X-ray, a CT, an ultrasound frame) shown to a dermoscopy or histopathology model. Every model
+has a *texture floor* the same way: a blank or flat image (a colour, a smooth gradient) has no fine texture, and a
+distance over many statistics can miss that too.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ from torch import nn
 
 OOD_WEIGHTS_NAME = "ood.safetensors"
 CHROMA = slice(9, 12)  # the columns of image_statistics() that hold |R-G|, |G-B| and |R-B|
-# Below the floor an image's colour ratio grows as floor / colourfulness; capped so that a grey image reads as
+TEXTURE = 20  # the column of image_statistics() that holds the Laplacian energy (fine texture, sharpness)
+# Below a floor an image's ratio grows as floor / value; capped so that a grey or flat image reads as
 # "far beyond the limit" rather than as an arbitrary huge number.
-MAX_COLOUR_RATIO = 100.0
+MAX_FLOOR_RATIO = 100.0
 
 
 class Tapped(list):
@@ -71,7 +74,7 @@ def tap_features(layers: Sequence[nn.Module]) -> Iterator[Tapped]:
 
 
 def image_statistics(batch: torch.Tensor) -> torch.Tensor:
-    """(N, 21) statistics of a uint8-scale batch (N, 3, H, W): what an image looks like before any network.
+    """(N, 22) statistics of a uint8-scale batch (N, 3, H, W): what an image looks like before any network.
 
     Per channel mean and spread; saturation (mean, spread, 90th percentile) and the mean difference between
     channels (zero for a grey image); brightness percentiles and the shares of near-black and near-white
@@ -193,21 +196,37 @@ def colourfulness(statistics: torch.Tensor) -> torch.Tensor:
     return statistics[:, CHROMA].mean(dim=1)
 
 
+def texture(statistics: torch.Tensor) -> torch.Tensor:
+    """(N,) mean absolute Laplacian of the brightness (0-1 scale) from ``image_statistics``: 0 for a flat image."""
+    return statistics[:, TEXTURE]
+
+
+def floor_ratio(values: torch.Tensor, floor: float | None) -> torch.Tensor:
+    """(N,) floor / value (above 1: too little of it for the model), capped at ``MAX_FLOOR_RATIO``; zeros
+    without a floor."""
+    if not floor or floor <= 0:
+        return torch.zeros(len(values))
+    return (floor / values.double().clamp_min(floor / MAX_FLOOR_RATIO)).float()
+
+
 def colour_ratio(statistics: torch.Tensor, ood: dict) -> torch.Tensor:
-    """(N,) floor / colourfulness (above 1: too little colour for the model), or zeros without a floor."""
-    floor = ood.get("colour_floor") or 0.0
-    if floor <= 0:
-        return torch.zeros(len(statistics))
-    return (floor / colourfulness(statistics).double().clamp_min(floor / MAX_COLOUR_RATIO)).float()
+    """(N,) colour floor / colourfulness (above 1: too little colour for the model), or zeros without a floor."""
+    return floor_ratio(colourfulness(statistics), ood.get("colour_floor"))
+
+
+def texture_ratio(statistics: torch.Tensor, ood: dict) -> torch.Tensor:
+    """(N,) texture floor / texture (above 1: too flat for the model), or zeros without a floor."""
+    return floor_ratio(texture(statistics), ood.get("texture_floor"))
 
 
 def unusualness(scores: torch.Tensor, statistics: torch.Tensor | None, ood: dict) -> torch.Tensor:
     """(N,) the largest of ``scores`` (``MahalanobisDetector.scores``) as multiples of their limits, or the
-    colour ratio where that is larger."""
+    colour or texture ratio where that is larger."""
     ratios = (scores / torch.tensor(limits(ood))).max(dim=1).values
     if statistics is None:
         return ratios
-    return torch.maximum(ratios, colour_ratio(statistics, ood).to(ratios.dtype))
+    floors = torch.maximum(colour_ratio(statistics, ood), texture_ratio(statistics, ood))
+    return torch.maximum(ratios, floors.to(ratios.dtype))
 
 
 def limits(ood: dict) -> list[float]:
