@@ -97,11 +97,18 @@ class SplitOutputs:
     sizes: list[int] | None = None  # the feature columns of each layer
 
 
+def _forward(predictor: Predictor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Probabilities without test-time views, the rejection check's features from the same forward passes, and
+    the feature columns of each layer."""
+    model = predictor.model
+    with tap_features(model.ood_layers()) as tapped:
+        probs = predictor.probabilities(images, tta=False)
+    return probs, *model.ood_features(torch.cat(tapped).cpu(), tapped.sizes)
+
+
 def batch_features(model: CancerModel, batch: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """The rejection check's features and the image statistics of a uint8 batch (N, 3, S, S)."""
-    with tap_features(model.ood_layers()) as tapped:
-        Predictor(model, batch_size=batch_size).probabilities(batch, tta=False)
-    features, _ = model.ood_features(torch.cat(tapped).cpu(), tapped.sizes)
+    _, features, _ = _forward(Predictor(model, batch_size=batch_size), batch)
     return features, image_statistics(batch)
 
 
@@ -109,9 +116,7 @@ def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64,
     """The Predictor's probabilities for a decoded split (with and, if ``tta``, without test-time views), the
     features its forward passes went through and the images' statistics."""
     predictor = Predictor(model, batch_size=batch_size)
-    with tap_features(model.ood_layers()) as tapped:
-        probs = predictor.probabilities(split.images, tta=False)
-    features, sizes = model.ood_features(torch.cat(tapped).cpu(), tapped.sizes)
+    probs, features, sizes = _forward(predictor, split.images)
     chunks = [split.images[i : i + 256] for i in range(0, len(split), 256)]  # tensors, also from a disk cache
     return SplitOutputs(
         probs.numpy(),
@@ -336,11 +341,9 @@ def refuse_sets(model: CancerModel, sets: dict[str, SplitOutputs]) -> None:
     """Lower the feature limits, in proportion and where needed, until every image of ``sets`` (``split_outputs``)
     that the image statistics, the domain score and the floors do not refuse is refused: images the model
     must never accept (other modalities' validation splits), which limits set on the model's own images alone
-    can let through. The config records the sets and the limits before; refusing again starts from those, not
-    from the ones an earlier refusal lowered."""
+    can let through. The config records the sets and the limits before."""
     ood = model.config.ood
-    before = ood.get("thresholds_before_refusal", ood["thresholds"])
-    ood["thresholds"] = list(before)
+    before = list(ood["thresholds"])  # fresh from fit_rejection
     layers, factor = len(before), 1.0
     for outputs in sets.values():
         ratios = model.ood_detector.scores(outputs.features, outputs.statistics) / torch.tensor(limits(ood))
