@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,9 @@ class TrainingRecord:
     recipe: str = ""  # one readable sentence of the training recipe
     threshold_rule: str = ""
     class_collapse_on_test: bool = False
-    command: str = ""
+    command: str = ""  # the command as typed, for display (shlex-quoted)
+    # The training settings (train.py's options, TrainConfig's fields) by name: how to recreate the run's splits.
+    settings: dict[str, Any] = field(default_factory=dict)
     provenance: Provenance = field(default_factory=Provenance)
     base_model: str | None = None  # Hub id of the pretrained weights fine-tuned, if any
     name: str | None = None  # a display name for the card
@@ -100,12 +103,31 @@ class TrainingRecord:
         if isinstance(data.get("data"), str):  # version 1: "a, b"
             data["data"] = [s for s in data["data"].split(", ") if s]
         data["provenance"] = Provenance.from_dict(data.get("provenance") or {})
+        if not data.get("settings") and data.get("command"):  # recorded before the settings were: from the command
+            data["settings"] = settings_from_command(data["command"])
         try:
             record = cls(**_known(cls, data, "training"))
         except TypeError as e:
             raise ConfigError(f"malformed training record: {e}") from e
         record.evaluations = {**evaluations, **record.evaluations}
         return record
+
+
+def settings_from_command(command: str) -> dict[str, Any]:
+    """train.py's options as written in a recorded command line, by field name (``--input-size 128`` ->
+    ``{"input_size": "128"}``; a flag alone -> True, ``--no-flag`` -> False; several words -> a list)."""
+    settings: dict[str, Any] = {}
+    key = None
+    for word in shlex.split(command)[1:]:
+        if word.startswith("--no-"):
+            key, settings[word[5:].replace("-", "_")] = None, False
+        elif word.startswith("--"):
+            key = word[2:].replace("-", "_")
+            settings[key] = True
+        elif key is not None:
+            value = settings[key]
+            settings[key] = word if value is True else [*value, word] if isinstance(value, list) else [value, word]
+    return settings
 
 
 def read_evaluations(folder: str | Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from datasets import Image as ImageFeature
 from PIL import Image
 
 from cancer_models.data.decoding import decode_split
-from cancer_models.data.image_sets import DataError, DataSpec, group_split, load_splits, parse_label_map
+from cancer_models.data.image_sets import DataError, DataSpec, group_split, load_raw, load_splits, parse_label_map
 
 HISTO = FIXTURES / "histopathology"
 
@@ -180,3 +180,33 @@ def test_decoding_matches_the_predictor_and_reports_corrupt_files(tmp_path, smal
     paths = [item["path"] for item in splits["test"].cast_column("image", ImageFeature(decode=False))["image"]]
     bad = next(i for i, p in enumerate(paths) if Path(p).name == victim.name)
     assert torch.equal(kept.images, full.images[[i for i in range(6) if i != bad]])  # the intact ones, in order
+
+
+def test_words_in_file_names_are_never_split_names(tmp_path):
+    """GlaS keeps names like train_12.bmp and testA_5.bmp: every image of a flat folder loads as one set."""
+    names = ["train_1.jpg", "testA_1.jpg", "valid.png", "test_2.jpg", "validation_3.jpg", "train_9.bmp"]
+    tiles = fixture_images("histopathology", "train")
+    for i, name in enumerate(names):
+        label = "benign" if i % 2 else "malignant"
+        (tmp_path / "flat" / label).mkdir(parents=True, exist_ok=True)
+        Image.open(tiles[i]).save(tmp_path / "flat" / label / name)
+    raw = load_raw(str(tmp_path / "flat"))
+    assert list(raw) == ["train"] and len(raw["train"]) == len(names)
+    splits = load_splits(DataSpec([str(tmp_path / "flat")], validation_fraction=0.34, test_fraction=0.34))
+    assert sum(len(ds) for ds in splits.values()) == len(names)
+
+
+def test_an_image_left_out_of_the_metadata_fails_the_load(tmp_path):
+    root = _flat_copy(tmp_path, with_groups=True)
+    extra = root / "train" / "benign" / "not_listed.png"
+    shutil.copy(next((root / "train" / "benign").glob("*.png")), extra)
+    with pytest.raises(DataError, match=r"image files but .* loaded"):
+        load_raw(str(root))
+
+
+def test_images_outside_the_split_folders_are_named(tmp_path):
+    shutil.copytree(HISTO, tmp_path / "set")
+    (tmp_path / "set" / "extra").mkdir()
+    shutil.copy(fixture_images()[0], tmp_path / "set" / "extra" / "tile.jpg")
+    with pytest.raises(DataError, match="extra"):
+        load_raw(str(tmp_path / "set"))

@@ -99,9 +99,14 @@ def test_jpeg_compressed_dicom_and_pydicoms_own_files(tmp_path, tile):
     ds.save_as(tmp_path / "jpeg.dcm")
     decoded = np.asarray(load_image(tmp_path / "jpeg.dcm")).astype(int)
     assert np.abs(decoded - tile.astype(int)).mean() < 4  # lossy, but the same picture
-    for name in ("CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm", "examples_palette.dcm", "examples_ybr_color.dcm"):
+    for name in ("MR_small_RLE.dcm", "examples_palette.dcm", "examples_ybr_color.dcm"):
         image = load_image(PYDICOM_FILES / name)
         assert image.mode == "RGB" and np.asarray(image).std() > 5, name
+    for compressed in ("MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm"):
+        assert np.array_equal(np.asarray(load_image(PYDICOM_FILES / compressed)), np.asarray(load_image(PYDICOM_FILES / "MR_small.dcm")))
+    # No window in the file: the whole signed 16-bit range is shown, so CT values sit near mid-grey.
+    ct = np.asarray(load_image(PYDICOM_FILES / "CT_small.dcm"))
+    assert 0 < ct.std() < 5 and abs(ct.mean() - 128) < 8
 
 
 @pytest.mark.parametrize(
@@ -166,3 +171,61 @@ def test_a_folder_of_dicom_files_is_a_data_set(tmp_path):
     assert decoded[source].keys() == decoded[tmp_path].keys() and len(decoded[source]) == 6
     for name, (pixels, target) in decoded[source].items():
         assert target == decoded[tmp_path][name][1] and (pixels == decoded[tmp_path][name][0]).all()
+
+
+def test_without_a_window_the_stored_range_is_shown_as_is(tmp_path, tile, predictor):
+    """The same pixels answer the same as DICOM as as PNG: nothing is stretched to the image's own range."""
+    grey = (tile[..., 0] // 2 + 40).astype(np.uint8)  # 40..167: a stretch would change every pixel
+    png = tmp_path / "grey.png"
+    Image.fromarray(grey).save(png)
+    m2 = write_dicom(tmp_path / "m2.dcm", grey, "MONOCHROME2")
+    m1 = write_dicom(tmp_path / "m1.dcm", 255 - grey, "MONOCHROME1")
+    two = write_dicom(tmp_path / "two.dcm", np.stack([grey, grey]), "MONOCHROME2", frames=2)
+    for dcm in (m2, m1, two):
+        assert np.array_equal(np.asarray(load_image(dcm))[..., 0], grey), dcm.name
+    reference, *as_dicom = predictor.predict([str(png), str(m2), str(m1), str(two)])
+    for p in as_dicom:
+        assert p.ood_score == pytest.approx(reference.ood_score, abs=0.02)
+        if reference.in_distribution:
+            assert p.malignant_probability == pytest.approx(reference.malignant_probability, abs=0.02)
+    # 12 bits stored in 16: 0..4095 is the full grey range.
+    twelve = write_dicom(tmp_path / "12.dcm", (grey.astype(np.uint16) * 16), "MONOCHROME2", BitsStored=12, HighBit=11)
+    assert np.abs(np.asarray(load_image(twelve))[..., 0].astype(int) - grey.astype(int)).max() <= 1
+
+
+def _region(x0, y0, x1, y1, spatial=1, data_type=1):
+    item = pydicom.Dataset()
+    item.RegionLocationMinX0, item.RegionLocationMinY0 = x0, y0
+    item.RegionLocationMaxX1, item.RegionLocationMaxY1 = x1, y1
+    item.RegionSpatialFormat, item.RegionDataType = spatial, data_type
+    return item
+
+
+def test_a_scanner_screen_is_cropped_to_its_stated_ultrasound_region(tmp_path, tile, predictor):
+    h, w = tile.shape[:2]
+    screen = np.zeros((h + 90, w + 140, 3), np.uint8)
+    screen[20:40, 10:200] = 255  # burned-in text
+    screen[60 : 60 + h, 100 : 100 + w] = tile  # the B-mode image
+    screen[60 : 60 + h, 20:40] = np.linspace(0, 255, h, dtype=np.uint8)[:, None, None]  # a grey bar
+    regions = [_region(100, 60, 100 + w - 1, 60 + h - 1), _region(0, 0, 30, 30, spatial=3, data_type=3)]
+    dcm = write_dicom(tmp_path / "screen.dcm", screen, "RGB", SequenceOfUltrasoundRegions=regions)
+    image = load_image(dcm)
+    assert np.array_equal(np.asarray(image), tile)
+    assert image.info["dicom_region"] == (100, 60, 100 + w, 60 + h)
+    assert predictor.predict(str(dcm)) == predictor.predict(tile)
+    plain = write_dicom(tmp_path / "plain.dcm", screen, "RGB")  # no regions stated: the whole screen
+    assert load_image(plain).size == (w + 140, h + 90) and load_image(plain).info["dicom_region"] is None
+
+
+def test_the_modality_names_the_closest_model_when_all_refuse(tmp_path):
+    from cancer_models.inference.routing import route
+
+    predictors = {
+        task: Predictor(load_pretrained(ROOT / "models" / f"{task}-cancer-cnn"))
+        for task in ("histopathology", "dermoscopy", "ultrasound")
+    }
+    photo = np.asarray(load_image(PYDICOM_FILES / "SC_rgb_jpeg.dcm").resize((160, 160)))
+    dcm = write_dicom(tmp_path / "photo.dcm", np.ascontiguousarray(photo), "RGB", Modality="US")
+    chosen = route(predictors, str(dcm))
+    assert chosen.model is None and chosen.closest == "ultrasound"
+    assert "an ultrasound image" in predictors["dermoscopy"].predict(str(dcm)).refused_because

@@ -27,7 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models", required=True, nargs="+", help="model folders or Hub ids; the first is the reference"
     )
-    parser.add_argument("--split", default=None, help="split to score (default: test, or the only one)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "validation", "train", "all"],
+        help="split to score, as for evaluate: never a model's training images unless 'train' or 'all'",
+    )
     parser.add_argument("--tta", action="store_true", help="average each model's test-time views")
     parser.add_argument("--names", nargs="+", default=None, help="what to call the models in the table")
     parser.add_argument("--out", type=Path, default=None, help="also write comparison.md and comparison.json here")

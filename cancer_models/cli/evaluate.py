@@ -28,7 +28,14 @@ HELP = "score a model on a labelled image set, with intervals"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder or Hub repo id")
     parser.add_argument("--data", required=True, help="imagefolder directory or Hub dataset id")
-    parser.add_argument("--split", default=None, help="split to evaluate (default: test, or the only one)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "validation", "train", "all"],
+        help="split to score; on one of the model's training sets without this split folder, the training run's "
+        "split is recreated from the model's record. 'all' scores every image, training images included, "
+        "and says so",
+    )
     parser.add_argument("--tta", action="store_true", help="average the model's test-time views")
     parser.add_argument("--label-map", default="", help="map raw labels onto benign/malignant, e.g. 'lung_n=benign'")
     parser.add_argument("--out", type=Path, default=None, help="write plots and report.md here")
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         metrics["shifts"] = shift_report(
             Predictor(model, tta=args.tta), raw["paths"], raw["targets"], raw["groups"], shifts
         )
+    print(f"scored {metrics['split_note']}", file=sys.stderr)
     print(summarize(metrics), file=sys.stderr)
     for name, m in metrics.get("shifts", {}).items():
         figures = ", ".join(

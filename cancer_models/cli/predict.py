@@ -17,13 +17,12 @@ import sys
 from pathlib import Path
 
 from ..errors import ImageError
-from ..inference.predict import Prediction, Predictor
-from ..inference.routing import route
+from ..inference.predict import Predictor
+from ..inference.routing import ROW_COLUMNS, answer
 from ..models import load_pretrained
 from ..sources import display_name
 
 HELP = "classify images with one model, or route each to the model that recognises it"
-COLUMNS = ["file", "model", "decision", "p_malignant", "threshold", "prediction_set", "unusualness", "error"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,37 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     predictors = {display_name(m): Predictor(load_pretrained(m)) for m in args.model}
-    writer = csv.DictWriter(sys.stdout, COLUMNS)
+    writer = csv.DictWriter(sys.stdout, ROW_COLUMNS)
     writer.writeheader()
     failed = 0
     for path in args.images:
         try:  # one unreadable file does not stop the others
-            name, prediction = _predict(predictors, path, args.tta)
-            writer.writerow({"file": path.name, "model": name, **_row(prediction)})
+            writer.writerow(answer(predictors, path, args.tta).row(str(path)))
         except ImageError as e:
-            writer.writerow({"file": path.name, "error": str(e)})
+            writer.writerow({"file": str(path), "error": str(e)})
             failed += 1
     return 2 if failed else 0
-
-
-def _predict(predictors: dict[str, Predictor], path: Path, tta: bool) -> tuple[str, Prediction]:
-    if len(predictors) == 1:
-        ((name, predictor),) = predictors.items()
-        return name, predictor.predict(path, tta=tta)
-    chosen = route(predictors, path)
-    if chosen.model is None:  # every model refuses it: no model answers, the closest is named as such
-        return f"none (closest: {chosen.closest})", chosen.predictions[chosen.closest]
-    return chosen.model, predictors[chosen.model].predict(path, tta=tta) if tta else chosen.predictions[chosen.model]
-
-
-def _row(p: Prediction) -> dict[str, object]:
-    """A refused image gets no probability, threshold or set: there is nothing to read into them."""
-    answered = p.in_distribution
-    return {
-        "decision": p.decision,
-        "p_malignant": f"{p.malignant_probability:.4f}" if answered else "",
-        "threshold": f"{p.threshold:.4f}" if answered else "",
-        "prediction_set": "+".join(p.prediction_set) if answered and p.prediction_set else "",
-        "unusualness": "" if p.ood_score is None else f"{p.ood_score:.2f}",
-        "error": p.refused_because or "",
-    }

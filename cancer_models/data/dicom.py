@@ -58,14 +58,22 @@ def modality_conflict(modality: str | None, task: str) -> str | None:
     if not modality or expected is None or modality in expected or modality in GENERIC_MODALITIES:
         return None
     kind = MODALITY_NAMES.get(modality, modality)
-    return f"the DICOM file says it holds a {kind} image (modality {modality}); this model is for {task} images"
+    return f"the DICOM file says it holds {_article(kind)} {kind} image (modality {modality}); this model is for {task} images"
+
+
+def _article(word: str) -> str:
+    """'a' or 'an' as the word is spoken: an ultrasound, an MR, a CT, a mammogram."""
+    spoken_vowel = word[:1].lower() in "aeiou" or word in ("MR", "SM", "OT", "XA", "XC", "ES", "NM")
+    return "an" if spoken_vowel else "a"
 
 
 @dataclass(frozen=True)
 class DicomImage:
-    image: Image.Image  # 8-bit RGB, as a viewer shows the chosen frame
+    image: Image.Image  # 8-bit RGB, as a viewer shows the chosen frame (cropped to its ultrasound region)
     modality: str | None  # the Modality attribute (e.g. "US", "CT"), a hint only
     frames: int  # frames in the file
+    # (left, top, right, bottom) of the ultrasound region the image was cropped to, where the file states one
+    region: tuple[int, int, int, int] | None = None
 
 
 def is_dicom(source: str | os.PathLike | bytes) -> bool:
@@ -130,12 +138,44 @@ def read_dicom(source: str | os.PathLike | bytes, frame: int = 0, name: str = "t
             rgb = np.repeat(_grey(apply_modality_lut(pixels, ds), ds, photometric)[..., None], 3, axis=2)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
         raise ImageError(f"{name}: its DICOM pixel attributes are inconsistent ({type(e).__name__})") from None
-    return DicomImage(Image.fromarray(np.ascontiguousarray(rgb)), modality, frames)
+    region = ultrasound_region(ds, rgb.shape[1], rgb.shape[0])
+    if region is not None:  # a scanner's screen: the image without its text, scales and colour bars
+        left, top, right, bottom = region
+        rgb = rgb[top:bottom, left:right]
+    return DicomImage(Image.fromarray(np.ascontiguousarray(rgb)), modality, frames, region)
+
+
+MIN_REGION_SIDE = 32  # a stated region smaller than this is no image to classify: the whole frame is kept
+
+
+def ultrasound_region(ds, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """The (left, top, right, bottom) box of the largest 2-D tissue region of a Sequence of Ultrasound Regions,
+    in pixels and clipped to the frame; None when the file states none (or none that is usable)."""
+    boxes = []
+    for item in ds.get("SequenceOfUltrasoundRegions") or []:
+        try:
+            box = (
+                int(item.RegionLocationMinX0),
+                int(item.RegionLocationMinY0),
+                int(item.RegionLocationMaxX1) + 1,  # the Max attributes are inclusive
+                int(item.RegionLocationMaxY1) + 1,
+            )
+            # 1 = a 2-D image (B-mode and the like); 1 = tissue: not a Doppler trace, M-mode strip or colour bar
+            tissue = int(item.get("RegionSpatialFormat", 1)) == 1 and int(item.get("RegionDataType", 1)) == 1
+        except (AttributeError, TypeError, ValueError):
+            continue
+        left, top = max(box[0], 0), max(box[1], 0)
+        right, bottom = min(box[2], width), min(box[3], height)
+        if tissue and right - left >= MIN_REGION_SIDE and bottom - top >= MIN_REGION_SIDE:
+            boxes.append((left, top, right, bottom))
+    return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), default=None)
 
 
 def _grey(values: np.ndarray, ds, photometric: str) -> np.ndarray:
     """Modality values to 0-255 as a viewer shows them: through the VOI LUT, or the first window centre and
-    width (the DICOM linear function), or else the image's own range; MONOCHROME1 inverted."""
+    width (the DICOM linear function), or else the whole stored range (0 to 2^BitsStored - 1 through the
+    Modality LUT), never the image's own minimum and maximum: the same pixels then look the same whatever
+    else the image holds; MONOCHROME1 inverted."""
     from pydicom.pixels import apply_voi_lut
 
     values = np.asarray(values, dtype=np.float64)
@@ -143,14 +183,27 @@ def _grey(values: np.ndarray, ds, photometric: str) -> np.ndarray:
         raise ImageError("the DICOM image contains NaN or infinite values")
     if "VOILUTSequence" in ds:
         values = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
-        scaled = _stretch(values)
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        scaled = values * (255.0 / (2**bits - 1))
     elif "WindowCenter" in ds and "WindowWidth" in ds:
         centre, width = _first(ds.WindowCenter), max(_first(ds.WindowWidth), 2.0)
-        scaled = np.clip((values - (centre - 0.5)) / (width - 1) + 0.5, 0, 1) * 255
+        scaled = (values - (centre - 0.5)) / (width - 1) + 0.5
+        scaled = scaled * 255
     else:
-        scaled = _stretch(values)
-    grey = np.round(scaled).astype(np.uint8)
+        lo, hi = _stored_range(ds)
+        scaled = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros(values.shape)
+    grey = np.round(np.clip(scaled, 0, 255)).astype(np.uint8)
     return 255 - grey if photometric == "MONOCHROME1" else grey
+
+
+def _stored_range(ds) -> tuple[float, float]:
+    """The values a pixel can hold (BitsStored, signed or not), through the Modality LUT's slope and intercept."""
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
+    signed = int(ds.get("PixelRepresentation") or 0) == 1
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    slope, intercept = float(ds.get("RescaleSlope") or 1), float(ds.get("RescaleIntercept") or 0)
+    ends = sorted((lo * slope + intercept, hi * slope + intercept))
+    return ends[0], ends[1]
 
 
 def _first(value) -> float:
@@ -158,11 +211,6 @@ def _first(value) -> float:
     from pydicom.multival import MultiValue
 
     return float(value[0] if isinstance(value, (MultiValue, list, tuple)) else value)
-
-
-def _stretch(values: np.ndarray) -> np.ndarray:
-    lo, hi = float(values.min()), float(values.max())
-    return np.zeros(values.shape) if hi == lo else (values - lo) * (255.0 / (hi - lo))
 
 
 def _to_uint8(pixels: np.ndarray, bits: int) -> np.ndarray:

@@ -78,7 +78,7 @@ def load_splits(spec: DataSpec) -> DatasetDict:
     mask_dirs = list(spec.mask_dirs) or [None] * len(spec.sources)
     if len(mask_dirs) != len(spec.sources):
         raise DataError(f"{len(mask_dirs)} mask folder(s) for {len(spec.sources)} data source(s): give one per source")
-    parts = [_load_source(source, spec, masks) for source, masks in zip(spec.sources, mask_dirs, strict=True)]
+    parts = [load_source(source, spec, masks) for source, masks in zip(spec.sources, mask_dirs, strict=True)]
     return DatasetDict({split: concatenate_datasets([p[split] for p in parts]) for split in SPLITS})
 
 
@@ -94,18 +94,17 @@ def load_raw(source: str, cache_dir: str | None = None, streaming: bool = False)
             "(SPLIT/LABEL/*.jpg, or LABEL/*.jpg) and no parquet files (a Hub dataset downloaded with "
             "`hf download --repo-type dataset`); folders reached through symbolic links are not searched"
         )
-        if _has_files(path, set(Image.registered_extensions()) | DICOM_SUFFIXES):
+        if _has_files(path, IMAGE_SUFFIXES):
             _imagefolder_reads_dicom()
-            # Split folders named explicitly: datasets would otherwise try dozens of split-name patterns, each a
-            # search of the whole tree (minutes for 200,000 files, on every run).
-            folders = {_SPLIT_ALIASES.get(d.name, d.name): d.name for d in path.iterdir() if d.is_dir()}
-            data_files = {split: f"{folders[split]}/**" for split in SPLITS if split in folders} or None
+            data_files = _split_folders(path)
             try:
                 raw = load_dataset(
                     "imagefolder", data_dir=str(path), data_files=data_files, cache_dir=cache_dir, streaming=streaming
                 )
             except FileNotFoundError as e:  # datasets' EmptyDatasetError: e.g. the images are behind a link
                 raise no_images from e
+            if not streaming:
+                _check_all_loaded(path, data_files, raw)
         elif _has_files(path, {".parquet"}):
             raw = _load_dataset(str(path), cache_dir, streaming)  # as a Hub id is loaded, on the downloaded files
         else:
@@ -123,6 +122,43 @@ def load_raw(source: str, cache_dir: str | None = None, streaming: bool = False)
 
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
+IMAGE_SUFFIXES = set(Image.registered_extensions()) | DICOM_SUFFIXES
+
+
+def _split_folders(path: Path) -> dict[str, str]:
+    """``datasets`` data_files for an imagefolder: one pattern per split folder (train/, validation/ or an alias,
+    test/), or every image as "train" when there is none. Splits come from folders only: left to itself,
+    ``datasets`` reads words in file names as split names (``train_12.bmp``, ``testA_5.bmp``) and keeps one of
+    them. Naming the folders also spares it dozens of pattern searches of the whole tree."""
+    folders = {_SPLIT_ALIASES.get(d.name, d.name): d.name for d in path.iterdir() if d.is_dir()}
+    splits = {split: folders[split] for split in SPLITS if split in folders}
+    if not splits:
+        return {"train": "**"}
+    stray = sorted(
+        str(p.relative_to(path))
+        for p in path.iterdir()
+        if (p.is_dir() and p.name not in splits.values()) or (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    )
+    if stray:
+        raise DataError(
+            f"{path} has split folders ({', '.join(splits.values())}) and also {', '.join(stray[:5])}"
+            f"{' ...' if len(stray) > 5 else ''} outside them: move every image into train/, validation/ or test/"
+        )
+    return {split: f"{folder}/**" for split, folder in splits.items()}
+
+
+def _check_all_loaded(path: Path, data_files: dict[str, str], raw: DatasetDict) -> None:
+    """Every image file under each split folder must be a row of that split: fail, naming the split, if
+    ``datasets`` left any out (e.g. files missing from a metadata.csv)."""
+    for split, pattern in data_files.items():
+        folder = path / pattern.removesuffix("**").rstrip("/") if pattern != "**" else path
+        found = sum(1 for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in _imagefolder_suffixes())
+        loaded = len(raw[split]) if split in raw else 0
+        if loaded != found:
+            raise DataError(
+                f"{folder}: {found} image files but {loaded} loaded as split {split!r}; every image must load "
+                "(is each file listed in its metadata.csv, and is each a readable image?)"
+            )
 
 
 def _imagefolder_reads_dicom() -> None:
@@ -131,6 +167,13 @@ def _imagefolder_reads_dicom() -> None:
     from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
     ImageFolder.EXTENSIONS = sorted(set(ImageFolder.EXTENSIONS) | DICOM_SUFFIXES)
+
+
+def _imagefolder_suffixes() -> set[str]:
+    """The file suffixes ``datasets``' imagefolder lists as images (DICOM included, see above)."""
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    return {suffix.lower() for suffix in ImageFolder.EXTENSIONS}
 
 
 def _has_files(folder: Path, suffixes: set[str]) -> bool:
@@ -144,7 +187,9 @@ def _load_dataset(source: str, cache_dir: str | None = None, streaming: bool = F
         raise DataError(f"cannot load dataset {source!r} (unreadable files, or not reachable on the Hub): {e}") from e
 
 
-def _load_source(source: str, spec: DataSpec, mask_dir: str | None = None) -> DatasetDict:
+def load_source(source: str, spec: DataSpec, mask_dir: str | None = None) -> DatasetDict:
+    """One source's train / validation / test, each standardised; a split the source lacks is carved out of its
+    train split by group (``spec``'s fractions and seed), as the training run did."""
     raw = load_raw(source, spec.cache_dir)
     if "train" not in raw:
         raise DataError(f"{source}: no train split (found {sorted(raw)})")

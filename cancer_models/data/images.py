@@ -37,7 +37,8 @@ def load_image(source: ImageInput, frame: int = 0) -> Image.Image:
     """Return ``source`` as an upright RGB image (EXIF orientation applied, alpha composited on white).
 
     A DICOM file (a path or its bytes) gives its ``frame``-th frame as a viewer shows it (``dicom.py``), with
-    its Modality attribute in ``image.info["dicom_modality"]``.
+    its Modality attribute in ``image.info["dicom_modality"]`` and, where the file states an ultrasound region
+    and the image was cropped to it, that box in ``image.info["dicom_region"]``.
     """
     readable = isinstance(source, (bytes, bytearray)) or (
         isinstance(source, (str, os.PathLike)) and Path(source).is_file()
@@ -73,7 +74,7 @@ def _load_dicom(source: str | os.PathLike | bytes, frame: int) -> Image.Image:
         raise ImageError(f"{name} is larger than the {MAX_FILE_BYTES / 1e6:.0f} MB limit")
     dicom = read_dicom(source, frame, name)
     _check_size(dicom.image)
-    dicom.image.info.update(dicom_modality=dicom.modality, frames=dicom.frames)
+    dicom.image.info.update(dicom_modality=dicom.modality, frames=dicom.frames, dicom_region=dicom.region)
     return dicom.image
 
 

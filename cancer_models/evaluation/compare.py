@@ -53,7 +53,7 @@ def paired_auc_difference(
 def compare(
     models: Sequence[str],
     data: str | Sequence[str],
-    split: str | None = None,
+    split: str = "test",
     tta: bool = False,
     names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
@@ -75,13 +75,23 @@ def compare(
             else binary_metrics(raw["targets"], raw["p_malignant"], model.config.threshold, raw["groups"])
         )
         rows.append(
-            {"model": shown, **{k: metrics[k] for k in _COLUMNS}, "n": metrics["n"], "split": parts[0][0]["split"]}
+            {
+                "model": shown,
+                **{k: metrics[k] for k in _COLUMNS},
+                "n": metrics["n"],
+                "split": parts[0][0]["split"],
+                "includes_training_images": any(part[0]["includes_training_images"] for part in parts),
+                "split_note": "; ".join(part[0]["split_note"] for part in parts),
+            }
         )
         raws.append(raw)
     first = raws[0]
     for row, raw in zip(rows[1:], raws[1:], strict=True):
-        if raw["paths"] != first["paths"]:  # the same loader on the same folder: a mismatch is a bug, not data
-            raise DataError("the models were scored on different images")
+        if raw["paths"] != first["paths"]:  # a split recreated from each model's own training record can differ
+            raise DataError(
+                "the models were scored on different images: their training runs split the data differently "
+                f"({rows[0]['split_note']} vs {row['split_note']}); compare them on a folder with its own test split"
+            )
         row["auc_vs_first"] = paired_auc_difference(
             first["targets"], first["p_malignant"], raw["p_malignant"], raw["groups"]
         )

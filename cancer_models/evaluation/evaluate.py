@@ -11,13 +11,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dataclasses import dataclass
+
+from datasets import Dataset, concatenate_datasets
 from datasets import Image as ImageFeature
 
 from ..data.decoding import decode_split
-from ..data.image_sets import DataSpec, load_raw, standardise
+from ..data.image_sets import DataSpec, load_raw, load_source, parse_label_map, standardise
 from ..errors import ConfigError, DataError
 from ..inference.predict import Predictor
 from ..models import CancerModel, load_pretrained
+from ..record import TrainingRecord
+from ..sources import is_hub_id
 from ..reporting.model_card import RESEARCH_WARNING
 from ..reporting.tables import metrics_table
 from .metrics import binary_metrics, subtype_metrics
@@ -32,15 +37,25 @@ def evaluate(
     label_map: dict[str, str] | None = None,
     batch_size: int = 64,
 ) -> tuple[dict, dict]:
-    """Metrics of ``model`` on one split of ``data`` (a folder or Hub dataset id), and the raw per-image results."""
-    splits = load_raw(str(data))
-    if split is None:
-        split = "test" if "test" in splits else next(iter(splits)) if len(splits) == 1 else None
-        if split is None:
-            raise DataError(f"{data} has splits {sorted(splits)} and none is 'test': choose one with --split")
-    if split not in splits:
-        raise DataError(f"{data} has no split {split!r} (found {sorted(splits)})")
-    ds = standardise(splits[split], DataSpec([str(data)], label_map=label_map or {}), f"{data}/{split}", str(data))
+    """Metrics of ``model`` on one split of ``data`` (a folder or Hub dataset id), and the raw per-image results.
+
+    Args:
+        model: the model to score.
+        data: an imagefolder directory or a Hub dataset id.
+        split: ``test`` (default), ``validation``, ``train`` or ``all``. Where ``data`` is one of the model's
+            training sets and has no such split folder, the training run's split is recreated from the model's
+            record (same seed, fractions and groups), so held-out images are scored and training images never
+            are; ``all`` scores every image and the result says so when the model trained on some of them.
+        tta: average the model's test-time views.
+        label_map: raw label -> benign / malignant, for sets with other label names.
+        batch_size: images per forward pass.
+
+    Returns:
+        The metrics (with ``split`` and ``split_note``, one sentence on what was scored) and the per-image
+        results (targets, probabilities, groups, paths).
+    """
+    chosen = choose_split(model, data, split or "test", label_map or {})
+    ds = chosen.images
     decoded = decode_split(ds, model.config.input_size)
     paths = [item["path"] for item in ds.cast_column("image", ImageFeature(decode=False))["image"]]
     predictor = Predictor(model, tta=tta, batch_size=batch_size)
@@ -49,10 +64,84 @@ def evaluate(
     metrics = binary_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.groups)
     if any(decoded.subtypes):
         metrics["subtypes"] = subtype_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.subtypes)
-    # A flat benign/ malignant/ folder loads as one "train" split; call it what it is.
-    metrics.update(split=split if len(splits) > 1 else "all", tta=tta)
+    metrics.update(split=chosen.name, split_note=chosen.note, includes_training_images=chosen.trained_on, tta=tta)
     raw = {"targets": decoded.targets.tolist(), "p_malignant": probs.tolist(), "groups": decoded.groups, "paths": paths}
     return metrics, raw
+
+
+@dataclass
+class ChosenSplit:
+    """The images an evaluation scores, and one sentence on where they come from."""
+
+    images: Dataset
+    name: str  # test, validation, train or all
+    note: str
+    trained_on: bool  # True when some of these images trained the model
+
+
+def choose_split(model: CancerModel, data: str | Path, split: str, label_map: dict[str, str]) -> ChosenSplit:
+    """The ``split`` of ``data`` to score ``model`` on (see ``evaluate``), never its training images unless
+    ``split`` is ``train`` or ``all``."""
+    source = str(data)
+    raw = load_raw(source)
+    record = model.config.training
+    known = is_training_source(source, record.data)
+    spec = recorded_data_spec(record, source, label_map) if known else DataSpec([source], label_map=label_map)
+    if split == "all":
+        every = concatenate_datasets([standardise(ds, spec, f"{source}/{n}", source) for n, ds in raw.items()])
+        note = f"all {len(every)} images of every split"
+        if known:
+            note = f"WARNING: includes images the model was trained on: {note} of one of its training sets"
+        return ChosenSplit(every, "all", note, known)
+    if split not in ("train", "validation", "test"):
+        raise DataError(f"unknown split {split!r}: choose test, validation, train or all")
+    if split in raw:
+        ds = standardise(raw[split], spec, f"{source}/{split}", source)
+        trained = known and split == "train"
+        note = f"the {split} split ({len(ds)} images)"
+        if trained:
+            note = f"WARNING: these are the images the model was trained on: {note} of one of its training sets"
+        return ChosenSplit(ds, split, note, trained)
+    if not known:
+        if len(raw) > 1:
+            raise DataError(f"{source} has no split {split!r} (found {sorted(raw)})")
+        # A folder the model never saw, without split folders: every image is held out.
+        (only,) = raw.values()
+        ds = standardise(only, spec, source, source)
+        return ChosenSplit(ds, "all", f"all {len(ds)} images (not one of the model's training sets)", False)
+    if "train" not in raw:
+        raise DataError(f"{source} has no split {split!r} (found {sorted(raw)})")
+    # One of the model's training sets without this split folder: training split it off; split it off again.
+    ds = load_source(source, spec)[split]
+    note = (
+        f"the {split} split ({len(ds)} images) of train/ recreated from the model's training record "
+        f"(seed {spec.seed}, groups kept whole): none of these images trained the model"
+    )
+    return ChosenSplit(ds, split, note, False)
+
+
+def is_training_source(source: str, training_data: list[str]) -> bool:
+    """Whether ``source`` (a folder or Hub id) is one of the image sets a model was trained on, as recorded."""
+    if is_hub_id(source):
+        return source in training_data
+    here = Path(source).expanduser().resolve()
+    return any(not is_hub_id(d) and Path(d).expanduser().resolve() == here for d in training_data)
+
+
+def recorded_data_spec(record: TrainingRecord, source: str, label_map: dict[str, str]) -> DataSpec:
+    """How the training run read and split ``source``: its columns, label map, split fractions and seed."""
+    settings, defaults = record.settings, DataSpec([source])
+    recorded_map = parse_label_map(settings.get("label_map") or "")
+    return DataSpec(
+        [source],
+        image_column=settings.get("image_column", defaults.image_column),
+        label_column=settings.get("label_column", defaults.label_column),
+        group_column=settings.get("group_column", defaults.group_column),
+        label_map={**recorded_map, **label_map},
+        validation_fraction=float(settings.get("validation_fraction", defaults.validation_fraction)),
+        test_fraction=float(settings.get("test_fraction", defaults.test_fraction)),
+        seed=int(settings.get("seed", defaults.seed)),
+    )
 
 
 def write_report(out: Path, model: CancerModel, metrics: dict, raw: dict, model_name: str, data_name: str) -> None:
@@ -60,11 +149,14 @@ def write_report(out: Path, model: CancerModel, metrics: dict, raw: dict, model_
     plots = write_plots(out, raw["targets"], raw["p_malignant"], metrics["threshold"], model.config.labels)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     tn, fp, fn, tp = (v for row in metrics["confusion_matrix"] for v in row)
+    # A score that includes training images says so before anything else.
+    warning = [metrics["split_note"]] if metrics.get("includes_training_images") else []
     lines = [
+        *warning,
         f"# Evaluation of {model_name}",
         f"> {RESEARCH_WARNING}",
         (
-            f"Data: `{data_name}`, split `{metrics['split']}`: {metrics['n']} images ({metrics['n_benign']} "
+            f"Data: `{data_name}`, {metrics['split_note']}: {metrics['n']} images ({metrics['n_benign']} "
             f"{model.config.labels[0]}, {metrics['n_malignant']} {model.config.labels[1]}); test-time augmentation: "
             f"{'on' if metrics['tta'] else 'off'}; threshold {metrics['threshold']:.3f}. Intervals: 95% bootstrap over "
             f"{metrics['bootstrap']['resamples']} resamples of {metrics['bootstrap']['unit']}s."

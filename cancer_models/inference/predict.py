@@ -23,9 +23,16 @@ UNCERTAIN = "uncertain"
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str  # the class at the model's threshold (whatever the image is: see ``decision``)
-    malignant_probability: float  # temperature-calibrated
-    probabilities: dict[str, float]  # both classes, summing to 1
+    """One image's answer from one model.
+
+    A refused image (``in_distribution`` False: unlike the model's training images, or a DICOM file of another
+    modality) has no ``label``, no probabilities (``malignant_probability`` and ``probabilities`` are None) and
+    an empty ``prediction_set``: a number computed for an image the model does not know would read as a verdict.
+    """
+
+    label: str | None  # the class at the model's threshold; None when refused (see ``decision``)
+    malignant_probability: float | None  # temperature-calibrated; None when refused
+    probabilities: dict[str, float] | None  # both classes, summing to 1; None when refused
     threshold: float  # the model's decision threshold on malignant_probability
     # False when the image does not look like the model's training images (config.ood); then there is no verdict.
     in_distribution: bool = True
@@ -37,10 +44,6 @@ class Prediction:
     prediction_set: tuple[str, ...] | None = None
     # Why the image was refused without looking at it, where a file said so (a DICOM Modality of another kind).
     refused_because: str | None = None
-
-    @property
-    def is_malignant(self) -> bool:
-        return self.malignant_probability >= self.threshold
 
     @property
     def decision(self) -> str:
@@ -60,6 +63,18 @@ class Explanation:
     heatmap: np.ndarray  # float32 (H, W) in [0, 1], at the input image's size
     overlay: np.ndarray  # uint8 (H, W, 3): heatmap blended over the image
     image: Image.Image  # the upright RGB image that was explained
+
+
+def refused(prediction: Prediction) -> Prediction:
+    """``prediction`` as refused: no label, no probability, an empty set (where the model has sets)."""
+    return replace(
+        prediction,
+        label=None,
+        malignant_probability=None,
+        probabilities=None,
+        in_distribution=False,
+        prediction_set=None if prediction.prediction_set is None else (),
+    )
 
 
 def tta_views(x: torch.Tensor, kind: str) -> list[torch.Tensor]:
@@ -139,9 +154,7 @@ class Predictor:
             # A DICOM file's Modality is a hint, never trusted alone: it can refuse, the image check still runs.
             conflict = modality_conflict(image.info.get("dicom_modality"), task)
             if conflict:
-                predictions[i] = replace(
-                    predictions[i], in_distribution=False, prediction_set=(), refused_because=conflict
-                )
+                predictions[i] = replace(refused(predictions[i]), refused_because=conflict)
         return predictions[0] if single else predictions
 
     def decide(self, probs: list[float], ood_score: float | None, tta: bool = False) -> Prediction:
@@ -157,15 +170,15 @@ class Predictor:
             # Sets are calibrated on the views they are used with: with and without test-time augmentation.
             qhat = config.conformal.get("qhat_tta", config.conformal["qhat"]) if tta else config.conformal["qhat"]
             prediction_set = conformal_set(probs, config.labels, config.threshold, qhat)
-        return Prediction(
+        answer = Prediction(
             label=malignant if probs[1] >= config.threshold else benign,
             malignant_probability=probs[1],
             probabilities={benign: probs[0], malignant: probs[1]},
             threshold=config.threshold,
-            in_distribution=accepted,
             ood_score=ood_score,
             prediction_set=prediction_set,
         )
+        return answer if accepted else refused(answer)
 
     def explain(
         self, image: ImageInput, method: str | None = None, alpha: float = 0.5, label: str | None = None
@@ -176,7 +189,8 @@ class Predictor:
         rgb = load_image(image)
         probs, scores = self.analyse(to_uint8_tensor(rgb, self.config.input_size)[None], tta=False)
         prediction = self.decide(probs[0].tolist(), None if scores is None else float(scores[0]))
-        explained = label or prediction.label
+        # A refused image has no class of its own; its map, if asked for, is the malignant class's.
+        explained = label or prediction.label or self.config.labels[1]
         heatmap = self.heatmap(rgb, method, explained)
         return Explanation(
             prediction=prediction,

@@ -2,7 +2,9 @@
 
 Each model says how unusual the image is for it, as a multiple of its limit (``Prediction.ood_score``; above 1
 it refuses the image). The image goes to the model that accepts it with the most room to spare; when every
-model refuses it, it is none of the supported kinds, and the nearest one is named only as the closest.
+model refuses it, it is none of the supported kinds, and the nearest one is named only as the closest. A DICOM
+file's Modality counts first: a model for another modality is never the closest while one for the file's
+modality (or one that the Modality does not rule out) is there.
 """
 
 from __future__ import annotations
@@ -45,6 +47,58 @@ def route(predictors: Mapping[str, Predictor], image: ImageInput) -> Route:
     unusualness = {
         name: float("inf") if p.ood_score is None else p.ood_score for name, p in predictions.items()
     }
-    closest = min(unusualness, key=unusualness.get)
+    # Models the file's DICOM Modality rules out come last, whatever their image check says.
+    allowed = [name for name, p in predictions.items() if p.refused_because is None] or list(predictions)
+    closest = min(allowed, key=unusualness.get)
     chosen = closest if unusualness[closest] <= 1 else None
     return Route(chosen, closest, unusualness, predictions)
+
+
+# The columns of one answer as a table row: the command line's CSV and the app's batch table.
+ROW_COLUMNS = ["file", "model", "decision", "p_malignant", "threshold", "prediction_set", "unusualness", "error"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One image's answer from a set of models: who answered (or, when all refused, who came closest) and what."""
+
+    model: str | None  # the model that answered; None when every model refused the image
+    closest: str  # the model that answered, or the least unusual one when all refused
+    prediction: Prediction  # the answering (or closest) model's prediction, with test-time views when asked for
+    route: Route | None = None  # how the model was chosen; None when there was only one to ask
+
+    @property
+    def model_column(self) -> str:
+        """Who answered, for a table: the model, or ``none (closest: NAME)`` so a refusal's figure has an owner."""
+        return self.model if self.model is not None else f"none (closest: {self.closest})"
+
+    def row(self, file: str) -> dict[str, str]:
+        """The answer as one table row (``ROW_COLUMNS``). A refused image has a decision and an unusualness but
+        no probability, threshold or set: there is nothing to read into them."""
+        p = self.prediction
+        answered = p.in_distribution
+        return {
+            "file": file,
+            "model": self.model_column,
+            "decision": p.decision,
+            "p_malignant": f"{p.malignant_probability:.4f}" if answered else "",
+            "threshold": f"{p.threshold:.4f}" if answered else "",
+            "prediction_set": "+".join(p.prediction_set) if answered and p.prediction_set else "",
+            "unusualness": "" if p.ood_score is None else f"{p.ood_score:.2f}",
+            "error": p.refused_because or "",
+        }
+
+
+def answer(predictors: Mapping[str, Predictor], image: ImageInput, tta: bool = False) -> Answer:
+    """Answer ``image`` with the one model given, or route it (``route``) and answer with the chosen model;
+    test-time views are run only for the model that answers."""
+    rgb = load_image(image)
+    if len(predictors) == 1:
+        ((name, predictor),) = predictors.items()
+        prediction = predictor.predict(rgb, tta=tta)
+        return Answer(name if prediction.in_distribution else None, name, prediction)
+    chosen = route(predictors, rgb)
+    if chosen.model is None:
+        return Answer(None, chosen.closest, chosen.predictions[chosen.closest], chosen)
+    prediction = predictors[chosen.model].predict(rgb, tta=True) if tta else chosen.predictions[chosen.model]
+    return Answer(chosen.model, chosen.model, prediction, chosen)

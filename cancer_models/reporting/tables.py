@@ -143,7 +143,10 @@ def comparison_table(report: dict[str, Any]) -> str:
             return "n/a"
         return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
 
+    trained_on = [row["model"] for row in report["models"] if row.get("includes_training_images")]
+    warning = [f"WARNING: includes images that {', '.join(trained_on)} trained on.", ""] if trained_on else []
     lines = [
+        *warning,
         (
             f"Data: `{report['data']}`, split `{report['split']}`, {report['n']} images. 95% intervals: bootstrap "
             "over groups; the AUC difference is paired (both models on the same resamples)."

@@ -173,6 +173,7 @@ def _shared_record(member: TrainingRecord, folds: int) -> dict[str, Any]:
     drop = {i for i, w in enumerate(words) if w == "--resume"}
     drop |= {j for i, w in enumerate(words) if w == "--fold" for j in (i, i + 1)}
     record["command"] = shlex.join(w for i, w in enumerate(words) if i not in drop)
+    record["settings"] = {**member.settings, "fold": 0, "resume": False}
     record["recipe"] = (
         f"{member.recipe} Ensemble of the models of a group-aware {folds}-fold "
         "cross-validation over train + validation (each early-stopped on its held-out fold), probabilities "

@@ -3,7 +3,9 @@ the test split, and written as a Hub-ready folder."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -86,7 +88,8 @@ def training_record(run: Run, state: TrainerState, metrics: dict, collapsed: boo
         recipe=recipe(run),
         threshold_rule=cfg.threshold,
         class_collapse_on_test=collapsed,
-        command=" ".join(sys.argv),
+        command=shlex.join(sys.argv),
+        settings=dataclasses.asdict(cfg),
         provenance=run.provenance,
     )
     skipped = {name: d.skipped for name, d in decoded.items() if d.skipped}
