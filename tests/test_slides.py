@@ -13,7 +13,8 @@ from cancer_models import ImageError, Predictor, load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.evaluation.metrics import binary_metrics
 from cancer_models.inference.slide_outputs import write_outputs
-from cancer_models.inference.slides import BACKGROUND, REFUSED, SlidePredictor
+from cancer_models.data.slides import tissue_mask
+from cancer_models.inference.slides import BACKGROUND, COLOURS, MIN_TISSUE, REFUSED, SlidePredictor
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = 160
@@ -112,8 +113,17 @@ def test_outputs_and_the_geojson_qupath_reads(slides, field, tmp_path):
     assert len(lines) == 1 + len(truth)
     refused = next(line for line in lines if ",refused," in line).split(",")
     assert refused[6] == "" and refused[7] == "False"  # no probability for a refused tile
-    heat = Image.open(paths["heatmap"])
-    assert heat.size == result.thumbnail.size and heat.mode == "RGBA"
+    for name in ("heatmap", "overlay"):  # the thumbnail's size, and a legend strip below it
+        image = Image.open(paths[name])
+        assert image.width >= result.thumbnail.width and image.height == result.thumbnail.height + 44
+        legend = np.asarray(image.convert("RGB"))[result.thumbnail.height :]
+        assert (np.abs(legend - np.array(COLOURS[REFUSED])).sum(axis=2) == 0).any(), name
+    # A refused tile stands out in the overlay: nearly solid, darker than any answered tile.
+    overlay = np.asarray(Image.open(paths["overlay"]).convert("RGB"), dtype=int)
+    scale = result.thumbnail.width / result.dimensions[0]
+    refused_tile = next(t for t in result.tiles if t.status == REFUSED)
+    cx, cy = int((refused_tile.x + CELL / 2) * scale), int((refused_tile.y + CELL / 2) * scale)
+    assert overlay[cy, cx].max() < 60
     assert json.loads(paths["summary"].read_text())["tiles"] == len(truth)
 
 
@@ -156,3 +166,52 @@ def test_a_dicom_field_is_read_like_the_png(slides, field, tmp_path):
     dcm = write_dicom(tmp_path / "field.dcm", np.asarray(Image.open(png).convert("RGB")), "RGB", Modality="SM")
     a, b = slides.predict(png), slides.predict(dcm)
     assert [(t.status, t.p_malignant) for t in a.tiles] == [(t.status, t.p_malignant) for t in b.tiles]
+
+
+def _tiles(kind: str) -> list[Image.Image]:
+    paths = [p for split in ("train", "validation", "test") for p in fixture_images("histopathology", split)]
+    return [Image.open(p).convert("RGB") for p in paths if p.parent.name == kind]
+
+
+def _field(tiles: list[Image.Image], columns: int, glass: bool = False) -> Image.Image:
+    """Tiles side by side, ``columns`` a row; with ``glass``, every other cell is left as blank glass."""
+    cells = [t for tile in tiles for t in ((tile, None) if glass else (tile,))]
+    rows = -(-len(cells) // columns)
+    image = Image.new("RGB", (columns * CELL, rows * CELL), (245, 245, 243))
+    for i, tile in enumerate(cells):
+        if tile is not None:
+            image.paste(tile, ((i % columns) * CELL, (i // columns) * CELL))
+    return image
+
+
+def _tissue_per_cell(image: Image.Image) -> np.ndarray:
+    mask = tissue_mask(image)
+    h, w = mask.shape
+    return mask.reshape(h // CELL, CELL, w // CELL, CELL).mean(axis=(1, 3)).ravel()
+
+
+@pytest.mark.parametrize("kinds", [("benign",), ("malignant",), ("benign", "malignant")])
+def test_tissue_is_found_with_no_glass_in_the_field(kinds):
+    """Without glass, Otsu alone split pale from dense tissue and called the pale half background."""
+    tiles = [t for kind in kinds for t in _tiles(kind)]
+    assert (_tissue_per_cell(_field(tiles, columns=4)) >= MIN_TISSUE).all()
+
+
+def test_pale_tissue_beside_glass_is_tissue_and_glass_is_not():
+    pale = [Image.blend(t, Image.new("RGB", t.size, (250, 250, 250)), 0.4) for t in _tiles("benign")]
+    share = _tissue_per_cell(_field(pale, columns=4, glass=True))
+    assert (share[0::2] >= MIN_TISSUE).all() and (share[1::2] < 0.05).all()
+
+
+def test_the_margins_are_classified_and_top_regions_are_never_benign(slides, tmp_path):
+    field = _field(_tiles("benign")[:4] + _tiles("malignant")[:4], columns=4)
+    ragged = field.crop((0, 0, field.width - 50, field.height - 30))  # the last column and row are partial
+    ragged.save(tmp_path / "ragged.png")
+    result = slides.predict(tmp_path / "ragged.png")
+    right = max(t.x + t.size for t in result.tiles)
+    bottom = max(t.y + t.size for t in result.tiles)
+    assert (right, bottom) == ragged.size
+    assert all(t.status != BACKGROUND for t in result.tiles)
+    regions = result.summary()["top_regions"]
+    assert regions and all(r["decision"] != "benign" for r in regions)
+    assert [r["p_malignant"] for r in regions] == sorted((r["p_malignant"] for r in regions), reverse=True)

@@ -2,8 +2,8 @@
 
 A slide is read through OpenSlide (``openslide-python`` with the ``openslide-bin`` wheel: .svs, .ndpi, .mrxs,
 generic pyramidal TIFF and the other formats it knows); any other image file (PNG, JPEG, plain TIFF, DICOM)
-through PIL, decoded once. Tissue is found on a low-resolution thumbnail (Otsu's threshold on saturation, as
-TIAToolbox and WSInfer do).
+through PIL, decoded once. Tissue is found on a low-resolution thumbnail: stained pixels (saturation above a fixed
+floor, or dark stain), with Otsu's threshold lowering the floor only where glass and tissue separate cleanly.
 """
 
 from __future__ import annotations
@@ -11,20 +11,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from ..errors import ImageError
 from .dicom import is_dicom
 from .images import load_image
 
-MIN_SATURATION = 0.06  # Otsu never goes below this: a blank or grey image has no tissue to split off
 MAX_PLAIN_PIXELS = 1_000_000_000  # a non-pyramidal file is decoded whole: at most a gigapixel
 
-
-MIN_SATURATION = 0.06  # Otsu never goes below this: a blank or grey image has no tissue to split off
-
-
-MAX_PLAIN_PIXELS = 1_000_000_000  # a non-pyramidal file is decoded whole: at most a gigapixel
+# Tissue detection. Glass, and white or grey margins, have almost no colour (saturation under about 0.05);
+# stained tissue has some: pale eosin and lung alveoli 0.06-0.2, dense tumour 0.3-0.6. A fixed floor keeps
+# pale tissue whether or not the field also has glass; Otsu's threshold on saturation alone would split a
+# field without glass between its pale and its dense tissue and call the pale half background.
+SATURATION_FLOOR = 0.08
+MIN_SATURATION = 0.04  # Otsu may lower the floor to here when the field's glass and tissue separate cleanly
+BIMODAL = 0.8  # Otsu's effectiveness (between-class over total variance) above which glass is clearly there
+GLASS_SATURATION = 0.05  # the darker-than-threshold class of a bimodal field must look like glass
+OPTICAL_DENSITY_FLOOR = 0.3  # stain dark enough to be tissue even with little colour (mean optical density)
+DARK = 0.1  # brightness under this is a black margin or label, never tissue
 
 
 class SlideReader:
@@ -89,7 +93,8 @@ class PlainImageReader(SlideReader):
         self.mpp = None
 
     def read(self, x: int, y: int, size: int, out: int) -> Image.Image:
-        tile = self.image.crop((x, y, x + size, y + size))  # beyond the edge: black, as an empty field
+        tile = Image.new("RGB", (size, size), "white")  # beyond the edge: white, as glass
+        tile.paste(self.image.crop((x, y, min(x + size, self.image.width), min(y + size, self.image.height))))
         return tile if size == out else tile.resize((out, out), Image.BILINEAR, reducing_gap=2.0)
 
     def thumbnail(self, side: int) -> Image.Image:
@@ -131,14 +136,35 @@ def _tiled_tiff(path: Path) -> bool:
 
 
 def tissue_mask(thumbnail: Image.Image) -> np.ndarray:
-    """Boolean (H, W) mask of tissue: saturation above Otsu's threshold (at least ``MIN_SATURATION``)."""
-    hsv = np.asarray(thumbnail.convert("HSV"), dtype=np.float64)
-    saturation = hsv[..., 1] / 255
-    histogram, edges = np.histogram(saturation, bins=256, range=(0, 1))
+    """Boolean (H, W) mask of tissue: saturation above a fixed floor (lowered by Otsu's threshold where the
+    field is clearly glass and tissue), or dark stain (optical density above its floor), and not black;
+    then closed and opened over 3 x 3 pixels, which fills pinholes and drops specks of dust."""
+    rgb = np.asarray(thumbnail.convert("RGB"), dtype=np.float64)
+    hsv = np.asarray(thumbnail.convert("HSV"), dtype=np.float64) / 255
+    saturation, value = hsv[..., 1], hsv[..., 2]
+    threshold = SATURATION_FLOOR
+    otsu, effectiveness, below_mean = _otsu(saturation)
+    if effectiveness > BIMODAL and below_mean < GLASS_SATURATION:
+        threshold = min(threshold, max(otsu, MIN_SATURATION))
+    density = -np.log10(np.clip(rgb, 1, 255) / 255).mean(axis=2)
+    tissue = ((saturation > threshold) | (density > OPTICAL_DENSITY_FLOOR)) & (value > DARK)
+    mask = Image.fromarray(tissue.astype(np.uint8) * 255)
+    for size_filter in (ImageFilter.MaxFilter, ImageFilter.MinFilter, ImageFilter.MinFilter, ImageFilter.MaxFilter):
+        mask = mask.filter(size_filter(3))  # closing, then opening
+    return np.asarray(mask) > 127
+
+
+def _otsu(values: np.ndarray) -> tuple[float, float, float]:
+    """Otsu's threshold of values in [0, 1], its effectiveness (between-class over total variance, 0 to 1) and
+    the mean of the values below it."""
+    histogram, edges = np.histogram(values, bins=256, range=(0, 1))
     centres = (edges[:-1] + edges[1:]) / 2
     weight = np.cumsum(histogram)
     mean = np.cumsum(histogram * centres)
     total, total_mean = weight[-1], mean[-1]
     between = (total_mean * weight - mean * total) ** 2 / np.maximum(weight * (total - weight), 1e-12)
-    threshold = max(float(centres[int(np.argmax(between[:-1]))]), MIN_SATURATION)
-    return saturation > threshold
+    best = int(np.argmax(between[:-1]))
+    variance = float(values.var()) * total**2
+    effectiveness = float(between[best] / variance) if variance > 0 else 0.0
+    below_mean = float(mean[best] / weight[best]) if weight[best] else 0.0
+    return float(centres[best]), effectiveness, below_mean

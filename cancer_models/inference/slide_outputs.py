@@ -1,8 +1,8 @@
 """What a slide's analysis leaves on disk: a heatmap and overlay over its thumbnail, a tile CSV, QuPath GeoJSON
 and a summary.
 
-``write_outputs`` writes, per file: ``<name>.heatmap.png`` (tile probabilities over the thumbnail),
-``<name>.overlay.png``, ``<name>.tiles.csv``, ``<name>.geojson`` (tile polygons in level-0 pixels with their
+``write_outputs`` writes, per file: ``<name>.heatmap.png`` (tile probabilities at the thumbnail's size, background
+grey) and ``<name>.overlay.png`` (the thumbnail tinted by them), each with a legend strip below, ``<name>.tiles.csv``, ``<name>.geojson`` (tile polygons in level-0 pixels with their
 decision, colour and measurements, for QuPath's *File > Import objects from file*) and ``<name>.summary.json``;
 and the Grad-CAM maps of the tiles ``SlidePredictor.explain_top`` explained.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .predict import UNCERTAIN
 from .slides import BACKGROUND, COLOURS, REFUSED, SlideResult
@@ -23,16 +23,13 @@ from .slides import BACKGROUND, COLOURS, REFUSED, SlideResult
 CSV_COLUMNS = ["x", "y", "width", "height", "tissue", "decision", "p_malignant", "in_distribution", "unusualness"]
 
 
-CSV_COLUMNS = ["x", "y", "width", "height", "tissue", "decision", "p_malignant", "in_distribution", "unusualness"]
-
-
 def heatmap_image(result: SlideResult) -> Image.Image:
     """An RGBA image the size of the thumbnail: each tissue tile coloured by its probability (blue benign to
-    red malignant; uncertain tiles orange), refused tiles near-black, background transparent."""
+    red malignant; uncertain tiles orange), refused tiles near-black, background transparent (``legend`` says
+    which is which)."""
     thumb = result.thumbnail
     sx, sy = thumb.width / result.dimensions[0], thumb.height / result.dimensions[1]
     canvas = np.zeros((thumb.height, thumb.width, 4), dtype=np.uint8)
-    blue, red = np.array(COLOURS["benign"]), np.array(COLOURS["malignant"])
     # Overlapping tiles: later ones paint over earlier ones; fine at the thumbnail's scale.
     for t in result.tiles:
         if t.status == BACKGROUND:
@@ -42,12 +39,61 @@ def heatmap_image(result: SlideResult) -> Image.Image:
         elif t.status == UNCERTAIN:
             colour = COLOURS[UNCERTAIN]
         else:
-            colour = tuple((blue + (red - blue) * t.p_malignant).round().astype(int))
+            colour = probability_colour(t.p_malignant)
         side = min(t.size, result.stride)  # the stride: overlapping tiles do not hide their neighbours
         x0, y0 = int(t.x * sx), int(t.y * sy)
         x1, y1 = max(int((t.x + side) * sx), x0 + 1), max(int((t.y + side) * sy), y0 + 1)
         canvas[y0:y1, x0:x1] = (*colour, 255)
     return Image.fromarray(canvas, "RGBA")
+
+
+OVERLAY_OPACITY = 0.5  # answered tiles over the thumbnail: the tissue stays visible under its colour
+REFUSED_OPACITY = 0.9  # refused tiles: nearly solid, never mistaken for a faint probability
+
+
+def probability_colour(p: float) -> tuple[int, int, int]:
+    """The heatmap's colour of P(malignant) = ``p``: blue (0) to red (1)."""
+    blue, red = np.array(COLOURS["benign"]), np.array(COLOURS["malignant"])
+    return tuple(int(v) for v in (blue + (red - blue) * p).round())
+
+
+def legend(width: int) -> Image.Image:
+    """A strip (``width`` wide) that names the map's colours: the P(malignant) scale, uncertain, refused and
+    background."""
+    height, font = 44, ImageFont.load_default()
+    strip = Image.new("RGB", (max(width, 360), height), "white")
+    draw = ImageDraw.Draw(strip)
+    bar = 100
+    for i in range(bar):
+        draw.line([(8 + i, 6), (8 + i, 20)], fill=probability_colour(i / (bar - 1)))
+    draw.text((8, 24), "P(malignant) 0", fill="black", font=font)
+    draw.text((8 + bar - 6, 24), "1", fill="black", font=font)
+    x = 8 + bar + 16
+    for status, name in ((UNCERTAIN, "uncertain"), (REFUSED, "refused: not recognised"), (BACKGROUND, "no tissue")):
+        draw.rectangle([x, 6, x + 14, 20], fill=COLOURS[status], outline="black")
+        draw.text((x, 24), name, fill="black", font=font)
+        x += max(70, int(draw.textlength(name, font=font)) + 12)
+    return strip
+
+
+def with_legend(image: Image.Image) -> Image.Image:
+    """``image`` with the legend strip below it."""
+    strip = legend(image.width)
+    out = Image.new("RGB", (max(image.width, strip.width), image.height + strip.height), "white")
+    out.paste(image.convert("RGB"), (0, 0))
+    out.paste(strip, (0, image.height))
+    return out
+
+
+def overlay_image(result: SlideResult, heat: Image.Image) -> Image.Image:
+    """The thumbnail with answered tiles tinted by their colour and refused tiles nearly solid; background is
+    left as it is."""
+    alpha = np.asarray(heat.getchannel("A"), dtype=np.float64)
+    refused = np.all(np.asarray(heat)[..., :3] == COLOURS[REFUSED], axis=2) & (alpha > 0)
+    opacity = np.where(refused, REFUSED_OPACITY, OVERLAY_OPACITY) * (alpha > 0)
+    faded = heat.copy()
+    faded.putalpha(Image.fromarray((opacity * 255).round().astype(np.uint8)))
+    return Image.alpha_composite(result.thumbnail.convert("RGBA"), faded).convert("RGB")
 
 
 def geojson(result: SlideResult) -> dict[str, Any]:
@@ -90,11 +136,9 @@ def write_outputs(result: SlideResult, out: Path) -> dict[str, Path]:
         "summary": out / f"{stem}.summary.json",
     }
     heat = heatmap_image(result)
-    heat.save(paths["heatmap"])
-    base = result.thumbnail.convert("RGBA")
-    faded = heat.copy()
-    faded.putalpha(heat.getchannel("A").point(lambda a: int(a * 0.5)))
-    Image.alpha_composite(base, faded).convert("RGB").save(paths["overlay"])
+    opaque = Image.alpha_composite(Image.new("RGBA", heat.size, (*COLOURS[BACKGROUND], 255)), heat)
+    with_legend(opaque).save(paths["heatmap"])
+    with_legend(overlay_image(result, heat)).save(paths["overlay"])
     with open(paths["csv"], "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)

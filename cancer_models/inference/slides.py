@@ -26,14 +26,14 @@ from .explain import overlay_heatmap
 from .predict import NOT_RECOGNISED, UNCERTAIN, Predictor
 
 THUMBNAIL_SIDE = 2048  # tissue detection and the maps work on a thumbnail this large at most
-MIN_TISSUE = 0.25  # a tile needs this share of tissue to be classified
+MIN_TISSUE = 0.25  # a tile needs this share of tissue to be classified (cancer-models slides --min-tissue)
 BACKGROUND, REFUSED = "background", "refused"
 COLOURS = {  # QuPath classification colours (RGB)
     "benign": (44, 123, 182),
     "malignant": (215, 25, 28),
     UNCERTAIN: (253, 174, 97),
-    REFUSED: (25, 25, 25),  # dark: unlike any probability colour
-    BACKGROUND: (200, 200, 200),
+    REFUSED: (25, 25, 25),  # near-black: unlike any probability colour
+    BACKGROUND: (200, 200, 200),  # grey in the heatmap; untinted in the overlay
 }
 
 
@@ -68,7 +68,8 @@ class SlideResult:
         tissue = [t for t in self.tiles if t.status != BACKGROUND]
         answered = [t for t in tissue if t.status != REFUSED]
         share = lambda n, d: round(n / d, 4) if d else None  # noqa: E731
-        ranked = sorted(answered, key=lambda t: -t.p_malignant)[:top]
+        # Where to look first: the most malignant answered tiles; benign tiles are no region of interest.
+        ranked = sorted((t for t in answered if t.status != "benign"), key=lambda t: -t.p_malignant)[:top]
         return {
             "file": self.name,
             "model": self.model,
@@ -144,8 +145,8 @@ class SlidePredictor:
         mask = tissue_mask(thumbnail)
         sx, sy = thumbnail.width / width, thumbnail.height / height
         tiles = []
-        for y in range(0, max(height - size, 0) + 1, stride):
-            for x in range(0, max(width - size, 0) + 1, stride):
+        for y in tile_starts(height, size, stride):
+            for x in tile_starts(width, size, stride):
                 footprint = mask[int(y * sy) : max(int((y + size) * sy), int(y * sy) + 1),
                                  int(x * sx) : max(int((x + size) * sx), int(x * sx) + 1)]  # fmt: skip
                 tissue = float(footprint.mean()) if footprint.size else 0.0
@@ -205,6 +206,16 @@ class SlidePredictor:
                 result.explanations[f"{t.x}_{t.y}"] = Image.fromarray(overlay_heatmap(tile, heatmap, 0.45))
         finally:
             reader.close()
+
+
+def tile_starts(length: int, size: int, stride: int) -> list[int]:
+    """Where tiles of ``size`` start along a side of ``length`` pixels, every ``stride``: the last one is shifted
+    back to end at the edge, so the margin is classified too (a side shorter than a tile gets one tile, padded
+    with white as glass)."""
+    starts = list(range(0, max(length - size, 0) + 1, stride))
+    if length > size and starts[-1] + size < length:
+        starts.append(length - size)
+    return starts
 
 
 def _progress(total: int, name: str):
