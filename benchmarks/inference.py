@@ -24,7 +24,8 @@ from cancer_models.data.decoding import decode_split  # noqa: E402
 from cancer_models.data.images import model_input  # noqa: E402
 
 from cancer_models import create_model, load_pretrained  # noqa: E402
-from cancer_models.data.image_sets import DataSpec, load_splits  # noqa: E402
+from cancer_models.data.image_sets import load_splits
+from cancer_models.data.spec import DataSpec  # noqa: E402
 
 
 def real_batch(size: int, n: int = 64) -> torch.Tensor:

@@ -99,7 +99,8 @@ def decode(data: Path, workers: list[int], size: int, cache: Path) -> dict:
     with each number of workers: a miss (the decoded files deleted first), then a hit."""
     from cancer_models.data.decoding import decode_split
 
-    from cancer_models.data.image_sets import DataSpec, load_splits
+    from cancer_models.data.image_sets import load_splits
+    from cancer_models.data.spec import DataSpec
 
     started = time.perf_counter()
     split = load_splits(DataSpec([str(data)], cache_dir=str(cache)))["train"]

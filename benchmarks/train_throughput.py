@@ -38,8 +38,10 @@ from cancer_models.data.augment import build_augmentation  # noqa: E402
 from cancer_models.data.decoding import decode_split  # noqa: E402
 
 from cancer_models import create_model  # noqa: E402
-from cancer_models.data.image_sets import DataSpec, load_splits  # noqa: E402
-from cancer_models.training import build_optimizer, training_batch  # noqa: E402
+from cancer_models.data.image_sets import load_splits
+from cancer_models.data.spec import DataSpec  # noqa: E402
+from cancer_models.training.loop import training_batch  # noqa: E402
+from cancer_models.training.optim import build_optimizer  # noqa: E402
 
 WARMUP_STEPS = 3  # the first steps pay for allocator growth and kernel selection
 WORKERS = min(8, os.cpu_count() or 1)

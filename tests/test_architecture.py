@@ -74,6 +74,7 @@ def test_the_import_graph_has_no_cycle():
 # top level. Reporting formats records and predictions, and trust holds the rejection detector and prediction
 # sets, so a model folder (models.hub) can carry its card and its detector.
 LAYERS = ["data", "reporting", "trust", "models", "inference", "evaluation", "calibration", "training", "cli"]
+# The package's __init__ loads its names on first use (importlib, so that `import cancer_models` needs no torch).
 CORE = {"errors", "config", "record", "sources", "version"}
 
 
@@ -102,8 +103,45 @@ def test_every_module_belongs_to_a_stage_or_the_core():
 
 
 def test_no_function_imports_another_module_of_the_package():
-    late = [f"{p.relative_to(PACKAGE.parent)}:{line} imports {m}" for p in FILES for m, line in _imports(p, False)]
+    """Except a subcommand's ``run``: the command line is the last stage, which nothing imports (so a late
+    import there hides no cycle), and its help must come up without loading torch."""
+    late = [
+        f"{p.relative_to(PACKAGE.parent)}:{line} imports {m}"
+        for p in FILES
+        if _stage(_module_name(p)) != "cli"
+        for m, line in _imports(p, False)
+    ]
     assert late == []
+
+
+def test_the_command_lines_help_loads_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, contextlib, io\n"
+        "from cancer_models.cli import main\n"
+        "from cancer_models.cli.main import COMMANDS\n"
+        "for argv in [['--help']] + [[name, '--help'] for name in COMMANDS]:\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main(argv)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'datasets', 'sklearn', 'scipy', 'gradio'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_helps_written_out_names_are_the_librarys():
+    from cancer_models import list_models
+    from cancer_models.calibration.fitting import DEFAULT_ACCEPTANCE
+    from cancer_models.cli.main import build_parser
+    from cancer_models.data.augment import AUGMENTATIONS
+    from cancer_models.inference.slides import MIN_TISSUE
+    from cancer_models.training.config import ARCHITECTURES, AUGMENTATION_PRESETS
+
+    assert list(ARCHITECTURES) == list_models() and list(AUGMENTATION_PRESETS) == list(AUGMENTATIONS)
+    helps = {name: sub.format_help() for name, sub in build_parser()._subparsers._group_actions[0].choices.items()}
+    assert f"(default: {MIN_TISSUE})" in helps["slides"] and f"(default: {DEFAULT_ACCEPTANCE})" in helps["calibrate"]
 
 
 def test_the_library_knows_nothing_of_the_app():

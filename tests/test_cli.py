@@ -26,7 +26,8 @@ def test_predict_routes_each_image_to_its_model_and_reports_an_unreadable_file(t
     out = rows(capsys.readouterr().out)
     assert [r["model"] for r in out[:2]] == ["histopathology-cancer-cnn", "ultrasound-cancer-cnn"]
     assert all(r["decision"] in ("benign", "malignant", "uncertain") and r["p_malignant"] for r in out[:2])
-    assert out[2]["file"] == "broken.jpg" and out[2]["error"] and not out[2]["decision"]
+    assert [r["file"] for r in out] == list(map(str, images))  # as given, not only the base name
+    assert out[2]["error"] and not out[2]["decision"]
 
 
 def test_a_refused_image_gets_no_probability(capsys):
@@ -48,6 +49,16 @@ def test_a_missing_model_is_one_error_line_and_exit_code_2(tmp_path, capsys):
     assert main(["predict", str(fixture_images()[0]), "--model", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "nowhere" in err[0]
+
+
+def test_help_says_only_defaults_that_exist():
+    from cancer_models.cli.main import build_parser
+
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in subcommands.items():
+        text = parser.format_help()
+        assert "default: None" not in text and "(default: )" not in text and "default: False" not in text, name
+    assert "(default: 0.0)" in subcommands["slides"].format_help()  # a zero is a default worth saying
 
 
 def test_python_m_cancer_models_is_the_command():

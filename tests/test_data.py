@@ -11,7 +11,9 @@ from datasets import Image as ImageFeature
 from PIL import Image
 
 from cancer_models.data.decoding import decode_split
-from cancer_models.data.image_sets import DataError, DataSpec, group_split, load_raw, load_splits, parse_label_map
+from cancer_models.data.image_sets import group_split, load_raw, load_splits
+from cancer_models.data.spec import DataSpec, parse_label_map
+from cancer_models.errors import DataError
 
 HISTO = FIXTURES / "histopathology"
 

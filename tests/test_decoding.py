@@ -10,7 +10,9 @@ from conftest import FIXTURES
 from cancer_models.cli import main as cli_main
 from cancer_models.data import decoding
 from cancer_models.data.decoding import ArrowImages, decode_split
-from cancer_models.data.image_sets import DataError, DataSpec, load_splits
+from cancer_models.data.image_sets import load_splits
+from cancer_models.data.spec import DataSpec
+from cancer_models.errors import DataError
 
 HISTO = str(FIXTURES / "histopathology")
 

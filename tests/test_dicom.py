@@ -155,7 +155,8 @@ def test_a_folder_of_dicom_files_is_a_data_set(tmp_path):
     from datasets import Image as ImageFeature
 
     from cancer_models.data.decoding import decode_split
-    from cancer_models.data.image_sets import DataSpec, load_splits
+    from cancer_models.data.image_sets import load_splits
+    from cancer_models.data.spec import DataSpec
 
     source = FIXTURES / "histopathology"
     for jpg in source.rglob("*.jpg"):

@@ -14,7 +14,8 @@ from datasets import Image as ImageFeature
 
 from cancer_models import CheckpointError, Predictor, create_model, load_pretrained
 from cancer_models.cli import main as cli_main
-from cancer_models.data.image_sets import DataSpec, fold_indices, load_splits, pooled_for_folds
+from cancer_models.data.image_sets import fold_indices, load_splits, pooled_for_folds
+from cancer_models.data.spec import DataSpec
 from cancer_models.evaluation.localization import explanation_quality
 from cancer_models.models import Ensemble
 from cancer_models.record import TrainingRecord

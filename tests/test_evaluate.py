@@ -11,7 +11,7 @@ from PIL import Image
 from cancer_models.cli import main as cli_main
 from cancer_models.data.image_sets import load_splits
 from cancer_models.evaluation.evaluate import evaluate
-from cancer_models.training import TrainConfig
+from cancer_models.training.config import TrainConfig
 
 
 def _train_only_folder(root):

@@ -9,7 +9,8 @@ from conftest import FIXTURES
 
 from cancer_models import load_pretrained
 from cancer_models.cli import main as cli_main
-from cancer_models.data.image_sets import DataError, DataSpec
+from cancer_models.data.spec import DataSpec
+from cancer_models.errors import DataError
 from cancer_models.data.streaming import StreamedImages, load_streamed
 
 HISTO = str(FIXTURES / "histopathology")

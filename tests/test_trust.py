@@ -142,7 +142,8 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
 
 def test_the_detector_of_a_large_set_is_fitted_on_a_sample_and_every_category_is_counted(small_cnn, monkeypatch):
     from cancer_models.data.decoding import decode_split
-    from cancer_models.data.image_sets import DataSpec, load_splits
+    from cancer_models.data.image_sets import load_splits
+    from cancer_models.data.spec import DataSpec
 
     splits = {
         name: decode_split(ds, 96) for name, ds in load_splits(DataSpec([str(FIXTURES / "histopathology")])).items()
@@ -229,7 +230,8 @@ def test_the_colour_floor_refuses_grey_images_only_for_colour_modalities():
 def test_the_domain_check_learns_to_refuse_photographs_and_is_saved_with_the_model(small_cnn, tmp_path):
     from cancer_models.calibration import negatives
     from cancer_models.data.decoding import decode_split
-    from cancer_models.data.image_sets import DataSpec, load_splits
+    from cancer_models.data.image_sets import load_splits
+    from cancer_models.data.spec import DataSpec
 
     data = load_splits(DataSpec([str(FIXTURES / "histopathology")]))
     fitting.fit_trust(small_cnn, {name: decode_split(ds, 96) for name, ds in data.items()})

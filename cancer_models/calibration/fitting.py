@@ -33,7 +33,8 @@ from sklearn.covariance import LedoitWolf
 from sklearn.linear_model import LogisticRegression
 
 from ..data.decoding import DecodedSplit, decode_split
-from ..data.image_sets import DataSpec, fold_indices, load_raw, load_splits, mask_path, pooled_for_folds, standardise
+from ..data.image_sets import fold_indices, load_raw, load_splits, mask_path, pooled_for_folds, standardise
+from ..data.spec import DataSpec
 from ..errors import DataError
 from ..evaluation.localization import ImageScores, choose_cam
 from ..inference.predict import Predictor

@@ -8,6 +8,18 @@ import typing
 from typing import Any
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written, and each option's default where it has one worth saying: not for a
+    required option, a flag that is off, or an option whose help already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unsaid = action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS)
+        if action.required or unsaid or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one ``--option`` per field of the dataclass ``cls`` (help from the field's metadata)."""
     hints = typing.get_type_hints(cls)

@@ -18,7 +18,6 @@ import argparse
 import json
 from pathlib import Path
 
-from ..calibration.fitting import DEFAULT_ACCEPTANCE, calibrate_folder
 from ..config import TTA_VIEWS
 
 HELP = "fit rejection limits, prediction sets and the default explanation of a trained model"
@@ -27,7 +26,9 @@ HELP = "fit rejection limits, prediction sets and the default explanation of a t
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path, help="model folder (rewritten in place)")
     parser.add_argument("--data", required=True, nargs="+", help="the image set(s) it was trained on")
-    parser.add_argument("--acceptance", type=float, default=DEFAULT_ACCEPTANCE, help="validation groups to accept")
+    parser.add_argument(
+        "--acceptance", type=float, default=None, help="share of the model's own image groups to accept (default: 0.99)"
+    )
     parser.add_argument(
         "--alpha", type=float, default=None, help="miscoverage of the prediction sets (default: chosen for the model)"
     )
@@ -50,11 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..calibration.fitting import DEFAULT_ACCEPTANCE, calibrate_folder
+
     settings = {"tta_views": args.tta_views, "tile_size": args.tile_size, "tile_mpp": args.tile_mpp}
     report = calibrate_folder(
         args.model,
         args.data,
-        args.acceptance,
+        DEFAULT_ACCEPTANCE if args.acceptance is None else args.acceptance,
         args.alpha,
         args.refuse,
         args.masks,

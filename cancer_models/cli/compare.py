@@ -15,9 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-from ..evaluation.compare import compare
-from ..evaluation.evaluate import record_evaluation
-from ..reporting.tables import comparison_table
 
 HELP = "compare models on the same images with paired intervals"
 
@@ -40,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluation.compare import compare
+    from ..evaluation.evaluate import record_evaluation
+    from ..reporting.tables import comparison_table
+
     report = compare(args.models, args.data, args.split, args.tta, args.names)
     if args.record:
         record_evaluation(args.models[0], "comparison", report)

@@ -14,13 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..data.image_sets import mask_path, parse_label_map
-from ..evaluation.evaluate import evaluate, record_evaluation, write_report
-from ..evaluation.localization import explanation_quality
-from ..evaluation.metrics import summarize
-from ..evaluation.robustness import SHIFTS, shift_report
-from ..inference.predict import Predictor
-from ..models import load_pretrained
+from ..data.spec import parse_label_map
 
 HELP = "score a model on a labelled image set, with intervals"
 
@@ -53,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shifts",
         default=None,
-        help=f"also re-score under acquisition shifts: 'all' or a comma-separated list of {', '.join(SHIFTS)}",
+        help="also re-score under acquisition shifts: 'all', or a comma-separated list of their names (zoom in "
+        "1.5x, JPEG quality 30, blur, stain, ...: an unknown name lists them)",
     )
     parser.add_argument(
         "--record", action="store_true", help="store the shift table in the (local) model folder's evaluations.json"
@@ -61,6 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.image_sets import mask_path
+    from ..evaluation.evaluate import evaluate, record_evaluation, write_report
+    from ..evaluation.localization import explanation_quality
+    from ..evaluation.metrics import summarize
+    from ..evaluation.robustness import SHIFTS, shift_report
+    from ..inference.predict import Predictor
+    from ..models import load_pretrained
+
     model = load_pretrained(args.model, revision=args.revision)
     metrics, raw = evaluate(model, args.data, args.split, args.tta, parse_label_map(args.label_map))
     if args.masks:
@@ -70,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.shifts:
         shifts = list(SHIFTS) if args.shifts == "all" else args.shifts.split(",")
+        unknown = [name for name in shifts if name not in SHIFTS]
+        if unknown:
+            raise ValueError(f"unknown shift(s) {', '.join(unknown)}; choose from {', '.join(SHIFTS)}")
         metrics["shifts"] = shift_report(
             Predictor(model, tta=args.tta), raw["paths"], raw["targets"], raw["groups"], shifts
         )

@@ -11,8 +11,6 @@ import argparse
 import json
 from pathlib import Path
 
-from ..inference.export import export_onnx
-from ..models import load_pretrained
 
 HELP = "export a model as ONNX"
 
@@ -24,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..inference.export import export_onnx
+    from ..models import load_pretrained
+
     path = export_onnx(load_pretrained(args.model, device="cpu"), args.out)
     print(json.dumps({"onnx": str(path), "bytes": path.stat().st_size}))
     return 0

@@ -15,7 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import CancerModelsError
+# Each subcommand module is light (its job's libraries load when it runs), so the help needs no torch.
 from . import calibrate, compare, evaluate, export, predict, push, recipes, slides, train
+from .arguments import HelpFormatter
 
 # (name, module): each module has HELP, add_arguments(parser) and run(args) -> int.
 COMMANDS = {
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=module.HELP,
             description=doc,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)

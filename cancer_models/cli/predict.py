@@ -17,9 +17,6 @@ import sys
 from pathlib import Path
 
 from ..errors import ImageError
-from ..inference.predict import Predictor
-from ..inference.routing import ROW_COLUMNS, answer
-from ..models import load_pretrained
 from ..sources import display_name
 
 HELP = "classify images with one model, or route each to the model that recognises it"
@@ -32,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..inference.predict import Predictor
+    from ..inference.routing import ROW_COLUMNS, answer
+    from ..models import load_pretrained
+
     predictors = {display_name(m): Predictor(load_pretrained(m)) for m in args.model}
     writer = csv.DictWriter(sys.stdout, ROW_COLUMNS)
     writer.writeheader()

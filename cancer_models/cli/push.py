@@ -10,11 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from huggingface_hub import get_token
 
 from ..errors import CancerModelsError, CheckpointError
-from ..models import load_pretrained
-from ..models.hub import MODEL_CARD_NAME, PUBLISH_EXCLUDE, files_to_publish, push_folder_to_hub
 
 HELP = "publish a model folder to the Hugging Face Hub"
 
@@ -30,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from huggingface_hub import get_token
+    from ..models import load_pretrained
+    from ..models.hub import MODEL_CARD_NAME, PUBLISH_EXCLUDE, files_to_publish, push_folder_to_hub
+
     try:
         load_pretrained(args.folder)  # refuse to publish anything that would not load
     except CancerModelsError as e:

@@ -16,8 +16,6 @@ from pathlib import Path
 
 from ..config import ModelConfig
 from ..errors import DataError
-from ..evaluation.evaluate import record_evaluation
-from ..reporting.tables import cross_validation_summary, recipe_selection_table
 
 HELP = "tabulate cross-validated runs out of fold to choose a recipe"
 
@@ -29,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluation.evaluate import record_evaluation
+    from ..reporting.tables import cross_validation_summary, recipe_selection_table
+
     finished = [r for r in args.runs if (r / "config.json").is_file()]
     for unfinished in sorted(set(args.runs) - set(finished)):
         print(f"{unfinished}: no ensemble yet (unfinished), left out", file=sys.stderr)

@@ -17,10 +17,6 @@ import sys
 from pathlib import Path
 
 from ..errors import ImageError
-from ..inference.predict import Predictor
-from ..inference.slide_outputs import write_outputs
-from ..inference.slides import MIN_TISSUE, SlidePredictor
-from ..models import load_pretrained
 
 HELP = "tile, classify and map large images and whole slides (QuPath GeoJSON)"
 
@@ -32,14 +28,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-size", type=int, default=None, help="tile side in level-0 pixels (default: model's)")
     parser.add_argument("--mpp", type=float, default=None, help="the slides' microns per pixel (default: their own)")
     parser.add_argument("--overlap", type=float, default=0.0, help="share of a tile its neighbours overlap")
-    parser.add_argument("--min-tissue", type=float, default=MIN_TISSUE, help="tissue share a tile needs")
+    parser.add_argument(
+        "--min-tissue", type=float, default=None, help="share of a tile that must be tissue (default: 0.25)"
+    )
     parser.add_argument("--explain", type=int, default=0, metavar="K", help="Grad-CAM of the K top tiles")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="tiles per forward pass (default: 64)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..inference.predict import Predictor
+    from ..inference.slide_outputs import write_outputs
+    from ..inference.slides import MIN_TISSUE, SlidePredictor
+
+    from ..models import load_pretrained
+
     predictor = Predictor(load_pretrained(args.model), batch_size=args.batch_size)
-    slides = SlidePredictor(predictor, args.tile_size, args.mpp, args.overlap, args.min_tissue, args.batch_size)
+    min_tissue = MIN_TISSUE if args.min_tissue is None else args.min_tissue
+    slides = SlidePredictor(predictor, args.tile_size, args.mpp, args.overlap, min_tissue, args.batch_size)
     failed = 0
     for path in args.files:
         try:  # one unreadable file does not stop the others

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 
-from ..training import TrainConfig, train
+from ..training.config import TrainConfig
 from .arguments import add_dataclass_arguments, dataclass_from_args
 
 HELP = "train a model on image sets (one process, or several under accelerate launch)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     add_dataclass_arguments(parser, TrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.trainer import train
+
     train(dataclass_from_args(TrainConfig, args))
     return 0

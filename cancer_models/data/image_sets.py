@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,52 +22,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from ..errors import DataError
 from ..sources import is_hub_id
-
-SPLITS = ("train", "validation", "test")
-_SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation"}
-_TARGET_NAMES = {"benign": 0, "malignant": 1}
-
-
-@dataclass
-class DataSpec:
-    """Where the images are and how to read them."""
-
-    sources: Sequence[str]
-    image_column: str = "image"
-    label_column: str = "label"
-    # Near-copies of one source image share a group; used when the column exists.
-    group_column: str = "group"
-    # The fine diagnosis (e.g. lung_aca, nevus), reported per category; used when the column exists.
-    subtype_column: str = "subtype"
-    # Raw label -> "benign" / "malignant". Labels already named benign/malignant need no entry.
-    label_map: dict[str, str] = field(default_factory=dict)
-    # Lesion masks (0/255 PNGs at each image's relative path), one folder or None per source, for
-    # mask-guided training; an image without a mask file simply has none.
-    mask_dirs: Sequence[str | None] = ()
-    # datasets' cache folder (source arrow files and decoded images); None: HF_DATASETS_CACHE.
-    cache_dir: str | None = None
-    # Used only for sources without their own validation / test splits.
-    validation_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-
-
-def parse_label_map(text: str | None) -> dict[str, str]:
-    """``"lung_n=benign,lung_aca=malignant"`` -> dict, checking the targets."""
-    if not text:
-        return {}
-    mapping = {}
-    for item in text.split(","):
-        raw, sep, target = item.partition("=")
-        if not sep or target.strip().lower() not in _TARGET_NAMES:
-            raise DataError(f"bad label map entry {item!r}: expected RAW=benign or RAW=malignant")
-        mapping[raw.strip()] = target.strip().lower()
-    return mapping
-
-
-def target_of(name: str, label_map: dict[str, str]) -> int | None:
-    """A raw label's target (0 benign, 1 malignant) through the label map, or None if it has none."""
-    return _TARGET_NAMES.get(label_map.get(name, name).strip().lower())
+from .spec import SPLIT_ALIASES, SPLITS, DataSpec, target_of
 
 
 def load_splits(spec: DataSpec) -> DatasetDict:
@@ -114,7 +68,7 @@ def load_raw(source: str, cache_dir: str | None = None, streaming: bool = False)
     kind = IterableDatasetDict if streaming else DatasetDict
     if not isinstance(raw, kind):
         raw = kind({"train": raw})
-    raw = kind({_SPLIT_ALIASES.get(name, name): ds for name, ds in raw.items()})
+    raw = kind({SPLIT_ALIASES.get(name, name): ds for name, ds in raw.items()})
     unknown = set(raw) - set(SPLITS)
     if unknown:
         raise DataError(f"{source}: unexpected split(s) {sorted(unknown)}; expected {list(SPLITS)}")
@@ -130,7 +84,7 @@ def _split_folders(path: Path) -> dict[str, str]:
     test/), or every image as "train" when there is none. Splits come from folders only: left to itself,
     ``datasets`` reads words in file names as split names (``train_12.bmp``, ``testA_5.bmp``) and keeps one of
     them. Naming the folders also spares it dozens of pattern searches of the whole tree."""
-    folders = {_SPLIT_ALIASES.get(d.name, d.name): d.name for d in path.iterdir() if d.is_dir()}
+    folders = {SPLIT_ALIASES.get(d.name, d.name): d.name for d in path.iterdir() if d.is_dir()}
     splits = {split: folders[split] for split in SPLITS if split in folders}
     if not splits:
         return {"train": "**"}

@@ -19,7 +19,8 @@ from datasets import Image as ImageFeature
 from datasets.distributed import split_dataset_by_node
 
 from ..errors import DataError, ImageError
-from .image_sets import SPLITS, DataSpec, load_raw, target_of
+from .image_sets import load_raw
+from .spec import SPLITS, DataSpec, target_of
 from .images import load_image, to_uint8_tensor
 
 

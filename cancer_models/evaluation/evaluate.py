@@ -17,7 +17,8 @@ from datasets import Dataset, concatenate_datasets
 from datasets import Image as ImageFeature
 
 from ..data.decoding import decode_split
-from ..data.image_sets import DataSpec, load_raw, load_source, parse_label_map, standardise
+from ..data.image_sets import load_raw, load_source, standardise
+from ..data.spec import DataSpec, parse_label_map
 from ..errors import ConfigError, DataError
 from ..inference.predict import Predictor
 from ..models import CancerModel, load_pretrained

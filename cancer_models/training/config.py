@@ -1,5 +1,6 @@
-"""Every training option in one dataclass (train.py's command line is generated from it), and the checks
-that can run before any image is decoded."""
+"""Every training option in one dataclass (train.py's command line is generated from it). Plain Python: the
+command line's help is built from it without loading torch or the data libraries (``checks.py`` validates a
+config against what the library has)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from ..config import COLOUR_CONSTANCY
-from ..data.augment import AUGMENTATIONS
-from ..data.image_sets import DataSpec, parse_label_map
+from ..data.spec import DataSpec, parse_label_map
 from ..errors import ConfigError
-from ..evaluation.metrics import choose_threshold
-from ..models import list_models
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.json"
+# The registry's architectures and the augmentation presets by name, written out so that the help needs no torch;
+# checks.py refuses a name the library lacks, and a test keeps these lists equal to the library's.
+ARCHITECTURES = ("cancer_cnn", "efficientnet_b0", "mobilenet_v2", "resnet18", "resnet34", "resnet50", "vgg16")
+AUGMENTATION_PRESETS = ("none", "default", "histopathology", "dermoscopy", "ultrasound")
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -28,7 +30,7 @@ class TrainConfig:
         None, "image set(s): imagefolder directories, Hub dataset ids or their downloaded parquet folders (combined)"
     )
     output_dir: str = _opt("runs/model", "folder for the trained model, its card, plots and checkpoints")
-    model: str = _opt("cancer_cnn", "architecture", choices=list_models())
+    model: str = _opt("cancer_cnn", "architecture", choices=list(ARCHITECTURES))
     input_size: int = _opt(128, "images are resized to input_size x input_size")
     colour_constancy: str = _opt(
         "none",
@@ -88,7 +90,7 @@ class TrainConfig:
     cache_dir: str = _opt(
         None, "datasets' cache folder, where decoded images are kept too (default: HF_DATASETS_CACHE)"
     )
-    augment: str = _opt("default", "augmentation preset", choices=list(AUGMENTATIONS))
+    augment: str = _opt("default", "augmentation preset", choices=list(AUGMENTATION_PRESETS))
     epochs: int = _opt(30, "maximum epochs")
     max_steps: int = _opt(0, "stop after this many optimizer steps (0: no limit), e.g. for smoke runs and benchmarks")
     batch_size: int = _opt(64, "batch size per process")
@@ -140,33 +142,6 @@ _RESUME_MUST_MATCH = (
     "data", "model", "input_size", "colour_constancy", "batch_size", "augment", "seed", "epochs", "lr", "freeze_epochs", "masks",
     "mask_loss", "cam_layers", "max_steps", "folds",
 )  # fmt: skip
-
-
-def check_config(cfg: TrainConfig) -> None:
-    """Everything that can be checked before data is decoded or a model built."""
-    if not cfg.data:
-        raise ConfigError("no data given: pass one or more image folders or Hub dataset ids")
-    if cfg.model not in list_models():
-        raise ConfigError(f"unknown model {cfg.model!r}; choose from {', '.join(list_models())}")
-    if cfg.augment not in AUGMENTATIONS:
-        raise ConfigError(f"unknown augmentation {cfg.augment!r}; choose from {', '.join(AUGMENTATIONS)}")
-    if cfg.masks and len(cfg.masks) != len(cfg.data):
-        raise ConfigError(f"--masks: {len(cfg.masks)} folder(s) for {len(cfg.data)} --data source(s); give one each")
-    if cfg.mask_loss and not cfg.masks:
-        raise ConfigError("--mask-loss needs --masks")
-    try:
-        choose_threshold([0, 1], [0.2, 0.8], cfg.threshold)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if cfg.streaming and (cfg.folds or cfg.masks):
-        raise ConfigError("--streaming works with neither --folds nor --masks (both need the whole training split)")
-    if cfg.folds == 1 or cfg.folds < 0:
-        raise ConfigError(f"--folds must be 0 (no cross-validation) or at least 2, got {cfg.folds}")
-    if cfg.fold and not 1 <= cfg.fold <= cfg.folds:
-        raise ConfigError(f"--fold {cfg.fold} needs --folds K with 1 <= {cfg.fold} <= K")
-    fold_checkpoints = Path(cfg.output_dir).glob(f"fold*/{CHECKPOINT_DIR}/{STATE_FILE}")
-    if cfg.resume and not (cfg.checkpoint_dir / STATE_FILE).is_file() and not any(fold_checkpoints):
-        raise ConfigError(f"--resume: no checkpoint in {cfg.checkpoint_dir} (or in its fold folders)")
 
 
 def check_resume_compatible(saved: dict[str, Any], cfg: TrainConfig) -> None:

@@ -24,7 +24,8 @@ from ..data.streaming import StreamedImages, StreamedSplit, load_streamed
 from ..errors import ConfigError
 from ..models import CancerModel, build_from_config, default_config
 from .checkpoint import TrainerState, load_checkpoint, save_best_weights, save_checkpoint, write_history
-from .config import CHECKPOINT_DIR, STATE_FILE, TrainConfig, check_config
+from .checks import check_config
+from .config import CHECKPOINT_DIR, STATE_FILE, TrainConfig
 from .cross_validation import build_ensemble, fold_dir
 from .finish import finish, provenance
 from .loop import Run, train_one_epoch, validate

@@ -1,0 +1,55 @@
+"""What an image set is and how to read it (``DataSpec``), and label names: plain Python, so that the
+training settings and the command line's help load without the data libraries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..errors import DataError
+
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation"}
+_TARGET_NAMES = {"benign": 0, "malignant": 1}
+
+
+@dataclass
+class DataSpec:
+    """Where the images are and how to read them."""
+
+    sources: Sequence[str]
+    image_column: str = "image"
+    label_column: str = "label"
+    # Near-copies of one source image share a group; used when the column exists.
+    group_column: str = "group"
+    # The fine diagnosis (e.g. lung_aca, nevus), reported per category; used when the column exists.
+    subtype_column: str = "subtype"
+    # Raw label -> "benign" / "malignant". Labels already named benign/malignant need no entry.
+    label_map: dict[str, str] = field(default_factory=dict)
+    # Lesion masks (0/255 PNGs at each image's relative path), one folder or None per source, for
+    # mask-guided training; an image without a mask file simply has none.
+    mask_dirs: Sequence[str | None] = ()
+    # datasets' cache folder (source arrow files and decoded images); None: HF_DATASETS_CACHE.
+    cache_dir: str | None = None
+    # Used only for sources without their own validation / test splits.
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """``"lung_n=benign,lung_aca=malignant"`` -> dict, checking the targets."""
+    if not text:
+        return {}
+    mapping = {}
+    for item in text.split(","):
+        raw, sep, target = item.partition("=")
+        if not sep or target.strip().lower() not in _TARGET_NAMES:
+            raise DataError(f"bad label map entry {item!r}: expected RAW=benign or RAW=malignant")
+        mapping[raw.strip()] = target.strip().lower()
+    return mapping
+
+
+def target_of(name: str, label_map: dict[str, str]) -> int | None:
+    """A raw label's target (0 benign, 1 malignant) through the label map, or None if it has none."""
+    return _TARGET_NAMES.get(label_map.get(name, name).strip().lower())
