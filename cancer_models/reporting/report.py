@@ -45,17 +45,29 @@ def _markdown_to_html(text: str) -> str:
     return "".join(f"<p>{p.strip()}</p>" for p in escaped.split("\n\n") if p.strip())
 
 
+def _model_section(model_name: str | None, config: ModelConfig, test_figures: str) -> str:
+    e = html.escape
+    if model_name is None:
+        return "<h2>Model</h2>\n<p>No model gave a verdict for this image, so no model's test figures apply to it.</p>"
+    return f"""<h2>Model</h2>
+<p>{e(model_name)}: <code>{e(config.architecture)}</code>, input {config.input_size}x{config.input_size} px,
+decision threshold P({e(config.labels[1])}) &ge; {config.threshold:.3f}.</p>
+<p>Measured on its held-out test split: {e(test_figures)}.</p>"""
+
+
 def single_image_report(
     image: Image.Image,
     overlay: np.ndarray | None,
     file_name: str,
-    model_name: str,
+    model_name: str | None,
     config: ModelConfig,
     prediction: Prediction,
     text: str,
     test_figures: str,
 ) -> str:
-    """The HTML page for one analysed image."""
+    """The HTML page for one analysed image. ``model_name`` is the model that answered, with ``config`` and
+    ``test_figures`` its own; None when no model answered (a refused image), and then no model's figures are
+    shown: they describe images like the training data, which this one is not."""
     e = html.escape
     rows = ""
     if prediction.in_distribution:
@@ -80,10 +92,7 @@ img{{max-width:28rem;border:1px solid #ccc}} table{{border-collapse:collapse}} t
 {rows}
 {_markdown_to_html(text)}
 {images}
-<h2>Model</h2>
-<p>{e(model_name)}: <code>{e(config.architecture)}</code>, input {config.input_size}x{config.input_size} px,
-decision threshold P({e(config.labels[1])}) &ge; {config.threshold:.3f}.</p>
-<p>Measured on its held-out test split: {e(test_figures)}.</p>
+{_model_section(model_name, config, test_figures)}
 <p><small>Written {when} by cancer-models.</small></p>
 </body></html>
 """
