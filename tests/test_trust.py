@@ -227,7 +227,7 @@ def test_the_colour_floor_refuses_grey_images_only_for_colour_modalities():
     assert ultrasound["colour_floor"] < 0.005 and (colour_ratio(grey_statistics, ultrasound) <= 1).all()
 
 
-def test_the_domain_check_learns_to_refuse_photographs_and_is_saved_with_the_model(small_cnn, tmp_path):
+def test_the_domain_check_learns_to_refuse_scenes_and_is_saved_with_the_model(small_cnn, tmp_path):
     from cancer_models.calibration import negatives
     from cancer_models.data.decoding import decode_split
     from cancer_models.data.image_sets import load_splits
@@ -236,8 +236,8 @@ def test_the_domain_check_learns_to_refuse_photographs_and_is_saved_with_the_mod
     data = load_splits(DataSpec([str(FIXTURES / "histopathology")]))
     fitting.fit_trust(small_cnn, {name: decode_split(ds, 96) for name, ds in data.items()})
     ood = small_cnn.config.ood
-    assert ood["domain_negatives"]["photographs"] >= 2 * 201 and ood["domain_negatives"]["generated"] > 0
-    # other draws than the ones it learnt from: new crops of the photographs, new generated images
+    assert ood["domain_negatives"]["scenes"] >= 7 * 2 * 121 and ood["domain_negatives"]["generated"] > 0
+    # other draws than the ones it learnt from: new scenes and crops, new generated images
     batch, _ = negatives.reference_negatives(96, seed=1)
     features, statistics = fitting.batch_features(small_cnn, batch)
     domain = small_cnn.ood_detector.scores(features, statistics)[:, -1] / ood["domain_threshold"]
@@ -251,6 +251,32 @@ def test_the_domain_check_learns_to_refuse_photographs_and_is_saved_with_the_mod
     assert [p.ood_score for p in Predictor(reloaded).predict(fixture_images("histopathology", "test"))] == [
         pytest.approx(p.ood_score) for p in tiles
     ]
+
+
+def test_negatives_are_drawn_here_and_refitting_gives_identical_limits(small_cnn, monkeypatch):
+    """No file is read (no photograph of another package), so the limits depend on the seed and the data only."""
+    import builtins
+    import copy
+
+    from cancer_models.calibration import negatives
+    from cancer_models.data.decoding import decode_split
+    from cancer_models.data.image_sets import load_splits
+    from cancer_models.data.spec import DataSpec
+
+    with monkeypatch.context() as no_files:
+        no_files.setattr(builtins, "open", lambda *a, **k: pytest.fail(f"negatives opened {a[0]}"))
+        no_files.setattr(Image, "open", lambda *a, **k: pytest.fail(f"negatives opened {a[0]}"))
+        first, counts = negatives.reference_negatives(64, per_scene=1, crops=3, per_kind=2)
+    again, _ = negatives.reference_negatives(64, per_scene=1, crops=3, per_kind=2)
+    assert torch.equal(first, again) and counts == {"scenes": 7 * 4, "generated": 7 * 2}
+
+    monkeypatch.setattr(fitting, "NEGATIVE_COUNTS", {"per_scene": 1, "crops": 20, "per_kind": 4})
+    splits = {n: decode_split(ds, 96) for n, ds in load_splits(DataSpec([str(FIXTURES / "histopathology")])).items()}
+    twice = [copy.deepcopy(small_cnn), copy.deepcopy(small_cnn)]
+    for model in twice:
+        fitting.fit_trust(model, splits)
+    assert twice[0].config.ood == twice[1].config.ood and twice[0].config.conformal == twice[1].config.conformal
+    assert torch.equal(twice[0].ood_detector.domain.weight, twice[1].ood_detector.domain.weight)
 
 
 def _flat_images() -> list[Image.Image]:

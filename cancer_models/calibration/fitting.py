@@ -6,7 +6,7 @@
   ``--acceptance`` of their groups; with ``--refuse DATA...``, also below every validation image of those sets
   (other modalities the model must not accept). A linear *domain* classifier on the same features and
   statistics, taught on the model's images against those sets and ``negatives.reference_negatives``
-  (package photographs, generated images), gets a limit the same way.
+  (photograph-like scenes and plain images the project draws from a seed), gets a limit the same way.
 - Prediction sets (``conformal.py``) at the level chosen for the model (or 1 - ``--alpha``), calibrated on the
   validation images the detector accepts, with and without test-time views.
 
@@ -77,6 +77,9 @@ FLOOR_MARGIN = 2.0
 # Inverse regularisation of the domain classifier (on standardised columns): strong, so that it learns the broad
 # directions in which foreign images differ rather than the particular negatives it was shown.
 DOMAIN_C = 0.1
+# How many of ``negatives.reference_negatives``'s images the domain classifier learns from: scenes per kind, crops
+# per scene and plain images per kind. Tests that check behaviour rather than figures fit on fewer.
+NEGATIVE_COUNTS = {"per_scene": 2, "crops": 120, "per_kind": 20}
 
 
 @dataclass
@@ -327,9 +330,9 @@ def fit_rejection(
 
 
 def domain_negatives(model: CancerModel, refused: dict[str, SplitOutputs]) -> Negatives:
-    """What the domain classifier learns to refuse: the ``refused`` sets (other modalities) and the package
-    photographs and generated images of ``reference_negatives``."""
-    batch, counts = reference_negatives(model.config.input_size)
+    """What the domain classifier learns to refuse: the ``refused`` sets (other modalities) and the scenes and
+    generated images of ``reference_negatives``."""
+    batch, counts = reference_negatives(model.config.input_size, **NEGATIVE_COUNTS)
     features, statistics = batch_features(model, batch)
     return Negatives(
         torch.cat([features, *(o.features for o in refused.values())]),

@@ -203,7 +203,11 @@ def explanation_reliability(explanations: dict[str, Any] | None, method: str | N
 
 
 # How the card names the domain classifier's negatives (``config.ood["domain_negatives"]``).
-NEGATIVE_KINDS = {"photographs": "photographs (whole and cropped)", "generated": "generated images"}
+NEGATIVE_KINDS = {
+    "scenes": "generated photograph-like scenes (whole and cropped)",
+    "photographs": "photographs (whole and cropped)",  # models calibrated before the scenes were
+    "generated": "generated images",
+}
 
 
 def _other_refusals(ood: dict) -> str:
