@@ -7,9 +7,9 @@ automatic choice sends each modality's test images.
 
 ``--record`` writes each model's foreign-set acceptance beside it (``evaluations.json``) and into its card.
 
-Generated images: uniform and Gaussian noise, flat colours, colour gradients, ellipses, rectangles, text,
-and square crops of the photographs gradio and scikit-learn ship, made as the domain check's negatives are
-(``cancer_models.calibration.negatives``, other random draws): a figure on what the check was taught, not on
+Generated images: uniform and Gaussian noise, flat colours, colour gradients, ellipses, rectangles,
+text-like strokes, and square crops of generated photograph-like scenes, made as the domain check's negatives
+are (``cancer_models.calibration.negatives``, other random draws): a figure on what the check was taught, not on
 images it has never seen; the foreign development set is that. Needs the data set (../shared/data or
 CANCER_DATA). Prints one JSON object.
 """
@@ -32,20 +32,19 @@ from foreign_images import foreign_sets, sets_for
 from cancer_models import Predictor, load_image, load_pretrained
 from cancer_models.calibration import negatives
 from cancer_models.evaluation.evaluate import record_evaluation
-from cancer_models.inference.routing import route
+from cancer_models.inference.routing import route_many
 
 TASKS = ("histopathology", "dermoscopy", "ultrasound")
 # The test images of each model: the test splits of every data set it was trained on.
 SOURCES = {"histopathology": ("histopathology",), "dermoscopy": ("dermoscopy", "dermoscopy_multiclass"),
            "ultrasound": ("ultrasound",)}  # fmt: skip
-KINDS = (*negatives.KINDS, "photo")
+KINDS = (*negatives.KINDS, "scene")
 
 
 def generated(kind: str, rng: np.random.Generator) -> Image.Image:
-    if kind != "photo":
+    if kind != "scene":
         return negatives.generated(kind, rng)
-    files = negatives.photograph_files()
-    return negatives.random_crop(Image.open(files[rng.integers(len(files))]).convert("RGB"), rng)
+    return negatives.random_crop(negatives.scene(negatives.SCENES[rng.integers(len(negatives.SCENES))], rng), rng)
 
 
 def accepted(predictor: Predictor, images: list) -> float:
@@ -119,7 +118,7 @@ def main() -> None:
             )
     report["automatic_choice"] = {}
     for task, images in tests.items():
-        routes = [route(predictors, im) for im in images]
+        routes = route_many(predictors, images)
         report["automatic_choice"][task] = {
             "to_own_model": round(float(np.mean([r.model == task for r in routes])), 4),
             "closest_is_own_model": round(float(np.mean([r.closest == task for r in routes])), 4),

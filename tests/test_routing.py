@@ -9,7 +9,7 @@ import pytest
 from conftest import fixture_images
 
 from cancer_models import Predictor, load_pretrained
-from cancer_models.inference.routing import route
+from cancer_models.inference.routing import route, route_many
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -36,8 +36,10 @@ def _own_images(task: str) -> list[Path]:
 def test_every_fixture_image_goes_to_the_model_of_its_kind(predictors, task):
     images = _own_images(task)
     assert len(images) >= 4
-    routes = [route(predictors, image) for image in images]
+    routes = route_many(predictors, images)
     assert [r.model for r in routes] == [task] * len(images), [r.unusualness for r in routes]
+    one = route(predictors, images[0])  # one image alone: the same choice and figures as in a batch
+    assert one.model == routes[0].model and one.unusualness == pytest.approx(routes[0].unusualness, rel=1e-4)
     assert "Chosen automatically" in routes[0].reason() and task in routes[0].reason()
 
 
@@ -68,7 +70,7 @@ def test_images_of_no_supported_kind_go_to_no_model(predictors, foreign):
     sets = foreign
     images = [im for name, ims in sets.items() if not name.startswith("ultrasound") for im in ims[::4]]
     assert len(images) >= 40
-    routed = [route(predictors, im) for im in images]
+    routed = route_many(predictors, images)
     assert sum(r.model is not None for r in routed) == 0
     assert "None of the models recognises this image" in routed[0].reason()
 
@@ -91,6 +93,6 @@ SOURCES = {"histopathology": ("histopathology",), "dermoscopy": ("dermoscopy", "
 def test_the_automatic_choice_sends_each_test_split_to_its_model(predictors, shared_data, task):
     """At least 97% of each modality's test images go to its own model; none goes to another one."""
     files = sorted(f for source in SOURCES[task] for f in (shared_data / source / "test").glob("*/*.jpg"))
-    chosen = [route(predictors, f).model for f in files]
+    chosen = [r.model for r in route_many(predictors, files)]
     assert np.mean([m == task for m in chosen]) >= 0.97
     assert not any(m not in (task, None) for m in chosen)

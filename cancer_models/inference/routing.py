@@ -9,7 +9,7 @@ modality (or one that the Modality does not rule out) is there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..data.images import ImageInput, load_image
@@ -42,8 +42,17 @@ class Route:
 def route(predictors: Mapping[str, Predictor], image: ImageInput) -> Route:
     """Ask every model's rejection check about ``image`` (decoded once) and choose; models without a check are
     never chosen automatically (they would accept anything)."""
-    rgb = load_image(image)
-    predictions = {name: predictor.predict(rgb, tta=False) for name, predictor in predictors.items()}
+    return route_many(predictors, [image])[0]
+
+
+def route_many(predictors: Mapping[str, Predictor], images: Sequence[ImageInput]) -> list[Route]:
+    """``route`` for many images: each decoded once, each model's check run over them in batches."""
+    decoded = [load_image(image) for image in images]
+    answers = {name: predictor.predict(decoded, tta=False) for name, predictor in predictors.items()}
+    return [_choose({name: answers[name][i] for name in predictors}) for i in range(len(decoded))]
+
+
+def _choose(predictions: dict[str, Prediction]) -> Route:
     unusualness = {
         name: float("inf") if p.ood_score is None else p.ood_score for name, p in predictions.items()
     }
