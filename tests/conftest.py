@@ -10,12 +10,26 @@ import torch
 import torchvision
 
 from cancer_models import Predictor, create_model
+from cancer_models.calibration import fitting
 from cancer_models.data.images import model_input
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 torch.set_num_threads(2)
+
+# The domain score's negatives at the product's count (about 1,800 images), for tests that check what it learns.
+FULL_NEGATIVES = dict(fitting.NEGATIVE_COUNTS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _few_negatives():
+    """Every fit in this process (training's finish, calibrate) learns its domain score from 245 drawn negatives
+    instead of about 1,800: tests check what the fits do, not the shipped figures (which the tests that need
+    them restore with FULL_NEGATIVES)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fitting, "NEGATIVE_COUNTS", {"per_scene": 1, "crops": 30, "per_kind": 5})
+        yield
 
 
 def fixture_images(task: str = "histopathology", split: str = "test") -> list[Path]:

@@ -227,7 +227,10 @@ def test_the_colour_floor_refuses_grey_images_only_for_colour_modalities():
     assert ultrasound["colour_floor"] < 0.005 and (colour_ratio(grey_statistics, ultrasound) <= 1).all()
 
 
-def test_the_domain_check_learns_to_refuse_scenes_and_is_saved_with_the_model(small_cnn, tmp_path):
+def test_the_domain_check_learns_to_refuse_scenes_and_is_saved_with_the_model(small_cnn, tmp_path, monkeypatch):
+    from conftest import FULL_NEGATIVES
+
+    monkeypatch.setattr(fitting, "NEGATIVE_COUNTS", FULL_NEGATIVES)  # what it learns at the product's count
     from cancer_models.calibration import negatives
     from cancer_models.data.decoding import decode_split
     from cancer_models.data.image_sets import load_splits
