@@ -358,6 +358,20 @@ def test_in_a_real_browser(served, tmp_path):
             cell = table.get_by_text(header, exact=True).first
             assert cell.bounding_box()["height"] < 30, f"the header {header} wraps"
         page.screenshot(path=str(ARTIFACTS / "app-batch.png"), full_page=True)
+
+        # Slides: the map comes with its legend; a new model clears the summary of the old one.
+        from test_slides import mosaic
+
+        mosaic()[0].save(tmp_path / "field.png")
+        page.get_by_role("tab", name="Large image / slide").click()
+        page.locator("#slide-file input[type=file]").set_input_files(str(tmp_path / "field.png"))
+        page.get_by_role("button", name="Analyse slide").click()
+        summary = page.locator("#slide-summary")
+        expect(summary).to_contain_text("tissue tiles", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "app-slide.png"), full_page=True)
+        page.get_by_label("Model (modality and architecture)").click()
+        page.get_by_role("option", name=SHIPPED).click()
+        expect(summary).not_to_contain_text("tissue tiles", timeout=30_000)
         browser.close()
 
 

@@ -105,3 +105,31 @@ def test_the_documentation_site_builds_without_warnings(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "Predictor" in api and "load_pretrained" in api  # the API pages come from the docstrings
+
+
+def test_the_readmes_train_and_evaluate_commands_run_as_written_on_a_train_only_folder(tmp_path, monkeypatch, capsys):
+    """A newcomer's folder of benign/ and malignant/ images under train/ only: train as the README says, then
+    evaluate as it says: the test split training held out is recreated and scored, not the training images."""
+    import json
+    import shlex
+
+    from conftest import fixture_images
+
+    from cancer_models.cli import main
+
+    commands = [line for line in README.read_text().splitlines() if line.startswith("cancer-models ")]
+    train = next(c for c in commands if c.startswith("cancer-models train --data my_images"))
+    evaluate = next(c for c in commands if c.startswith("cancer-models evaluate --model runs/mine --data my_images"))
+    for split in ("train", "validation", "test"):
+        for image in fixture_images("histopathology", split):
+            (tmp_path / "my_images" / "train" / image.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(image, tmp_path / "my_images" / "train" / image.parent.name / image.name)
+    monkeypatch.chdir(tmp_path)
+    assert main(shlex.split(train)[1:]) == 0
+    trained = json.loads((tmp_path / "runs" / "mine" / "metrics.json").read_text())["test"]
+    capsys.readouterr()
+    assert main(shlex.split(evaluate)[1:]) == 0
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scored["n"] == trained["n"] < 24 and not scored["includes_training_images"]
+    assert scored["confusion_matrix"] == trained["confusion_matrix"]  # the same held-out images
+    assert (tmp_path / "report" / "report.md").is_file()
