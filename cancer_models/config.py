@@ -19,7 +19,9 @@ from .record import TrainingRecord
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_LABELS = ("benign", "malignant")
-TTA_VIEWS = ("dihedral", "hflip")
+TTA_VIEWS = ("dihedral", "hflip", "vflip")
+# What is done to an image before it is resized for the model (data/images.prepare_image).
+PREPROCESSING = ("none", "mammogram")
 # Per-image colour normalisation before mean/std (images.model_input), with how recipes and cards describe it.
 COLOUR_CONSTANCY = {"none": "", "shades_of_gray": "Shades of Gray colour constancy (p = 6)"}
 FORMAT_VERSION = 1
@@ -45,12 +47,16 @@ class ModelConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     # Applied to every input (training, evaluation, the app, Grad-CAM) before mean/std.
     colour_constancy: str = "none"
+    # Applied to every decoded image before it is resized (training, evaluation, the app, Grad-CAM):
+    # "mammogram" puts a mammogram in canonical form (data/mammography.py).
+    preprocessing: str = "none"
     # Decision threshold on the calibrated malignant probability.
     threshold: float = 0.5
     # Logits are divided by this before the softmax (temperature scaling).
     temperature: float = 1.0
     # Test-time augmentation views that keep an image what it is: all 8 flips and rotations, or (for images
-    # with an up, such as ultrasound) horizontal flips only.
+    # with an up, such as ultrasound) horizontal flips only, or (a canonical mammogram, whose chest wall is on
+    # the left) vertical flips only.
     tta_views: str = "dihedral"
     # Explanations: the CAM method and target layers (module names, e.g. "stage3") shown by default, chosen by
     # how often the map points into the lesion (localization.py). No layers: the architecture's own default.
@@ -108,6 +114,8 @@ class ModelConfig:
             isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
         ):
             fail("temperature", f"must be a positive number, got {self.temperature!r}")
+        if self.preprocessing not in PREPROCESSING:
+            fail("preprocessing", f"must be one of {list(PREPROCESSING)}, got {self.preprocessing!r}")
         if self.tta_views not in TTA_VIEWS:
             fail("tta_views", f"must be one of {list(TTA_VIEWS)}, got {self.tta_views!r}")
         if self.cam_method not in CAM_METHODS:

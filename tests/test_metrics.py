@@ -138,3 +138,25 @@ def test_per_category_figures_are_each_classes_own_hit_rate():
     assert out["melanoma"]["value"] == 1.0 and out["bcc"]["value"] == 0.5 and out["bcc"]["label"] == 1
     low, high = out["nevus"]["ci"]
     assert 0 < low < 2 / 3 < high < 1 and out["nevus"]["too_few"]
+
+
+def test_screening_operating_points_match_the_roc_curve():
+    """Sensitivity at 90% specificity and specificity at 90% sensitivity: the best point of the full ROC curve
+    (every threshold, ties included) that meets the other figure."""
+    from sklearn.metrics import roc_curve
+
+    from cancer_models.evaluation.metrics import sensitivity_at_specificity, specificity_at_sensitivity
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(5, 60))
+        y = rng.integers(0, 2, n)
+        if len(set(y)) < 2:
+            continue
+        p = np.round(rng.random(n) + y * rng.random(n), 2)  # rounded: ties between and within classes
+        fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
+        assert sensitivity_at_specificity(y, p, 0.9) == pytest.approx(max(t for f, t in zip(fpr, tpr) if 1 - f >= 0.9))
+        assert specificity_at_sensitivity(y, p, 0.9) == pytest.approx(max(1 - f for f, t in zip(fpr, tpr) if t >= 0.9))
+    m = binary_metrics(y, p, 0.5, n_bootstrap=200)
+    assert m["sensitivity_at_90_specificity_ci"][0] <= m["sensitivity_at_90_specificity"] <= m[
+        "sensitivity_at_90_specificity_ci"][1]  # fmt: skip

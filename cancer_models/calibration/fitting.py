@@ -36,6 +36,7 @@ from ..data.decoding import DecodedSplit, decode_split
 from ..data.image_sets import fold_indices, load_raw, load_splits, mask_path, pooled_for_folds, standardise
 from ..data.spec import DataSpec
 from ..errors import DataError
+from ..evaluation.evaluate import recorded_data_spec
 from ..evaluation.localization import ImageScores, choose_cam
 from ..inference.predict import Predictor
 from ..models import CancerModel, load_pretrained
@@ -332,7 +333,7 @@ def fit_rejection(
 def domain_negatives(model: CancerModel, refused: dict[str, SplitOutputs]) -> Negatives:
     """What the domain classifier learns to refuse: the ``refused`` sets (other modalities) and the scenes and
     generated images of ``reference_negatives``."""
-    batch, counts = reference_negatives(model.config.input_size, **NEGATIVE_COUNTS)
+    batch, counts = reference_negatives(model.config.input_size, model.config.preprocessing, **NEGATIVE_COUNTS)
     features, statistics = batch_features(model, batch)
     return Negatives(
         torch.cat([features, *(o.features for o in refused.values())]),
@@ -406,12 +407,13 @@ def fit_ensemble_trust(
     return {"calibrated_on": "out-of-fold predictions", "out_of_fold": trust_report(ensemble, outputs, accepted)}
 
 
-def images_to_refuse(source: str, size: int) -> DecodedSplit:
+def images_to_refuse(source: str, size: int, preprocessing: str = "none") -> DecodedSplit:
     """The images of ``source`` that ``--refuse`` uses: its validation split, or all its images if it has none."""
     raw = load_raw(source)
     names = ["validation"] if "validation" in raw else sorted(raw)
     spec = DataSpec([source])
-    return decode_split(concatenate_datasets([standardise(raw[n], spec, f"{source}/{n}", source) for n in names]), size)
+    images = concatenate_datasets([standardise(raw[n], spec, f"{source}/{n}", source) for n in names])
+    return decode_split(images, size, preprocessing=preprocessing)
 
 
 def trust_report(
@@ -483,18 +485,19 @@ def calibrate_folder(
     for key, value in (settings or {}).items():
         setattr(model.config, key, value)
     model.config.validate()
-    size = model.config.input_size
-    to_refuse = {display_name(source): images_to_refuse(source, size) for source in refuse}
-    splits = load_splits(DataSpec(data))
+    size, prep = model.config.input_size, model.config.preprocessing
+    to_refuse = {display_name(source): images_to_refuse(source, size, prep) for source in refuse}
+    # The splits as training made them (its seed and fractions, for sources without split folders).
+    splits = load_splits(recorded_data_spec(model.config.training, data, {}))
     if model.config.training.cross_validation:
         # A cross-validated ensemble trained on these validation images: its trust is fitted out of fold.
-        pooled = decode_split(pooled_for_folds(splits), size)
+        pooled = decode_split(pooled_for_folds(splits), size, preprocessing=prep)
         report = fit_ensemble_trust(model, pooled, training_seed(model), acceptance, alpha, to_refuse)
-        test = decode_split(splits["test"], size)
+        test = decode_split(splits["test"], size, preprocessing=prep)
         report["test"] = trust_report(model, split_outputs(model, test, tta=True))
         model.config.training.trust = report
     else:
-        decoded = {name: decode_split(ds, size) for name, ds in splits.items()}
+        decoded = {name: decode_split(ds, size, preprocessing=prep) for name, ds in splits.items()}
         report = fit_trust(model, decoded, acceptance, alpha, to_refuse)
     if masks:
         model.config.training.explanations = fit_explanations(model, *masks)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..data.images import to_uint8_tensor
+from ..data.images import prepare_image, to_uint8_tensor
 
 KINDS = ("uniform noise", "gaussian noise", "flat colour", "gradient", "ellipses", "rectangles", "strokes")
 SCENES = ("landscape", "city", "clouds", "fur", "foliage", "objects", "gratings")
@@ -129,10 +129,11 @@ def random_crop(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def reference_negatives(
-    size: int, per_scene: int = 2, crops: int = 120, per_kind: int = 20, seed: int = 0
+    size: int, preprocessing: str = "none", per_scene: int = 2, crops: int = 120, per_kind: int = 20, seed: int = 0
 ) -> tuple[torch.Tensor, dict]:
     """A uint8 batch (N, 3, size, size) of ``per_scene`` scenes of each kind (each whole and as ``crops``
-    crops) and ``per_kind`` generated images of each kind, and how many of each family were made.
+    crops) and ``per_kind`` generated images of each kind, each through the model's ``preprocessing`` as a
+    model would see it, and how many of each family were made.
 
     Many crops, because what a classifier learns from a few dozen depends on which ones were drawn: with 24
     crops a photograph the dermoscopy model should refuse was refused or not from one draw to the next."""
@@ -144,5 +145,5 @@ def reference_negatives(
             images += [image, *(random_crop(image, rng) for _ in range(crops))]
     scenes = len(images)
     images += [generated(kind, rng) for kind in KINDS for _ in range(per_kind)]
-    batch = torch.stack([to_uint8_tensor(image, size) for image in images])
+    batch = torch.stack([to_uint8_tensor(prepare_image(image, preprocessing), size) for image in images])
     return batch, {"scenes": scenes, "generated": len(images) - scenes}

@@ -50,8 +50,10 @@ class _Photometric(nn.Module):
 class RandomGeometry(nn.Module):
     """Random orientation, then (with probability p) a small affine warp, as one grid sample per batch.
 
-    Orientation: a horizontal flip, or with `all_orientations` any of the 8 flips and 90-degree rotations
-    (a transposition is one of the three coin flips, so non-square images keep their flips only).
+    Orientation: a flip about ``flip`` ("horizontal": left-right, "vertical": up-down, for images whose left
+    and right are fixed, such as a mammogram in canonical form), or with `all_orientations` any of the 8 flips
+    and 90-degree rotations (a transposition is one of the three coin flips, so non-square images keep their
+    flips only).
     Affine: rotation within +-degrees, translation within +-translate of the size, isotropic scale in
     `scale` (log-uniform, so zooming in 2x is as likely as zooming out 2x), x-shear within +-shear degrees;
     borders reflect. A sample left unwarped is resampled exactly at
@@ -61,6 +63,7 @@ class RandomGeometry(nn.Module):
     def __init__(
         self,
         all_orientations: bool = True,
+        flip: str = "horizontal",
         degrees: float = 10.0,
         translate: float = 0.05,
         scale: tuple[float, float] = (0.9, 1.1),
@@ -68,7 +71,9 @@ class RandomGeometry(nn.Module):
         p: float = 0.5,
     ) -> None:
         super().__init__()
-        self.all_orientations, self.degrees, self.translate = all_orientations, degrees, translate
+        if flip not in ("horizontal", "vertical"):
+            raise ValueError(f"flip must be horizontal or vertical, got {flip!r}")
+        self.all_orientations, self.flip, self.degrees, self.translate = all_orientations, flip, degrees, translate
         self.scale, self.shear, self.p = scale, shear, p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W)
@@ -76,8 +81,10 @@ class RandomGeometry(nn.Module):
         one = torch.ones(n, device=x.device)  # float32 for the matrix maths, whatever x's dtype
 
         # Orientation O as a map in centred pixel coordinates: flips negate an axis, a transposition swaps them.
-        sx = torch.where(_coin(n, 0.5, one), -one, one)
-        sy = torch.where(_coin(n, 0.5, one), -one, one) if self.all_orientations else one
+        flips_x = self.all_orientations or self.flip == "horizontal"
+        flips_y = self.all_orientations or self.flip == "vertical"
+        sx = torch.where(_coin(n, 0.5, one), -one, one) if flips_x else one
+        sy = torch.where(_coin(n, 0.5, one), -one, one) if flips_y else one
         swap = _coin(n, 0.5, one) & (h == w and self.all_orientations)
         orient = torch.diag_embed(torch.stack([sx, sy], 1))
         orient = torch.where(swap[:, None, None], orient.flip(-1), orient)
@@ -199,6 +206,21 @@ class GaussianBlur(_Photometric):
         return y.view_as(x)
 
 
+class RandomGamma(_Photometric):
+    """With probability p per image, grey levels raised to a power drawn log-uniformly from ``gamma``: the
+    exposure and processing curve of another X-ray system."""
+
+    def __init__(self, gamma: tuple[float, float] = (0.7, 1.4), p: float = 0.5) -> None:
+        super().__init__()
+        self.gamma, self.p = gamma, p
+
+    def recolour(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) in [0, 1]
+        n = x.shape[0]
+        exponent = _uniform(n, math.log(self.gamma[0]), math.log(self.gamma[1]), x).exp()
+        exponent = torch.where(_coin(n, self.p, x), exponent, torch.ones_like(exponent))
+        return x.clamp_min(0).pow(exponent.view(n, 1, 1, 1).to(x.dtype))
+
+
 AUGMENTATIONS = {
     "none": list,
     "default": lambda: [RandomGeometry(), ColorJitter(0.15, 0.15, 0.1, 0.02, p=0.8)],
@@ -211,6 +233,12 @@ AUGMENTATIONS = {
     ],
     "dermoscopy": lambda: [RandomGeometry(), ColorJitter(0.2, 0.2, 0.15, 0.03, p=0.8)],
     "ultrasound": lambda: [RandomGeometry(all_orientations=False), ColorJitter(0.2, 0.2, 0.0, 0.0, p=0.8)],
+    # Canonical mammograms have the chest wall on the left: flipped up-down only; grey levels, no colour.
+    "mammography": lambda: [
+        RandomGeometry(all_orientations=False, flip="vertical", degrees=7.0, scale=(0.9, 1.15)),
+        ColorJitter(0.2, 0.2, 0.0, 0.0, p=0.8),
+        RandomGamma(),
+    ],
 }
 
 
@@ -224,6 +252,8 @@ def build_augmentation(name: str) -> nn.Module:
 
 def tta_views_for(augmentation: nn.Module) -> str:
     """The test-time views (``ModelConfig.tta_views``) a model trained with ``augmentation`` has seen:
-    all 8 orientations, or horizontal flips only."""
+    all 8 orientations, or the flips about one axis only."""
     geometry = [m for m in augmentation if isinstance(m, RandomGeometry)]
-    return "dihedral" if geometry and geometry[0].all_orientations else "hflip"
+    if geometry and geometry[0].all_orientations:
+        return "dihedral"
+    return "vflip" if geometry and geometry[0].flip == "vertical" else "hflip"

@@ -20,7 +20,7 @@ from datasets import Array3D, Dataset, Value
 from datasets import Image as ImageFeature
 
 from ..errors import DataError, ImageError
-from .images import load_image, to_uint8_tensor
+from .images import load_image, prepare_image, to_uint8_tensor
 
 # A split larger than this, decoded, is read from disk rather than loaded into RAM (``in_memory=None``).
 IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
@@ -108,7 +108,9 @@ class DecodedSplit:
         )
 
 
-def _decode_rows(batch: dict[str, list[Any]], size: int, with_masks: bool) -> dict[str, list[Any]]:
+def _decode_rows(
+    batch: dict[str, list[Any]], size: int, with_masks: bool, preprocessing: str
+) -> dict[str, list[Any]]:
     """``Dataset.map`` function: each row's image (and lesion mask) decoded at ``size``, or its decode error."""
     if os.getpid() != _PARENT_PID:
         # A forked worker: PyTorch's OpenMP pool does not survive fork, and the resize would wait on it forever.
@@ -117,7 +119,8 @@ def _decode_rows(batch: dict[str, list[Any]], size: int, with_masks: bool) -> di
     pixels, errors, lesions = [], [], []
     for i, item in enumerate(batch["image"]):
         try:
-            pixels.append(to_uint8_tensor(load_image(item["bytes"] or item["path"]), size).numpy())
+            image = prepare_image(load_image(item["bytes"] or item["path"]), preprocessing)
+            pixels.append(to_uint8_tensor(image, size).numpy())
             errors.append("")
         except ImageError as e:
             pixels.append(np.zeros((3, size, size), dtype=np.uint8))
@@ -147,15 +150,19 @@ def decode_split(
     desc: str = "decoding",
     in_memory: bool | None = True,
     num_proc: int | None = None,
+    preprocessing: str = "none",
 ) -> DecodedSplit:
     """Decode every image through ``load_image`` (the Predictor's path) at ``size``, through datasets' cache.
 
     ``in_memory``: load the decoded images into RAM (True), read them from the memory-mapped cache (False), or
     decide by their size (None: RAM up to ``IN_MEMORY_LIMIT_BYTES``). ``num_proc``: decoding processes (default:
-    one per CPU core for large sets). An image that cannot be decoded is a DataError naming it, or with
-    ``skip_bad`` is left out and listed in ``skipped``.
+    one per CPU core for large sets). ``preprocessing``: the model's (``prepare_image``), applied before resizing.
+    An image that cannot be decoded is a DataError naming it, or with ``skip_bad`` is left out and listed in
+    ``skipped``.
     """
     with_masks = "mask" in ds.column_names and any(ds["mask"])
+    if with_masks and preprocessing != "none":
+        raise DataError(f"lesion masks cannot follow the {preprocessing!r} preprocessing's crop: train without masks")
     features = ds.features.copy()
     del features["image"]
     features["pixels"] = Array3D((3, size, size), "uint8")
@@ -168,7 +175,7 @@ def decode_split(
     cached_before = _cache_files_beside(ds)
     decoded = ds.cast_column("image", ImageFeature(decode=False)).map(
         _decode_rows,
-        fn_kwargs={"size": size, "with_masks": with_masks},
+        fn_kwargs={"size": size, "with_masks": with_masks, "preprocessing": preprocessing},
         batched=True,
         batch_size=64,
         num_proc=num_proc,

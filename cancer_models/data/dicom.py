@@ -47,6 +47,7 @@ TASK_MODALITIES = {
     "ultrasound": {"US"},
     "dermoscopy": {"XC", "DMS"},
     "histopathology": {"SM"},
+    "mammography": {"MG"},
 }
 GENERIC_MODALITIES = {"OT", "SC"}
 
@@ -74,6 +75,12 @@ class DicomImage:
     frames: int  # frames in the file
     # (left, top, right, bottom) of the ultrasound region the image was cropped to, where the file states one
     region: tuple[int, int, int, int] | None = None
+    # What a reader of a mammogram is told, where the file says: the breast (L or R), the view (CC, MLO, ...),
+    # the side of the image the chest wall is on (from the patient orientation), and how grey levels were set.
+    laterality: str | None = None
+    view: str | None = None
+    chest_wall: str | None = None
+    note: str | None = None
 
 
 def is_dicom(source: str | os.PathLike | bytes) -> bool:
@@ -96,7 +103,6 @@ def read_dicom(source: str | os.PathLike | bytes, frame: int = 0, name: str = "t
     try:
         import pydicom
         from pydicom.errors import InvalidDicomError
-        from pydicom.pixels import apply_color_lut, apply_modality_lut
     except ImportError as e:  # pragma: no cover - pydicom is a dependency
         raise ImageError("reading DICOM needs pydicom: pip install pydicom pylibjpeg pylibjpeg-libjpeg") from e
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
@@ -116,6 +122,11 @@ def read_dicom(source: str | os.PathLike | bytes, frame: int = 0, name: str = "t
         raise ImageError(f"{name}: its DICOM frame count is malformed") from None
     if not 0 <= frame < frames:
         raise ImageError(f"{name} has {frames} frame(s); frame {frame} does not exist")
+    if modality == "MG" and frames > 1:
+        raise ImageError(
+            f"{name} is a mammography stack of {frames} frames (tomosynthesis): only 2-D mammograms (one frame) "
+            "can be analysed"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -128,21 +139,72 @@ def read_dicom(source: str | os.PathLike | bytes, frame: int = 0, name: str = "t
         ) from None
     if frames > 1:
         pixels = pixels[frame]
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    try:
-        if photometric == "PALETTE COLOR":
-            rgb = _to_uint8(apply_color_lut(pixels, ds), 16 if pixels.dtype != np.uint8 else 8)
-        elif int(ds.get("SamplesPerPixel", 1)) == 3:  # pydicom returns YBR data converted to RGB
-            rgb = _to_uint8(pixels, int(ds.get("BitsStored", 8)))
-        else:
-            rgb = np.repeat(_grey(apply_modality_lut(pixels, ds), ds, photometric)[..., None], 3, axis=2)
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
-        raise ImageError(f"{name}: its DICOM pixel attributes are inconsistent ({type(e).__name__})") from None
+    rgb, for_processing = _displayed(pixels, ds, name)
     region = ultrasound_region(ds, rgb.shape[1], rgb.shape[0])
     if region is not None:  # a scanner's screen: the image without its text, scales and colour bars
         left, top, right, bottom = region
         rgb = rgb[top:bottom, left:right]
-    return DicomImage(Image.fromarray(np.ascontiguousarray(rgb)), modality, frames, region)
+    note = FOR_PROCESSING_NOTE if for_processing else None
+    return DicomImage(
+        Image.fromarray(np.ascontiguousarray(rgb)),
+        modality,
+        frames,
+        region,
+        laterality=_code(ds.get("ImageLaterality") or ds.get("Laterality")),
+        view=_code(ds.get("ViewPosition")),
+        chest_wall=_chest_wall(ds),
+        note=note,
+    )
+
+
+FOR_PROCESSING_NOTE = (
+    "a FOR PROCESSING image (raw detector values, no display window): grey levels set from its own 0.5-99.5% range"
+)
+
+
+def _displayed(pixels: np.ndarray, ds, name: str) -> tuple[np.ndarray, bool]:
+    """A frame's pixels as a viewer shows them (uint8 RGB), and whether it was a FOR PROCESSING grey image, whose
+    grey levels were set from its own range."""
+    from pydicom.pixels import apply_color_lut, apply_modality_lut
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    # Raw detector values, meant for a workstation's processing and never for display: no window to apply.
+    for_processing = str(ds.get("PresentationIntentType", "")).upper() == "FOR PROCESSING"
+    try:
+        if photometric == "PALETTE COLOR":
+            return _to_uint8(apply_color_lut(pixels, ds), 16 if pixels.dtype != np.uint8 else 8), False
+        if int(ds.get("SamplesPerPixel", 1)) == 3:  # pydicom returns YBR data converted to RGB
+            return _to_uint8(pixels, int(ds.get("BitsStored", 8))), False
+        values = apply_modality_lut(pixels, ds)
+        grey = _own_window(values, photometric) if for_processing else _grey(values, ds, photometric)
+        return np.repeat(grey[..., None], 3, axis=2), for_processing
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        raise ImageError(f"{name}: its DICOM pixel attributes are inconsistent ({type(e).__name__})") from None
+
+
+def _code(value) -> str | None:
+    """A short coded attribute (laterality, view) as text, or None when absent or empty."""
+    text = str(value or "").strip().upper()
+    return text or None
+
+
+def _chest_wall(ds) -> str | None:
+    """The side of the image the chest wall is on, from PatientOrientation's first value (where the rows point):
+    towards anterior (A: the nipple is to the right) puts the chest wall on the left; posterior (P) on the right."""
+    orientation = ds.get("PatientOrientation")
+    if not orientation or len(orientation) < 1:
+        return None
+    row = str(orientation[0]).upper()
+    return "left" if row.startswith("A") else "right" if row.startswith("P") else None
+
+
+def _own_window(values: np.ndarray, photometric: str) -> np.ndarray:
+    """Raw values to 0-255 over their own 0.5-99.5% range (a FOR PROCESSING image has no display window)."""
+    values = np.asarray(values, dtype=np.float64)
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    grey = np.zeros(values.shape) if hi <= lo else np.clip((values - lo) / (hi - lo), 0, 1) * 255
+    grey = np.round(grey).astype(np.uint8)
+    return 255 - grey if photometric == "MONOCHROME1" else grey
 
 
 MIN_REGION_SIDE = 32  # a stated region smaller than this is no image to classify: the whole frame is kept

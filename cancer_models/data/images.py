@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError
 from .dicom import is_dicom, read_dicom
+from .mammography import canonical_mammogram
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -37,8 +38,10 @@ def load_image(source: ImageInput, frame: int = 0) -> Image.Image:
     """Return ``source`` as an upright RGB image (EXIF orientation applied, alpha composited on white).
 
     A DICOM file (a path or its bytes) gives its ``frame``-th frame as a viewer shows it (``dicom.py``), with
-    its Modality attribute in ``image.info["dicom_modality"]`` and, where the file states an ultrasound region
-    and the image was cropped to it, that box in ``image.info["dicom_region"]``.
+    its Modality attribute in ``image.info["dicom_modality"]``; where the file states an ultrasound region and
+    the image was cropped to it, that box in ``image.info["dicom_region"]``; a mammogram's laterality, view and
+    chest-wall side in ``dicom_laterality``, ``dicom_view`` and ``dicom_chest_wall``; and how grey levels were set,
+    where that needs saying, in ``dicom_note`` (None where the file says nothing).
     """
     readable = isinstance(source, (bytes, bytearray)) or (
         isinstance(source, (str, os.PathLike)) and Path(source).is_file()
@@ -74,7 +77,15 @@ def _load_dicom(source: str | os.PathLike | bytes, frame: int) -> Image.Image:
         raise ImageError(f"{name} is larger than the {MAX_FILE_BYTES / 1e6:.0f} MB limit")
     dicom = read_dicom(source, frame, name)
     _check_size(dicom.image)
-    dicom.image.info.update(dicom_modality=dicom.modality, frames=dicom.frames, dicom_region=dicom.region)
+    dicom.image.info.update(
+        dicom_modality=dicom.modality,
+        frames=dicom.frames,
+        dicom_region=dicom.region,
+        dicom_laterality=dicom.laterality,
+        dicom_view=dicom.view,
+        dicom_chest_wall=dicom.chest_wall,
+        dicom_note=dicom.note,
+    )
     return dicom.image
 
 
@@ -160,6 +171,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return image.convert("RGB")
     except (ValueError, OSError) as e:
         raise ImageError(f"unsupported image mode {mode!r}: {e}") from e
+
+
+def prepare_image(image: Image.Image, preprocessing: str) -> Image.Image:
+    """``image`` (from ``load_image``) after a model's preprocessing (``ModelConfig.preprocessing``): as it is
+    for "none"; for "mammogram" in canonical form (``mammography.canonical_mammogram``, with the side of the chest
+    wall from a DICOM file's patient orientation where it says)."""
+    if preprocessing == "none":
+        return image
+    if preprocessing == "mammogram":
+        return canonical_mammogram(image, image.info.get("dicom_chest_wall")).image
+    raise ValueError(f"unknown preprocessing {preprocessing!r}")
 
 
 def to_uint8_tensor(image: Image.Image, size: int) -> torch.Tensor:

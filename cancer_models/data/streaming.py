@@ -21,7 +21,7 @@ from datasets.distributed import split_dataset_by_node
 from ..errors import DataError, ImageError
 from .image_sets import load_raw
 from .spec import SPLITS, DataSpec, target_of
-from .images import load_image, to_uint8_tensor
+from .images import load_image, prepare_image, to_uint8_tensor
 
 
 @dataclass
@@ -106,9 +106,17 @@ class StreamedImages(torch.utils.data.IterableDataset):
     image that cannot be decoded stops the run naming it, or with ``skip_bad`` is left out and listed."""
 
     def __init__(
-        self, split: StreamedSplit, size: int, seed: int, rank: int, world: int, skip_bad: bool, buffer: int
+        self,
+        split: StreamedSplit,
+        size: int,
+        seed: int,
+        rank: int,
+        world: int,
+        skip_bad: bool,
+        buffer: int,
+        preprocessing: str = "none",
     ) -> None:
-        self.split, self.size, self.skip_bad = split, size, skip_bad
+        self.split, self.size, self.skip_bad, self.preprocessing = split, size, skip_bad, preprocessing
         self.stream = split_dataset_by_node(split.stream.shuffle(seed=seed, buffer_size=buffer), rank, world)
 
     def set_epoch(self, epoch: int) -> None:
@@ -118,7 +126,8 @@ class StreamedImages(torch.utils.data.IterableDataset):
         for row in self.stream:
             item = row["image"]
             try:
-                image = to_uint8_tensor(load_image(item["bytes"] or item["path"]), self.size)
+                decoded = prepare_image(load_image(item["bytes"] or item["path"]), self.preprocessing)
+                image = to_uint8_tensor(decoded, self.size)
             except ImageError as e:
                 where = item.get("path") or "embedded image"
                 if not self.skip_bad:

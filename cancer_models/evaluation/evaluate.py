@@ -57,7 +57,7 @@ def evaluate(
     """
     chosen = choose_split(model, data, split or "test", label_map or {})
     ds = chosen.images
-    decoded = decode_split(ds, model.config.input_size)
+    decoded = decode_split(ds, model.config.input_size, preprocessing=model.config.preprocessing)
     paths = [item["path"] for item in ds.cast_column("image", ImageFeature(decode=False))["image"]]
     predictor = Predictor(model, tta=tta, batch_size=batch_size)
     probs = predictor.probabilities(decoded.images)[:, 1].numpy()
@@ -87,7 +87,7 @@ def choose_split(model: CancerModel, data: str | Path, split: str, label_map: di
     raw = load_raw(source)
     record = model.config.training
     known = is_training_source(source, record.data)
-    spec = recorded_data_spec(record, source, label_map) if known else DataSpec([source], label_map=label_map)
+    spec = recorded_data_spec(record, [source], label_map) if known else DataSpec([source], label_map=label_map)
     if split == "all":
         every = concatenate_datasets([standardise(ds, spec, f"{source}/{n}", source) for n, ds in raw.items()])
         note = f"all {len(every)} images of every split"
@@ -129,12 +129,13 @@ def is_training_source(source: str, training_data: list[str]) -> bool:
     return any(not is_hub_id(d) and Path(d).expanduser().resolve() == here for d in training_data)
 
 
-def recorded_data_spec(record: TrainingRecord, source: str, label_map: dict[str, str]) -> DataSpec:
-    """How the training run read and split ``source``: its columns, label map, split fractions and seed."""
-    settings, defaults = record.settings, DataSpec([source])
+def recorded_data_spec(record: TrainingRecord, sources: list[str], label_map: dict[str, str]) -> DataSpec:
+    """How the training run read and split ``sources``: its columns, label map, split fractions and seed (the
+    defaults where the record holds no settings)."""
+    settings, defaults = record.settings, DataSpec(sources)
     recorded_map = parse_label_map(settings.get("label_map") or "")
     return DataSpec(
-        [source],
+        list(sources),
         image_column=settings.get("image_column", defaults.image_column),
         label_column=settings.get("label_column", defaults.label_column),
         group_column=settings.get("group_column", defaults.group_column),

@@ -41,6 +41,28 @@ def rank_auc(y: np.ndarray, p: np.ndarray) -> float:
     return float((rankdata(p)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def sensitivity_at_specificity(y: np.ndarray, p: np.ndarray, specificity: float = 0.9) -> float | None:
+    """The highest sensitivity of any threshold whose specificity is at least ``specificity`` (ties count
+    against the model): a screening reader's figure at a fixed false-positive rate."""
+    negatives, positives = np.sort(p[y == 0]), p[y == 1]
+    if not len(negatives) or not len(positives):
+        return None
+    k = int(np.ceil(specificity * len(negatives)))  # at least k negatives must lie below the threshold
+    cut = negatives[k - 1] if k > 0 else -np.inf
+    return float((positives > cut).mean())
+
+
+def specificity_at_sensitivity(y: np.ndarray, p: np.ndarray, sensitivity: float = 0.9) -> float | None:
+    """The highest specificity of any threshold whose sensitivity is at least ``sensitivity`` (ties count
+    against the model)."""
+    positives, negatives = np.sort(p[y == 1]), p[y == 0]
+    if not len(negatives) or not len(positives):
+        return None
+    m = int(np.floor((1 - sensitivity) * len(positives) + 1e-9))  # at most m positives may fall below it
+    cut = positives[m]
+    return float((negatives < cut).mean())
+
+
 def _point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     pred = (p >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
@@ -52,6 +74,8 @@ def _point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
         "precision": float(precision_score(y, pred, zero_division=0)),
         "f1": float(f1_score(y, pred, zero_division=0)),
         "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
+        "sensitivity_at_90_specificity": sensitivity_at_specificity(y, p, 0.9),
+        "specificity_at_90_sensitivity": specificity_at_sensitivity(y, p, 0.9),
     }
 
 
@@ -85,7 +109,9 @@ def binary_metrics(
     return result
 
 
-_CI_METRICS = ("auc", "accuracy", "sensitivity", "specificity")
+_CI_METRICS = (
+    "auc", "accuracy", "sensitivity", "specificity", "sensitivity_at_90_specificity", "specificity_at_90_sensitivity"
+)
 
 
 def _bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed) -> dict:
@@ -107,6 +133,8 @@ def _bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed) -> dict:
             samples["auc"].append(rank_auc(yb, pb))
             samples["sensitivity"].append(predicted[yb == 1].mean())
             samples["specificity"].append((~predicted[yb == 0]).mean())
+            samples["sensitivity_at_90_specificity"].append(sensitivity_at_specificity(yb, pb, 0.9))
+            samples["specificity_at_90_sensitivity"].append(specificity_at_sensitivity(yb, pb, 0.9))
         samples["accuracy"].append((predicted == yb).mean())
     out = {
         f"{k}_ci": [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v else None

@@ -88,7 +88,7 @@ def shift_report(
     images = [load_image(p) for p in paths]
     size, report = predictor.config.input_size, {}
     for name in shifts:
-        batch = torch.stack([to_uint8_tensor(SHIFTS[name](im), size) for im in images])
+        batch = torch.stack([to_uint8_tensor(predictor.prepare(SHIFTS[name](im)), size) for im in images])
         probs = predictor.probabilities(batch)[:, 1].numpy()
         m = binary_metrics(targets, probs, predictor.config.threshold, groups, n_bootstrap=n_bootstrap)
         report[name] = {

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from ..data.dicom import modality_conflict
-from ..data.images import ImageInput, load_image, model_input, to_uint8_tensor
+from ..data.images import ImageInput, load_image, model_input, prepare_image, to_uint8_tensor
 from ..models import CancerModel
 from ..trust.conformal import prediction_set as conformal_set
 from ..trust.ood import tap_features
@@ -79,10 +79,13 @@ def refused(prediction: Prediction) -> Prediction:
 
 def tta_views(x: torch.Tensor, kind: str) -> list[torch.Tensor]:
     """The views of a batch (N, C, H, W) that show the same image: ``dihedral``, the 8 flips and 90-degree
-    rotations (tissue and skin have no 'up'), or ``hflip``, the image and its mirror image (an ultrasound
-    image has the probe at the top)."""
+    rotations (tissue and skin have no 'up'), ``hflip``, the image and its mirror image (an ultrasound
+    image has the probe at the top), or ``vflip``, the image and its upside-down copy (a canonical mammogram
+    has its chest wall on the left)."""
     if kind == "hflip":
         return [x, torch.flip(x, dims=(3,))]
+    if kind == "vflip":
+        return [x, torch.flip(x, dims=(2,))]
     rotations = [torch.rot90(x, k, dims=(2, 3)) for k in range(4)]
     return rotations + [torch.flip(r, dims=(3,)) for r in rotations]
 
@@ -109,7 +112,12 @@ class Predictor:
         size = self.config.input_size
         if not images:
             return torch.empty((0, 3, size, size), dtype=torch.uint8)
-        return torch.stack([to_uint8_tensor(load_image(im), size) for im in images])
+        return torch.stack([to_uint8_tensor(self.prepare(im), size) for im in images])
+
+    def prepare(self, image: ImageInput) -> Image.Image:
+        """``image`` as this model looks at it before resizing: upright RGB, and in the config's preprocessing
+        (a mammogram in canonical form); what explanations are drawn over."""
+        return prepare_image(load_image(image), self.config.preprocessing)
 
     def probabilities(self, batch: torch.Tensor, tta: bool | None = None) -> torch.Tensor:
         """Calibrated class probabilities (N, 2) for a uint8 batch from ``preprocess``."""
@@ -186,7 +194,7 @@ class Predictor:
         """Predict ``image`` and explain the predicted class (or ``label``) with a CAM method (by default the
         config's ``cam_method``, the one measured to point at lesions best)."""
         method = method or self.config.cam_method
-        rgb = load_image(image)
+        rgb = self.prepare(image)
         probs, scores = self.analyse(to_uint8_tensor(rgb, self.config.input_size)[None], tta=False)
         prediction = self.decide(probs[0].tolist(), None if scores is None else float(scores[0]))
         # A refused image has no class of its own; its map, if asked for, is the malignant class's.
@@ -211,7 +219,7 @@ class Predictor:
             raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
         if label not in self.config.labels:
             raise ValueError(f"unknown label {label!r}; the model's labels are {self.config.labels}")
-        rgb = load_image(image)
+        rgb = self.prepare(image)
         x = to_uint8_tensor(rgb, self.config.input_size)[None]
         with self._lock:
             x = model_input(x.to(self.device), self.config)

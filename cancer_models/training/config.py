@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import COLOUR_CONSTANCY
+from ..config import COLOUR_CONSTANCY, PREPROCESSING
 from ..data.spec import DataSpec, parse_label_map
 from ..errors import ConfigError
 
@@ -17,7 +17,7 @@ STATE_FILE = "trainer_state.json"
 # The registry's architectures and the augmentation presets by name, written out so that the help needs no torch;
 # checks.py refuses a name the library lacks, and a test keeps these lists equal to the library's.
 ARCHITECTURES = ("cancer_cnn", "efficientnet_b0", "mobilenet_v2", "resnet18", "resnet34", "resnet50", "vgg16")
-AUGMENTATION_PRESETS = ("none", "default", "histopathology", "dermoscopy", "ultrasound")
+AUGMENTATION_PRESETS = ("none", "default", "histopathology", "dermoscopy", "ultrasound", "mammography")
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -36,6 +36,12 @@ class TrainConfig:
         "none",
         "per-image colour normalisation, part of the model (applied in training, evaluation, the app and Grad-CAM)",
         choices=list(COLOUR_CONSTANCY),
+    )
+    preprocessing: str = _opt(
+        "none",
+        "what is done to each image before it is resized, part of the model: 'mammogram' finds the breast, crops "
+        "it, puts the chest wall on the left and a dark background behind it",
+        choices=list(PREPROCESSING),
     )
     pretrained: bool = _opt(False, "start transfer models from ImageNet weights (downloads them once)")
     freeze_epochs: int = _opt(
@@ -139,8 +145,8 @@ class TrainConfig:
 
 # Settings a resumed run must share with the interrupted one, or it would not continue the same run.
 _RESUME_MUST_MATCH = (
-    "data", "model", "input_size", "colour_constancy", "batch_size", "augment", "seed", "epochs", "lr", "freeze_epochs", "masks",
-    "mask_loss", "cam_layers", "max_steps", "folds",
+    "data", "model", "input_size", "colour_constancy", "preprocessing", "batch_size", "augment", "seed", "epochs",
+    "lr", "freeze_epochs", "masks", "mask_loss", "cam_layers", "max_steps", "folds",
 )  # fmt: skip
 
 

@@ -184,7 +184,9 @@ def _load_data(cfg: TrainConfig, fold: int | None) -> tuple[dict[str, DecodedSpl
             splits = fold_splits(splits, fold, cfg.folds, cfg.seed)
     workers = cfg.decode_workers or None
     decoded = {
-        name: decode_split(ds, cfg.input_size, cfg.skip_bad_images, f"decoding {name}", in_memory, workers)
+        name: decode_split(
+            ds, cfg.input_size, cfg.skip_bad_images, f"decoding {name}", in_memory, workers, cfg.preprocessing
+        )
         for name, ds in splits.items()
     }
     return decoded, streamed
@@ -217,6 +219,7 @@ def _build_model(cfg: TrainConfig) -> CancerModel:
     )
     config.cam_layers = cfg.cam_layers or []
     config.colour_constancy = cfg.colour_constancy
+    config.preprocessing = cfg.preprocessing
     model = build_from_config(config)
     if cfg.freeze_epochs and not model.has_backbone:
         raise ConfigError(f"--freeze-epochs applies to transfer models (a backbone to freeze), not to {cfg.model}")
