@@ -44,10 +44,10 @@ WARNING_HTML = (
 )
 INTRO = (
     "# Benign or malignant? With an explanation\n"
-    "Histopathology tiles, dermoscopy photos, breast ultrasound. Upload an image or a DICOM file: the app chooses "
-    "the model for its kind of image (or pick one), answers benign, malignant, *uncertain* (both stay plausible) or "
-    "*not recognised* (not an image it was trained on), and shows a Grad-CAM map of where the model looked. Uploads "
-    "are analysed in memory and not stored."
+    "Histopathology tiles, dermoscopy photos, breast ultrasound, screening mammograms. Upload an image or a DICOM "
+    "file: the app chooses the model for its kind of image (or pick one), answers benign, malignant, *uncertain* "
+    "(both stay plausible) or *not recognised* (not an image it was trained on), and shows a Grad-CAM map of where "
+    "the model looked. Uploads are analysed in memory and not stored."
 )
 AUTOMATIC = "Automatic (the model whose kind of image this is)"
 BEST_MAP = "model's measured best"
@@ -83,10 +83,11 @@ class Analysis:
     """One image's answer, kept per visitor (Gradio state) so that the map's method and opacity re-render without a
     new prediction, and the report is written from what is on screen."""
 
-    image: Image.Image
+    image: Image.Image  # as the answering (or closest) model looked at it: a mammogram in canonical form
     file_name: str
     answer: Answer  # who answered (or came closest) and what
     tta: bool
+    info: dict = field(default_factory=dict)  # what the file said about the image (DICOM region, view, ...)
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict)  # by CAM method
 
     @property
@@ -188,7 +189,9 @@ class App:
                     raise gr.Error("No model is available.", print_exception=False)
             else:
                 predictors = {model_name: self.model(model_name).predictor}
-            return Analysis(rgb, Path(path).name, answer(predictors, rgb, tta), tta)
+            answered = answer(predictors, rgb, tta)
+            shown = predictors[answered.closest].prepare(rgb)  # what that model looked at, maps drawn over it
+            return Analysis(shown, Path(path).name, answered, tta, dict(rgb.info))
         except ImageError as e:
             raise _cannot_analyse(e, path) from e
 
@@ -230,7 +233,18 @@ class App:
 
     def _details(self, analysis: Analysis, config: ModelConfig, method: str | None) -> list[str]:
         prediction, details = analysis.prediction, []
-        region = analysis.image.info.get("dicom_region")
+        region, info = analysis.info.get("dicom_region"), analysis.info
+        said = [f"{name} {info[key]}" for key, name in (("dicom_laterality", "breast"), ("dicom_view", "view"))
+                if info.get(key)]  # fmt: skip
+        if said:
+            details.append(f"The DICOM file says: {', '.join(said)}.")
+        if info.get("dicom_note"):
+            details.append(f"The DICOM file holds {info['dicom_note']}.")
+        if config.preprocessing == "mammogram":
+            details.append(
+                "The model looks at the breast alone: found, cut out of its background and labels, turned with the "
+                "chest wall on the left and dark background (the map is drawn over that view)."
+            )
         if region:
             details.append(
                 "The DICOM file states where its ultrasound image is: only that region (pixels "
@@ -320,8 +334,8 @@ class App:
         return str(out)
 
     def preview(self, file, frame: int = 0):
-        """The upload as the model will see it (a DICOM file's frame, upright, cropped to its stated region), and
-        the frame slider (shown for a multi-frame DICOM file)."""
+        """The upload as a viewer shows it (a DICOM file's frame, upright, cropped to its stated region), and the
+        frame slider (shown for a multi-frame DICOM file)."""
         if file is None:
             return None, gr.update(visible=False, value=0)
         try:
@@ -495,7 +509,10 @@ def _single_tab(app: App, model: gr.Dropdown, panel: gr.Markdown) -> None:
             upload = gr.File(
                 label="Image or DICOM file (JPEG, PNG, TIFF, .dcm, ...)", elem_id="upload", height=120
             )
-            preview = gr.Image(label="What the model sees", type="pil", height=260, interactive=False, elem_id="preview")
+            preview = gr.Image(
+                label="The image, upright, as a viewer shows it", type="pil", height=260, interactive=False,
+                elem_id="preview",
+            )  # fmt: skip
             frame = gr.Slider(0, 1, value=0, step=1, label="DICOM frame", visible=False)
             with gr.Accordion("Options", open=False):
                 method = gr.Dropdown([BEST_MAP, *CAM_METHODS], value=BEST_MAP, label="Explanation method")

@@ -17,6 +17,7 @@ class DatasetInfo:
     license_text: str  # the terms in words
     citation: str
     url: str
+    cautions: tuple[str, ...] = ()  # what a model trained on this set inherits from it, for the card
 
 
 KNOWN_DATASETS = {
@@ -50,6 +51,24 @@ KNOWN_DATASETS = {
         "Al-Dhabyani W, Gomaa M, Khaled H, Fahmy A. Dataset of breast ultrasound images. Data in Brief 28, "
         "104863 (2020).",
         "https://doi.org/10.1016/j.dib.2019.104863",
+    ),
+    "mammography": DatasetInfo(
+        "RSNA screening mammograms (CC and MLO views), as re-released on Kaggle (hayder17, a Roboflow export)",
+        "other",
+        "Database Contents License (DbCL) 1.0 for the release; the upstream RSNA screening data is for research use",
+        "Carr C, Kitamura F, Kalpathy-Cramer J, et al. RSNA Screening Mammography Breast Cancer Detection. Kaggle, "
+        "2022. Re-released as hayder17/breast-cancer-detection (Kaggle).",
+        "https://www.kaggle.com/competitions/rsna-breast-cancer-detection",
+        (
+            "The release stretched every mammogram to a 384 x 384 square: proportions, and detail finer than about "
+            "half a millimetre, are not those of the original images.",
+            "Labels belong to the whole view (a view of a breast with cancer, or of a cancer-free exam), not to a "
+            "marked lesion; there are no biopsy-proven benign lesions among the benign views.",
+            "Digital screening from one screening population; film, tomosynthesis, other vendors and other "
+            "populations are unmeasured.",
+            "In this release the two classes differ in how images were processed and stored (brightness, "
+            "inverted grey levels): a model may learn that as well as the breast.",
+        ),
     ),
 }
 # Most restrictive first: a model trained on several sets takes the first of their licences in this order.

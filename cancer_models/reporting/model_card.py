@@ -422,6 +422,7 @@ def _failures(config: ModelConfig) -> str:
     ece = training.metrics.get("test", {}).get("ece")
     if ece is not None and ece > POOR_CALIBRATION:
         lines.append(f"- Expected calibration error {ece:.3f} on the test split: read its probabilities as rough.")
+    lines += [f"- {caution}" for info in known(_data_names(training)) for caution in info.cautions]
     lines += [
         "- Trained on public research data from few institutions and devices: figures on other populations, "
         "scanners, stains or magnifications are unknown until measured.",

@@ -18,6 +18,8 @@ CARD_METRICS = {
     "precision": "Precision (PPV)",
     "f1": "F1",
     "ece": "Expected calibration error",
+    "sensitivity_at_90_specificity": "Sensitivity at 90% specificity (best threshold)",
+    "specificity_at_90_sensitivity": "Specificity at 90% sensitivity (best threshold)",
 }
 
 
