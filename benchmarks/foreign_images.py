@@ -11,7 +11,8 @@
 - ``fundus and microscopy (scikit-image)``: a retina photograph, an angiogram, an immunohistochemistry
   (DAB) slide, a fluorescence cell image; square crops too.
 - ``grey / inverted / recoloured <modality>``: the other tasks' test images (``../shared/data``, where present)
-  made grey, inverted or hue-rotated.
+  made grey, inverted or hue-rotated; and screening mammograms (no shipped model is for them) as stored and
+  inverted.
 
 None of these is used to fit any limit: the rejection thresholds come from each model's own images and its
 other modalities' validation splits (``calibrate --refuse``). Used by ``benchmarks/rejection.py`` and tests.
@@ -27,7 +28,9 @@ from PIL import Image, ImageOps
 
 from cancer_models import ImageError, load_image
 
+# The shipped models' tasks, and other modalities in ../shared/data that none of them is for.
 TASKS = ("histopathology", "dermoscopy", "ultrasound")
+OTHER_MODALITIES = ("mammography",)
 PHOTOS = (
     "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "color.png", "grass.png",
     "gravel.png", "horse.png", "hubble_deep_field.jpg", "logo.png", "moon.png", "motorcycle_left.png", "page.png",
@@ -114,6 +117,9 @@ def foreign_sets(data: Path | None = None, n: int = 60, seed: int = 0) -> dict[s
         if data is not None:
             for task in TASKS:
                 sets |= transformed(data, task, n, rng)
+            for modality in OTHER_MODALITIES:  # as they are, and inverted: no model of theirs is shipped
+                sets |= {name: images for name, images in transformed(data, modality, n, rng).items()
+                         if not name.startswith("recoloured")}  # fmt: skip
     return sets
 
 

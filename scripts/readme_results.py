@@ -17,6 +17,7 @@ DATA = {
     "dermoscopy": "ISIC (Kaggle benign/malignant)",
     "dermoscopy_multiclass": "HAM10000",
     "ultrasound": "BUSI breast ultrasound",
+    "mammography": "RSNA screening mammograms (Kaggle re-release)",
 }
 
 

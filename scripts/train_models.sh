@@ -32,28 +32,32 @@ declare -A RECIPES=(
   [histopathology-cancer-cnn]="--data $DATA/histopathology --task histopathology --model cancer_cnn --input-size 128 --augment histopathology --epochs 15 --patience 5 --lr 2e-3 --weight-decay 0.05"
   [dermoscopy-cancer-cnn]="--data $DATA/dermoscopy $DATA/dermoscopy_multiclass --masks none $DATA/dermoscopy_multiclass_masks --mask-loss 1 --cam-layers stage3.1 --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 11 --patience 4 --lr 2e-3 --weight-decay 0.05 --folds 5 --license cc-by-nc-sa-4.0"
   [ultrasound-cancer-cnn]="--data $DATA/ultrasound --masks $DATA/ultrasound_masks --mask-loss 3 --cam-layers stage3.1 --task ultrasound --model cancer_cnn --input-size 128 --augment ultrasound --epochs 50 --patience 10 --lr 1e-3 --weight-decay 0.05 --batch-size 32 --folds 5 --license cc-by-4.0"
+  [mammography-cancer-cnn]="--data $DATA/mammography --task mammography --model cancer_cnn --input-size 256 --preprocessing mammogram --augment mammography --epochs 30 --patience 8 --lr 2e-3 --weight-decay 0.05 --batch-size 32 --threshold sensitivity=0.9 --license other"
   [histopathology-resnet34]="--data $DATA/histopathology --task histopathology --model resnet34 --input-size 96 --augment histopathology --epochs 12 --patience 4 --lr 1e-3 --weight-decay 0.05"
   [ultrasound-resnet34]="--data $DATA/ultrasound --task ultrasound --model resnet34 --input-size 128 --augment ultrasound --epochs 40 --patience 10 --lr 1e-3 --weight-decay 0.05 --batch-size 32 --license cc-by-4.0"
   [dermoscopy-resnet34]="--data $DATA/dermoscopy --task dermoscopy --model resnet34 --input-size 96 --augment dermoscopy --epochs 30 --patience 8 --lr 1e-3 --weight-decay 0.05 --license cc-by-nc-4.0"
 )
 
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(histopathology-cancer-cnn dermoscopy-cancer-cnn ultrasound-cancer-cnn histopathology-resnet34 dermoscopy-resnet34
-  ultrasound-resnet34)
+[ ${#names[@]} -eq 0 ] && names=(histopathology-cancer-cnn dermoscopy-cancer-cnn ultrasound-cancer-cnn mammography-cancer-cnn
+  histopathology-resnet34 dermoscopy-resnet34 ultrasound-resnet34)
 for name in "${names[@]}"; do
   [ -n "${RECIPES[$name]:-}" ] || { echo "unknown model $name; known: ${!RECIPES[*]}" >&2; exit 2; }
   # shellcheck disable=SC2086
   train "$name" ${RECIPES[$name]}
-  # Every shipped model refuses the other two modalities' validation images (calibrate --refuse).
+  # Every shipped model refuses the other modalities' validation images (calibrate --refuse).
   case $name in
     ultrasound-cancer-cnn) explain "$name" "$DATA/ultrasound" -- "$DATA/ultrasound" "$DATA/ultrasound_masks" \
-      --refuse "$DATA/histopathology" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" ;;
+      --refuse "$DATA/histopathology" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" "$DATA/mammography" ;;
+    mammography-cancer-cnn) cancer-models calibrate --model "runs/$name" --data "$DATA/mammography" \
+      --refuse "$DATA/histopathology" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" "$DATA/ultrasound" ;;
     ultrasound-*) explain "$name" "$DATA/ultrasound" -- "$DATA/ultrasound" "$DATA/ultrasound_masks" ;;
     dermoscopy-cancer-cnn) explain "$name" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" -- \
-      "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" --refuse "$DATA/histopathology" "$DATA/ultrasound" ;;
+      "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" --refuse "$DATA/histopathology" "$DATA/ultrasound" \
+      "$DATA/mammography" ;;
     # LC25000 tiles are 160 pixels here (their microns per pixel are unknown): the scale slides are cut at
     histopathology-cancer-cnn) cancer-models calibrate --model "runs/$name" --data "$DATA/histopathology" \
-      --refuse "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" "$DATA/ultrasound" --tile-size 160 ;;
+      --refuse "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" "$DATA/ultrasound" "$DATA/mammography" --tile-size 160 ;;
     # trained on the ISIC set alone: its rejection and prediction sets are refitted on that alone
     dermoscopy-resnet34) explain "$name" "$DATA/dermoscopy" -- "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" ;;
   esac

@@ -96,3 +96,10 @@ def test_the_automatic_choice_sends_each_test_split_to_its_model(predictors, sha
     chosen = [r.model for r in route_many(predictors, files)]
     assert np.mean([m == task for m in chosen]) >= 0.97
     assert not any(m not in (task, None) for m in chosen)
+
+
+def test_no_model_takes_a_mammogram(predictors, shared_data):
+    """Screening mammograms are a kind of image none of these models was trained on: every one is refused."""
+    files = sorted((shared_data / "mammography" / "test").glob("*/*.jpg"))
+    routes = route_many(predictors, files)
+    assert len(files) > 200 and all(r.model is None for r in routes)

@@ -35,7 +35,8 @@ def test_the_histopathology_model_refuses_other_modalities_and_drawings():
     predictor = Predictor(load_pretrained(HISTO_MODEL))
     tiles = predictor.predict(fixture_images("histopathology", "test"))
     assert all(p.in_distribution and p.decision in ("benign", "malignant", "uncertain") for p in tiles)
-    others = fixture_images("dermoscopy", "test") + fixture_images("ultrasound", "test")
+    others = [*fixture_images("dermoscopy", "test"), *fixture_images("ultrasound", "test"),
+              *fixture_images("mammography", "test")]  # fmt: skip
     for p in predictor.predict([*others, *drawings()]):
         assert not p.in_distribution and p.decision == "not recognised" and p.prediction_set == ()
         assert p.ood_score > 1  # a multiple of its limit
@@ -44,7 +45,7 @@ def test_the_histopathology_model_refuses_other_modalities_and_drawings():
 @pytest.mark.parametrize("modality", ["dermoscopy", "ultrasound"])
 def test_the_other_shipped_models_refuse_the_other_modalities_too(modality):
     predictor = Predictor(load_pretrained(ROOT / "models" / f"{modality}-cancer-cnn"))
-    others = [m for m in ("histopathology", "dermoscopy", "ultrasound") if m != modality]
+    others = [m for m in ("histopathology", "dermoscopy", "ultrasound", "mammography") if m != modality]
     images = [image for m in others for split in ("train", "validation", "test") for image in fixture_images(m, split)]
     assert len(images) >= 20
     assert not any(p.in_distribution for p in predictor.predict([*images, *drawings()]))

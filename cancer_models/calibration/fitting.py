@@ -20,7 +20,6 @@ peaks inside the lesion on the test images (``localization.py``); the card and t
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -464,9 +463,8 @@ def fit_explanations(model: CancerModel, images: Path, masks: Path) -> dict[str,
 
 
 def training_seed(model: CancerModel) -> int:
-    """The seed of the recorded training command (train.py's default, 0, where it gives none)."""
-    words = shlex.split(model.config.training.command or "")
-    return int(words[words.index("--seed") + 1]) if "--seed" in words else 0
+    """The seed of the recorded training settings (train.py's default, 0, where they give none)."""
+    return int(model.config.training.settings.get("seed", 0))
 
 
 def calibrate_folder(
