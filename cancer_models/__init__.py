@@ -33,7 +33,24 @@ _EXPORTS = {
     "push_folder_to_hub": "cancer_models.models.hub",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [  # the names of _EXPORTS, and the version
+    "CAM_METHODS",
+    "CancerModel",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "Explanation",
+    "ImageError",
+    "ModelConfig",
+    "Prediction",
+    "Predictor",
+    "__version__",
+    "create_model",
+    "list_models",
+    "load_image",
+    "load_pretrained",
+    "push_folder_to_hub",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -161,3 +161,10 @@ def test_every_function_is_short_enough_to_read_at_once():
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60
     ]
     assert long == []
+
+
+def test_the_package_exports_what_it_loads_on_first_use():
+    import cancer_models
+
+    assert set(cancer_models.__all__) == set(cancer_models._EXPORTS) | {"__version__"}
+    assert all(getattr(cancer_models, name) is not None for name in cancer_models.__all__)

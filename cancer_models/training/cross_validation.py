@@ -55,7 +55,8 @@ def build_ensemble(cfg: TrainConfig, log=print) -> Path:
     members = [load_pretrained(fold_dir(cfg, k)) for k in range(cfg.folds)]
     size = members[0].config.input_size
     splits, prep, skip = load_splits(cfg.data_spec()), cfg.preprocessing, cfg.skip_bad_images
-    pooled = decode_split(pooled_for_folds(splits), size, skip, "decoding train + validation", preprocessing=prep)
+    pooled_images = pooled_for_folds(splits)
+    pooled = decode_split(pooled_images, size, skip, "decoding train + validation", preprocessing=prep)
     test = decode_split(splits["test"], size, skip, "decoding test", preprocessing=prep)
     logits, per_fold = out_of_fold(members, pooled, cfg.folds, cfg.seed)
     ensemble = Ensemble.of(members)
