@@ -98,7 +98,6 @@ def decode(data: Path, workers: list[int], size: int, cache: Path) -> dict:
     """The training split loaded once into ``cache`` (datasets builds its Arrow files of the source), then decoded
     with each number of workers: a miss (the decoded files deleted first), then a hit."""
     from cancer_models.data.decoding import decode_split
-
     from cancer_models.data.image_sets import load_splits
     from cancer_models.data.spec import DataSpec
 

@@ -27,9 +27,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from _common import command, machine  # noqa: E402
-from cancer_models.data.images import to_uint8_tensor  # noqa: E402
 
 from cancer_models import Predictor, load_pretrained  # noqa: E402
+from cancer_models.data.images import to_uint8_tensor  # noqa: E402
 from cancer_models.inference.slides import SlidePredictor  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "histopathology"

@@ -11,9 +11,9 @@ from PIL import Image
 
 from cancer_models import ImageError, Predictor, load_pretrained
 from cancer_models.cli import main as cli_main
+from cancer_models.data.slides import tissue_mask
 from cancer_models.evaluation.metrics import binary_metrics
 from cancer_models.inference.slide_outputs import write_outputs
-from cancer_models.data.slides import tissue_mask
 from cancer_models.inference.slides import BACKGROUND, COLOURS, MIN_TISSUE, REFUSED, SlidePredictor
 
 ROOT = Path(__file__).resolve().parents[1]

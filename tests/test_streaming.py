@@ -10,8 +10,8 @@ from conftest import FIXTURES
 from cancer_models import load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.data.spec import DataSpec
-from cancer_models.errors import DataError
 from cancer_models.data.streaming import StreamedImages, load_streamed
+from cancer_models.errors import DataError
 
 HISTO = str(FIXTURES / "histopathology")
 ARGS = ["--streaming", "--input-size", "48", "--batch-size", "4", "--warmup-epochs", "0.5"]

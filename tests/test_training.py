@@ -20,9 +20,9 @@ from torch import nn
 from cancer_models import Predictor, create_model, load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.data.augment import build_augmentation
+from cancer_models.training.checkpoint import save_best_weights
 from cancer_models.training.config import TrainConfig
 from cancer_models.training.loop import training_batch
-from cancer_models.training.checkpoint import save_best_weights
 from cancer_models.training.optim import build_optimizer, build_schedulers
 
 ROOT = Path(__file__).resolve().parents[1]

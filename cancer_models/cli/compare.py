@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-
 HELP = "compare models on the same images with paired intervals"
 
 

@@ -11,7 +11,6 @@ import argparse
 import json
 from pathlib import Path
 
-
 HELP = "export a model as ONNX"
 
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import CancerModelsError
+
 # Each subcommand module is light (its job's libraries load when it runs), so the help needs no torch.
 from . import calibrate, compare, evaluate, export, predict, push, recipes, slides, train
 from .arguments import HelpFormatter

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
 from ..errors import CancerModelsError, CheckpointError
 
 HELP = "publish a model folder to the Hugging Face Hub"
@@ -28,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from huggingface_hub import get_token
+
     from ..models import load_pretrained
     from ..models.hub import MODEL_CARD_NAME, PUBLISH_EXCLUDE, files_to_publish, push_folder_to_hub
 

@@ -39,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.predict import Predictor
     from ..inference.slide_outputs import write_outputs
     from ..inference.slides import MIN_TISSUE, SlidePredictor
-
     from ..models import load_pretrained
 
     predictor = Predictor(load_pretrained(args.model), batch_size=args.batch_size)

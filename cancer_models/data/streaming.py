@@ -20,8 +20,8 @@ from datasets.distributed import split_dataset_by_node
 
 from ..errors import DataError, ImageError
 from .image_sets import load_raw
-from .spec import SPLITS, DataSpec, target_of
 from .images import load_image, prepare_image, to_uint8_tensor
+from .spec import SPLITS, DataSpec, target_of
 
 
 @dataclass

@@ -8,10 +8,9 @@ malignant/ folders, or a Hub dataset id.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from dataclasses import dataclass
 
 from datasets import Dataset, concatenate_datasets
 from datasets import Image as ImageFeature
@@ -23,9 +22,9 @@ from ..errors import ConfigError, DataError
 from ..inference.predict import Predictor
 from ..models import CancerModel, load_pretrained
 from ..record import TrainingRecord
-from ..sources import is_hub_id
 from ..reporting.model_card import RESEARCH_WARNING
 from ..reporting.tables import metrics_table
+from ..sources import is_hub_id
 from .metrics import binary_metrics, subtype_metrics
 from .plots import write_plots
 
