@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import hashlib
 import os
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from PIL import Image
 
 from cancer_models import Predictor, create_model
 from cancer_models.calibration import fitting
@@ -34,6 +36,25 @@ def _few_negatives():
 
 def fixture_images(task: str = "histopathology", split: str = "test") -> list[Path]:
     return sorted((FIXTURES / task / split).glob("*/*.jpg"))
+
+
+def train_only_folder(root: Path, with_groups: bool = True) -> Path:
+    """A folder with a train/ split only: the fixture tiles, each copied 3 times (rotated) as a group of
+    near-copies, with the groups in a metadata.csv unless ``with_groups`` is False."""
+    rows = []
+    for i, src in enumerate(fixture_images("histopathology", "train") + fixture_images("histopathology", "test")):
+        label = src.parent.name
+        (root / "train" / label).mkdir(parents=True, exist_ok=True)
+        for turn in range(3):
+            name = f"{label}/img{i}_{turn}.png"
+            Image.open(src).rotate(90 * turn).save(root / "train" / name)
+            rows.append({"file_name": name, "label": label, "group": f"g{i}"})
+    if with_groups:
+        with open(root / "train" / "metadata.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["file_name", "label", "group"])
+            writer.writeheader()
+            writer.writerows(rows)
+    return root
 
 
 @pytest.fixture(scope="session")

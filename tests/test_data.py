@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, fixture_images
+from conftest import FIXTURES, fixture_images, train_only_folder
 from datasets import ClassLabel, Dataset, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
@@ -43,27 +43,8 @@ def test_bad_label_map_entries():
         parse_label_map("lung_n=healthy")
 
 
-def _flat_copy(tmp_path: Path, with_groups: bool) -> Path:
-    """A train-only imagefolder: the fixture tiles, each copied 3 times as a group of near-copies."""
-    root = tmp_path / "flat"
-    rows = []
-    for i, src in enumerate(fixture_images("histopathology", "train") + fixture_images("histopathology", "test")):
-        label = src.parent.name
-        for copy in range(3):
-            name = f"{label}/img{i}_{copy}.png"
-            (root / "train" / label).mkdir(parents=True, exist_ok=True)
-            Image.open(src).rotate(90 * copy).save(root / "train" / name)
-            rows.append({"file_name": name, "label": label, "group": f"g{i}"})
-    if with_groups:
-        with open(root / "train" / "metadata.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["file_name", "label", "group"])
-            writer.writeheader()
-            writer.writerows(rows)
-    return root
-
-
 def test_missing_splits_are_made_without_cutting_groups(tmp_path):
-    root = _flat_copy(tmp_path, with_groups=True)
+    root = train_only_folder(tmp_path / "flat")
     splits = load_splits(DataSpec([str(root)], validation_fraction=0.2, test_fraction=0.2))
     groups = {name: set(ds["group"]) for name, ds in splits.items()}
     assert sum(len(ds) for ds in splits.values()) == 54
@@ -75,7 +56,7 @@ def test_missing_splits_are_made_without_cutting_groups(tmp_path):
 
 
 def test_folder_labels_without_metadata(tmp_path):
-    root = _flat_copy(tmp_path, with_groups=False)
+    root = train_only_folder(tmp_path / "flat", with_groups=False)
     splits = load_splits(DataSpec([str(root)]))
     assert sum(sum(ds["target"]) for ds in splits.values()) == 27  # 9 malignant tiles x 3 copies
 
@@ -197,7 +178,7 @@ def test_words_in_file_names_are_never_split_names(tmp_path):
 
 
 def test_an_image_left_out_of_the_metadata_fails_the_load(tmp_path):
-    root = _flat_copy(tmp_path, with_groups=True)
+    root = train_only_folder(tmp_path / "flat")
     extra = root / "train" / "benign" / "not_listed.png"
     shutil.copy(next((root / "train" / "benign").glob("*.png")), extra)
     with pytest.raises(DataError, match=r"image files but .* loaded"):

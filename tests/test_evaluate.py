@@ -1,34 +1,15 @@
 """Evaluation scores held-out images only: a train-only folder is split as its training run split it."""
 
-import csv
 import json
 
 import pytest
-from conftest import fixture_images
+from conftest import train_only_folder
 from datasets import Image as ImageFeature
-from PIL import Image
 
 from cancer_models.cli import main as cli_main
 from cancer_models.data.image_sets import load_splits
 from cancer_models.evaluation.evaluate import evaluate
 from cancer_models.training.config import TrainConfig
-
-
-def _train_only_folder(root):
-    """The fixture tiles as a train/ folder only, each tile three rotated near-copies sharing a group."""
-    rows = []
-    for i, src in enumerate(fixture_images("histopathology", "train") + fixture_images("histopathology", "test")):
-        label = src.parent.name
-        (root / "train" / label).mkdir(parents=True, exist_ok=True)
-        for copy in range(3):
-            name = f"{label}/tile{i}_{copy}.png"
-            Image.open(src).rotate(90 * copy).save(root / "train" / name)
-            rows.append({"file_name": name, "label": label, "group": f"tile{i}"})
-    with open(root / "train" / "metadata.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["file_name", "label", "group"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
 
 
 def _paths(ds):
@@ -38,7 +19,7 @@ def _paths(ds):
 @pytest.fixture
 def trained_on_folder(tmp_path, small_cnn):
     """A model whose record says it was trained on a train-only folder with seed 3."""
-    data = _train_only_folder(tmp_path / "mine")
+    data = train_only_folder(tmp_path / "mine")
     small_cnn.config.training.data = [str(data)]
     small_cnn.config.training.settings = {"seed": 3, "test_fraction": 0.2, "validation_fraction": 0.2}
     small_cnn.save_pretrained(tmp_path / "model")
@@ -50,7 +31,8 @@ def test_a_train_only_folder_is_scored_on_the_split_its_training_run_held_out(tr
     assert cli_main(["evaluate", "--model", str(model), "--data", str(data)]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     # What train.py itself would have split off with the recorded settings.
-    training = load_splits(TrainConfig(data=[str(data)], seed=3, test_fraction=0.2, validation_fraction=0.2).data_spec())
+    config = TrainConfig(data=[str(data)], seed=3, test_fraction=0.2, validation_fraction=0.2)
+    training = load_splits(config.data_spec())
     assert metrics["split"] == "test" and "recreated" in metrics["split_note"]
     assert not metrics["includes_training_images"]
     assert metrics["n"] == len(training["test"]) < 54
@@ -63,7 +45,8 @@ def test_a_train_only_folder_is_scored_on_the_split_its_training_run_held_out(tr
 
 def test_scoring_training_images_is_asked_for_and_said_first(trained_on_folder, tmp_path, capsys):
     model, data = trained_on_folder
-    assert cli_main(["evaluate", "--model", str(model), "--data", str(data), "--split", "all", "--out", str(tmp_path / "r")]) == 0
+    args = ["--model", str(model), "--data", str(data), "--split", "all", "--out", str(tmp_path / "r")]
+    assert cli_main(["evaluate", *args]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["n"] == 54 and metrics["includes_training_images"]
     first_line = (tmp_path / "r" / "report.md").read_text().splitlines()[0]
@@ -71,7 +54,7 @@ def test_scoring_training_images_is_asked_for_and_said_first(trained_on_folder, 
 
 
 def test_a_folder_the_model_never_saw_is_scored_whole(tmp_path, small_cnn):
-    data = _train_only_folder(tmp_path / "elsewhere")
+    data = train_only_folder(tmp_path / "elsewhere")
     small_cnn.config.training.data = [str(tmp_path / "the-training-set")]
     metrics, raw = evaluate(small_cnn, data)
     assert metrics["n"] == len(raw["paths"]) == 54 and metrics["split"] == "all"
