@@ -36,7 +36,7 @@ def main() -> None:
     cases = {"cancer-models --help": ["-m", "cancer_models", "--help"]}
     cases |= {f"cancer-models {name} --help": ["-m", "cancer_models", name, "--help"] for name in COMMANDS}
     cases["python -c 'import torch' (for scale)"] = ["-c", "import torch"]
-    result = {name: round(statistics.median(seconds(argv) for _ in range(args.runs)), 3) for name, argv in cases.items()}
+    result = {name: round(statistics.median(seconds(a) for _ in range(args.runs)), 3) for name, a in cases.items()}
     print(json.dumps({"command": command(), "machine": machine(), "median_seconds": result}, indent=2))
 
 

@@ -102,8 +102,9 @@ def test_jpeg_compressed_dicom_and_pydicoms_own_files(tmp_path, tile):
     for name in ("MR_small_RLE.dcm", "examples_palette.dcm", "examples_ybr_color.dcm"):
         image = load_image(PYDICOM_FILES / name)
         assert image.mode == "RGB" and np.asarray(image).std() > 5, name
+    plain = np.asarray(load_image(PYDICOM_FILES / "MR_small.dcm"))
     for compressed in ("MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm"):
-        assert np.array_equal(np.asarray(load_image(PYDICOM_FILES / compressed)), np.asarray(load_image(PYDICOM_FILES / "MR_small.dcm")))
+        assert np.array_equal(np.asarray(load_image(PYDICOM_FILES / compressed)), plain), compressed
     # No window in the file: the whole signed 16-bit range is shown, so CT values sit near mid-grey.
     ct = np.asarray(load_image(PYDICOM_FILES / "CT_small.dcm"))
     assert 0 < ct.std() < 5 and abs(ct.mean() - 128) < 8

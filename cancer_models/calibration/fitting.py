@@ -33,9 +33,8 @@ from sklearn.linear_model import LogisticRegression
 
 from ..data.decoding import DecodedSplit, decode_split
 from ..data.image_sets import fold_indices, load_raw, load_splits, mask_path, pooled_for_folds, standardise
-from ..data.spec import DataSpec
+from ..data.spec import DataSpec, recorded_data_spec
 from ..errors import DataError
-from ..evaluation.evaluate import recorded_data_spec
 from ..evaluation.localization import ImageScores, choose_cam
 from ..inference.predict import Predictor
 from ..models import CancerModel, load_pretrained

@@ -59,7 +59,8 @@ def modality_conflict(modality: str | None, task: str) -> str | None:
     if not modality or expected is None or modality in expected or modality in GENERIC_MODALITIES:
         return None
     kind = MODALITY_NAMES.get(modality, modality)
-    return f"the DICOM file says it holds {_article(kind)} {kind} image (modality {modality}); this model is for {task} images"
+    holds = f"{_article(kind)} {kind} image (modality {modality})"
+    return f"the DICOM file says it holds {holds}; this model is for {task} images"
 
 
 def _article(word: str) -> str:
@@ -249,8 +250,7 @@ def _grey(values: np.ndarray, ds, photometric: str) -> np.ndarray:
         scaled = values * (255.0 / (2**bits - 1))
     elif "WindowCenter" in ds and "WindowWidth" in ds:
         centre, width = _first(ds.WindowCenter), max(_first(ds.WindowWidth), 2.0)
-        scaled = (values - (centre - 0.5)) / (width - 1) + 0.5
-        scaled = scaled * 255
+        scaled = ((values - (centre - 0.5)) / (width - 1) + 0.5) * 255
     else:
         lo, hi = _stored_range(ds)
         scaled = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros(values.shape)

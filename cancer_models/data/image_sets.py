@@ -104,9 +104,10 @@ def _split_folders(path: Path) -> dict[str, str]:
 def _check_all_loaded(path: Path, data_files: dict[str, str], raw: DatasetDict) -> None:
     """Every image file under each split folder must be a row of that split: fail, naming the split, if
     ``datasets`` left any out (e.g. files missing from a metadata.csv)."""
+    suffixes = _imagefolder_suffixes()
     for split, pattern in data_files.items():
-        folder = path / pattern.removesuffix("**").rstrip("/") if pattern != "**" else path
-        found = sum(1 for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in _imagefolder_suffixes())
+        folder = path / pattern.removesuffix("**")  # "train/**" -> train/, "**" -> the folder itself
+        found = sum(1 for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
         loaded = len(raw[split]) if split in raw else 0
         if loaded != found:
             raise DataError(

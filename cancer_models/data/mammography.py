@@ -5,9 +5,9 @@ labels and markers beside it, and, in the public releases, stretched to a square
 
 1. **Grey levels as a viewer shows them, dark background**: an image whose border is mostly bright is inverted
    (a MONOCHROME1 file is already inverted by the DICOM reader).
-2. **The breast found**: grey level above Otsu's threshold (kept within 6-24 of 255: fat is dark too), opened over 5 x 5 pixels
-   to cut thin labels and markers off it, the largest connected part, its holes filled. Everything else is set
-   to black: labels, markers, scanner text.
+2. **The breast found**: grey level above Otsu's threshold (kept within 6-24 of 255: fat is dark too), opened
+   over 5 x 5 pixels to cut thin labels and markers off it, the largest connected part, its holes filled.
+   Everything else is set to black: labels, markers, scanner text.
 3. **One side**: chest wall on the left, nipple to the right, from the DICOM file's patient orientation where it
    gives one, else from where the breast lies (most of it in the left half).
 4. **Cropped to the breast and padded to a square** with black on the nipple side and evenly above and below, so

@@ -1,5 +1,5 @@
-"""What an image set is and how to read it (``DataSpec``), and label names: plain Python, so that the
-training settings and the command line's help load without the data libraries."""
+"""What an image set is and how to read it (``DataSpec``, also as a training run recorded it), and label names:
+plain Python, so that the training settings and the command line's help load without the data libraries."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import DataError
+from ..record import TrainingRecord
 
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation"}
@@ -53,3 +54,20 @@ def parse_label_map(text: str | None) -> dict[str, str]:
 def target_of(name: str, label_map: dict[str, str]) -> int | None:
     """A raw label's target (0 benign, 1 malignant) through the label map, or None if it has none."""
     return _TARGET_NAMES.get(label_map.get(name, name).strip().lower())
+
+
+def recorded_data_spec(record: TrainingRecord, sources: list[str], label_map: dict[str, str]) -> DataSpec:
+    """How the training run read and split ``sources``: its columns, label map, split fractions and seed (the
+    defaults where the record holds no settings)."""
+    settings, defaults = record.settings, DataSpec(sources)
+    recorded_map = parse_label_map(settings.get("label_map") or "")
+    return DataSpec(
+        list(sources),
+        image_column=settings.get("image_column", defaults.image_column),
+        label_column=settings.get("label_column", defaults.label_column),
+        group_column=settings.get("group_column", defaults.group_column),
+        label_map={**recorded_map, **label_map},
+        validation_fraction=float(settings.get("validation_fraction", defaults.validation_fraction)),
+        test_fraction=float(settings.get("test_fraction", defaults.test_fraction)),
+        seed=int(settings.get("seed", defaults.seed)),
+    )

@@ -17,11 +17,10 @@ from datasets import Image as ImageFeature
 
 from ..data.decoding import decode_split
 from ..data.image_sets import load_raw, load_source, standardise
-from ..data.spec import DataSpec, parse_label_map
+from ..data.spec import DataSpec, recorded_data_spec
 from ..errors import ConfigError, DataError
 from ..inference.predict import Predictor
 from ..models import CancerModel, load_pretrained
-from ..record import TrainingRecord
 from ..reporting.model_card import RESEARCH_WARNING
 from ..reporting.tables import metrics_table
 from ..sources import is_hub_id
@@ -126,23 +125,6 @@ def is_training_source(source: str, training_data: list[str]) -> bool:
         return source in training_data
     here = Path(source).expanduser().resolve()
     return any(not is_hub_id(d) and Path(d).expanduser().resolve() == here for d in training_data)
-
-
-def recorded_data_spec(record: TrainingRecord, sources: list[str], label_map: dict[str, str]) -> DataSpec:
-    """How the training run read and split ``sources``: its columns, label map, split fractions and seed (the
-    defaults where the record holds no settings)."""
-    settings, defaults = record.settings, DataSpec(sources)
-    recorded_map = parse_label_map(settings.get("label_map") or "")
-    return DataSpec(
-        list(sources),
-        image_column=settings.get("image_column", defaults.image_column),
-        label_column=settings.get("label_column", defaults.label_column),
-        group_column=settings.get("group_column", defaults.group_column),
-        label_map={**recorded_map, **label_map},
-        validation_fraction=float(settings.get("validation_fraction", defaults.validation_fraction)),
-        test_fraction=float(settings.get("test_fraction", defaults.test_fraction)),
-        seed=int(settings.get("seed", defaults.seed)),
-    )
 
 
 def write_report(out: Path, model: CancerModel, metrics: dict, raw: dict, model_name: str, data_name: str) -> None:

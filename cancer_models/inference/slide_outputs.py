@@ -1,8 +1,9 @@
 """What a slide's analysis leaves on disk: a heatmap and overlay over its thumbnail, a tile CSV, QuPath GeoJSON
 and a summary.
 
-``write_outputs`` writes, per file: ``<name>.heatmap.png`` (tile probabilities at the thumbnail's size, background
-grey) and ``<name>.overlay.png`` (the thumbnail tinted by them), each with a legend strip below, ``<name>.tiles.csv``, ``<name>.geojson`` (tile polygons in level-0 pixels with their
+``write_outputs`` writes, per file: ``<name>.heatmap.png`` (tile probabilities at the thumbnail's size,
+background grey) and ``<name>.overlay.png`` (the thumbnail tinted by them), each with a legend strip below,
+``<name>.tiles.csv``, ``<name>.geojson`` (tile polygons in level-0 pixels with their
 decision, colour and measurements, for QuPath's *File > Import objects from file*) and ``<name>.summary.json``;
 and the Grad-CAM maps of the tiles ``SlidePredictor.explain_top`` explained.
 """
@@ -23,10 +24,11 @@ from .slides import BACKGROUND, COLOURS, REFUSED, SlideResult
 CSV_COLUMNS = ["x", "y", "width", "height", "tissue", "decision", "p_malignant", "in_distribution", "unusualness"]
 
 
-def heatmap_image(result: SlideResult) -> Image.Image:
+def heatmap_image(result: SlideResult, opacity: float = 1.0, refused_opacity: float = 1.0) -> Image.Image:
     """An RGBA image the size of the thumbnail: each tissue tile coloured by its probability (blue benign to
-    red malignant; uncertain tiles orange), refused tiles near-black, background transparent (``legend`` says
-    which is which)."""
+    red malignant; uncertain tiles orange) at ``opacity``, refused tiles near-black at ``refused_opacity``,
+    background transparent (``legend`` says which is which)."""
+    alpha = {True: round(255 * refused_opacity), False: round(255 * opacity)}
     thumb = result.thumbnail
     sx, sy = thumb.width / result.dimensions[0], thumb.height / result.dimensions[1]
     canvas = np.zeros((thumb.height, thumb.width, 4), dtype=np.uint8)
@@ -43,7 +45,7 @@ def heatmap_image(result: SlideResult) -> Image.Image:
         side = min(t.size, result.stride)  # the stride: overlapping tiles do not hide their neighbours
         x0, y0 = int(t.x * sx), int(t.y * sy)
         x1, y1 = max(int((t.x + side) * sx), x0 + 1), max(int((t.y + side) * sy), y0 + 1)
-        canvas[y0:y1, x0:x1] = (*colour, 255)
+        canvas[y0:y1, x0:x1] = (*colour, alpha[t.status == REFUSED])
     return Image.fromarray(canvas, "RGBA")
 
 
@@ -85,15 +87,11 @@ def with_legend(image: Image.Image) -> Image.Image:
     return out
 
 
-def overlay_image(result: SlideResult, heat: Image.Image) -> Image.Image:
+def overlay_image(result: SlideResult) -> Image.Image:
     """The thumbnail with answered tiles tinted by their colour and refused tiles nearly solid; background is
     left as it is."""
-    alpha = np.asarray(heat.getchannel("A"), dtype=np.float64)
-    refused = np.all(np.asarray(heat)[..., :3] == COLOURS[REFUSED], axis=2) & (alpha > 0)
-    opacity = np.where(refused, REFUSED_OPACITY, OVERLAY_OPACITY) * (alpha > 0)
-    faded = heat.copy()
-    faded.putalpha(Image.fromarray((opacity * 255).round().astype(np.uint8)))
-    return Image.alpha_composite(result.thumbnail.convert("RGBA"), faded).convert("RGB")
+    tinted = heatmap_image(result, OVERLAY_OPACITY, REFUSED_OPACITY)
+    return Image.alpha_composite(result.thumbnail.convert("RGBA"), tinted).convert("RGB")
 
 
 def geojson(result: SlideResult) -> dict[str, Any]:
@@ -138,7 +136,7 @@ def write_outputs(result: SlideResult, out: Path) -> dict[str, Path]:
     heat = heatmap_image(result)
     opaque = Image.alpha_composite(Image.new("RGBA", heat.size, (*COLOURS[BACKGROUND], 255)), heat)
     with_legend(opaque).save(paths["heatmap"])
-    with_legend(overlay_image(result, heat)).save(paths["overlay"])
+    with_legend(overlay_image(result)).save(paths["overlay"])
     with open(paths["csv"], "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
