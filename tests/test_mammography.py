@@ -8,14 +8,18 @@ import pytest
 import torch
 from conftest import FIXTURES, fixture_images
 from PIL import Image, ImageDraw, ImageOps
+from scipy import ndimage
 
-from cancer_models import ImageError, load_image
+from cancer_models import DataError, ImageError, load_image
 from cancer_models.data.augment import build_augmentation, tta_views_for
 from cancer_models.data.decoding import decode_split
 from cancer_models.data.image_sets import load_splits
 from cancer_models.data.images import prepare_image, to_uint8_tensor
-from cancer_models.data.mammography import breast_mask, canonical_mammogram
+from cancer_models.data.mammography import breast_mask, canonical_mammogram, view_from_name
 from cancer_models.data.spec import DataSpec
+from cancer_models.evaluation.evaluate import evaluate, write_report
+from cancer_models.evaluation.localization import explanation_quality
+from cancer_models.inference.predict import Predictor
 
 
 def _mammograms() -> list[Path]:
@@ -125,3 +129,56 @@ def test_tomosynthesis_stacks_are_refused_with_a_reason(tmp_path):
     dcm = _mammogram_dicom(tmp_path, np.stack([grey, grey, grey]), frames=3)
     with pytest.raises(ImageError, match="tomosynthesis"):
         load_image(dcm)
+
+
+def test_views_are_read_from_file_names_only_where_they_say_one():
+    assert view_from_name("scans/R_CC_0012.png") == "CC"
+    assert view_from_name("left-mlo.dcm") == "MLO"
+    # Neither view as a word: the release's own names, a word that merely contains the letters, or both views.
+    for name in ("rsna_105_1232990271.jpg", "accc.png", "XCCL.png", "cc_and_mlo.png"):
+        assert view_from_name(name) is None, name
+
+
+def _mammography_model(small_cnn):
+    small_cnn.config.preprocessing = "mammogram"
+    return small_cnn
+
+
+def test_evaluation_reports_each_view_the_file_names_give(small_cnn, tmp_path):
+    # The test fixtures renamed as a reader's export would name them: two views of each patient's breast.
+    folder = tmp_path / "views"
+    for i, path in enumerate(fixture_images("mammography", "test") + fixture_images("mammography", "train")):
+        target = folder / path.parent.name / f"case{i // 2}_{['CC', 'MLO'][i % 2]}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    model = _mammography_model(small_cnn)
+    metrics, raw = evaluate(model, folder)
+    assert {view: m["n"] for view, m in metrics["views"].items()} == {"CC": 4, "MLO": 4}
+    cc = [p for p, path in zip(raw["p_malignant"], raw["paths"], strict=True) if path.endswith("_CC.jpg")]
+    assert metrics["views"]["CC"]["n_malignant"] == sum(
+        1 for path in raw["paths"] if path.endswith("_CC.jpg") and "/malignant/" in path
+    ) and len(cc) == 4
+    write_report(tmp_path / "report", model, metrics, raw, "model", "views")
+    assert "## CC views (4 images)" in (tmp_path / "report" / "report.md").read_text()
+    # The release's own names carry no view: nothing per view is claimed.
+    assert "views" not in evaluate(model, FIXTURES / "mammography")[0]
+
+
+def test_explanations_are_measured_against_the_breast_the_preprocessing_keeps(small_cnn):
+    model = _mammography_model(small_cnn)
+    images = fixture_images("mammography", "test")
+    report = explanation_quality(Predictor(model), images, None, ["gradcam"])
+    # The same share computed here from the canonical image's own black background.
+    shares, breast = [], []
+    for path in images:
+        explanation = Predictor(model).explain(path, method="gradcam")
+        inside = ndimage.binary_fill_holes(np.asarray(explanation.image.convert("L")) > 0)
+        shares.append(explanation.heatmap[inside].sum() / explanation.heatmap.sum())
+        breast.append(inside.mean())
+    assert report["n"] == len(images)
+    assert report["gradcam"]["heat_in_lesion"]["mean"] == pytest.approx(np.mean(shares), abs=0.02)
+    assert report["lesion_share"]["mean"] == pytest.approx(np.mean(breast), abs=0.02)
+    assert 0.3 < report["lesion_share"]["mean"] < 0.95  # the breast, not the whole square
+    small_cnn.config.preprocessing = "none"
+    with pytest.raises(DataError, match="mammography model"):
+        explanation_quality(Predictor(small_cnn), images, None, ["gradcam"])

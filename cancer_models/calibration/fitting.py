@@ -439,23 +439,26 @@ def trust_report(
     return report
 
 
-def images_with_masks(images: Path, masks: Path, split: str) -> tuple[list[Path], list[Path]]:
-    """The image files of ``split`` of the folder ``images`` and their masks' paths under ``masks``."""
+def images_with_masks(images: Path, masks: Path | None, split: str) -> tuple[list[Path], list[Path] | None]:
+    """The image files of ``split`` of the folder ``images`` and their masks' paths under ``masks`` (None: no
+    mask files, the breast of each mammogram is the region)."""
     raw = load_raw(str(images))
     if split not in raw:
         raise DataError(f"{images} has no {split} split (found {sorted(raw)})")
     paths = [Path(item["path"]) for item in raw[split].cast_column("image", ImageFeature(decode=False))["image"]]
-    return paths, [mask_path(p, images, masks) for p in paths]
+    return paths, None if masks is None else [mask_path(p, images, masks) for p in paths]
 
 
-def fit_explanations(model: CancerModel, images: Path, masks: Path) -> dict[str, Any]:
+def fit_explanations(model: CancerModel, images: Path, masks: Path | None) -> dict[str, Any]:
     """Choose the default CAM layers and method on the validation split (``localization.choose_cam``), then
-    measure how often that map peaks inside the lesion on the test split, summarised for the card and the app."""
+    measure how often that map peaks inside the lesion on the test split, summarised for the card and the app.
+    ``masks`` None: the region is the breast of each canonical mammogram, not a lesion."""
     model.config.training.evaluations["cam_choice"] = choose_cam(model, *images_with_masks(images, masks, "validation"))
     scores = ImageScores([model.config.cam_method])
     scores.add(Predictor(model), *images_with_masks(images, masks, "test"))
     return {
         "data": f"{display_name(str(images))} (test)",
+        "region": "lesion" if masks is not None else "breast",
         "layers": model.config.cam_layers,
         **scores.record(model.config.cam_method),
     }
@@ -472,11 +475,11 @@ def calibrate_folder(
     acceptance: float = DEFAULT_ACCEPTANCE,
     alpha: float | None = None,
     refuse: list[str] = (),
-    masks: tuple[Path, Path] | None = None,
+    masks: tuple[Path, Path | None] | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit rejection, prediction sets and (with ``masks``: images and their lesion masks) the default CAM of the
-    model folder ``folder`` trained on ``data``, rewrite the folder, and return the trust report. ``settings``
+    """Fit rejection, prediction sets and (with ``masks``: images and their lesion masks; for a mammography
+    model, always, against the breast) the default CAM of the model folder ``folder`` trained on ``data``, rewrite the folder, and return the trust report. ``settings``
     replaces config fields first (e.g. ``tta_views``, ``tile_size``)."""
     model = load_pretrained(folder)
     for key, value in (settings or {}).items():
@@ -496,6 +499,8 @@ def calibrate_folder(
     else:
         decoded = {name: decode_split(ds, size, preprocessing=prep) for name, ds in splits.items()}
         report = fit_trust(model, decoded, acceptance, alpha, to_refuse)
+    if masks is None and prep == "mammogram":
+        masks = (Path(data[0]), None)  # a mammogram's region is its breast: no mask files needed
     if masks:
         model.config.training.explanations = fit_explanations(model, *masks)
     model.save_pretrained(folder)

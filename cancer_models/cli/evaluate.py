@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="lesion masks (0/255 PNGs at the images' relative paths): also measure whether the "
-        "explanations point at the lesion",
+        "explanations point at the lesion; 'breast' (mammography models): at the breast its preprocessing keeps",
     )
     parser.add_argument(
         "--cam-methods", default="gradcam,gradcam++,layercam,eigencam", help="CAM methods to measure with --masks"
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_pretrained(args.model, revision=args.revision)
     metrics, raw = evaluate(model, args.data, args.split, args.tta, parse_label_map(args.label_map))
     if args.masks:
-        masks = [mask_path(p, args.data, args.masks) for p in raw["paths"]]
+        masks = None if args.masks == "breast" else [mask_path(p, args.data, args.masks) for p in raw["paths"]]
         metrics["explanations"] = explanation_quality(
             Predictor(model), [Path(p) for p in raw["paths"]], masks, args.cam_methods.split(",")
         )

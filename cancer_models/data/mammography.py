@@ -19,6 +19,7 @@ canonical image can be analysed again.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from scipy import ndimage
 
 MIN_BREAST_SHARE = 0.02  # a "breast" smaller than this share of the image is none: the image is left as it is
 THRESHOLD_RANGE = (6, 24)  # Otsu's threshold on 0-255 grey, kept in this range: fatty tissue is dark too
+VIEWS = ("CC", "MLO")  # the two screening views; a file name that carries one as a word names its view
 FRAME = 0.02  # the border frame, as a share of the shorter side, that tells a dark background from a bright one
 
 
@@ -84,6 +86,20 @@ def breast_mask(grey: np.ndarray) -> np.ndarray:
         return mask
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
     return ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+
+
+def view_from_name(name: str) -> str | None:
+    """The screening view (CC or MLO) a file name carries as a word (``R_CC_123.png``, ``left-mlo.dcm``), or None.
+
+    Args:
+        name: a file name or path; only its last part is read.
+
+    Returns:
+        "CC", "MLO" or None where the name says neither (or both).
+    """
+    words = set(re.split(r"[^A-Z0-9]+", re.split(r"[\\/]", name)[-1].upper()))
+    found = [view for view in VIEWS if view in words]
+    return found[0] if len(found) == 1 else None
 
 
 def _bright_background(grey: np.ndarray) -> bool:

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from datasets import Dataset, concatenate_datasets
 from datasets import Image as ImageFeature
 
 from ..data.decoding import decode_split
 from ..data.image_sets import load_raw, load_source, standardise
+from ..data.mammography import view_from_name
 from ..data.spec import DataSpec, recorded_data_spec
 from ..errors import ConfigError, DataError
 from ..inference.predict import Predictor
@@ -63,9 +65,27 @@ def evaluate(
     metrics = binary_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.groups)
     if any(decoded.subtypes):
         metrics["subtypes"] = subtype_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.subtypes)
+    if model.config.preprocessing == "mammogram":
+        metrics.update(view_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.groups, paths))
     metrics.update(split=chosen.name, split_note=chosen.note, includes_training_images=chosen.trained_on, tta=tta)
     raw = {"targets": decoded.targets.tolist(), "p_malignant": probs.tolist(), "groups": decoded.groups, "paths": paths}
     return metrics, raw
+
+
+def view_metrics(
+    targets: np.ndarray, probs: np.ndarray, threshold: float, groups: list[str], paths: list[str]
+) -> dict[str, dict]:
+    """``{"views": {"CC": metrics, "MLO": metrics}}`` for the mammograms whose file names say their view, or
+    nothing where none does (a screening reader judges each view apart: MLO views show more of the breast)."""
+    views = np.array([view_from_name(p) or "" for p in paths])
+    found = sorted(set(views) - {""})
+    if not found:
+        return {}
+    per_view = {}
+    for view in found:
+        members = np.flatnonzero(views == view)
+        per_view[view] = binary_metrics(targets[members], probs[members], threshold, [groups[i] for i in members])
+    return {"views": per_view}
 
 
 @dataclass
@@ -146,6 +166,7 @@ def write_report(out: Path, model: CancerModel, metrics: dict, raw: dict, model_
         ),
         metrics_table(metrics),
         f"Confusion matrix: TN {tn}, FP {fp}, FN {fn}, TP {tp}.",
+        *[f"## {view} views ({m['n']} images)\n\n{metrics_table(m)}" for view, m in metrics.get("views", {}).items()],
         *[f"![{p.stem}]({p.name})" for p in plots],
     ]
     (out / "report.md").write_text("\n\n".join(lines) + "\n")

@@ -1,4 +1,5 @@
-"""Do explanations point at the lesion? Measured against lesion masks (0/255 PNGs at the images' paths).
+"""Do explanations point at the lesion? Measured against lesion masks (0/255 PNGs at the images' paths), or, for
+a mammography model, against the breast that its preprocessing keeps (heat outside the breast points at nothing).
 
 Per image with a non-empty mask: whether the heat map's peak lies inside the lesion (the pointing game),
 and the share of the map's heat inside the lesion against the lesion's share of the image (a map that
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..data.mammography import breast_mask
 from ..errors import DataError
 from ..inference.predict import Predictor
 from ..models import CancerModel
@@ -67,10 +69,17 @@ class ImageScores:
         self.lesion_share: list[float] = []
         self.without_lesion = 0
 
-    def add(self, predictor: Predictor, images: Sequence[Path], masks: Sequence[Path]) -> None:
-        for image, mask_path in zip(images, masks, strict=True):
+    def add(self, predictor: Predictor, images: Sequence[Path], masks: Sequence[Path] | None) -> None:
+        """Score each image's maps against its mask; ``masks`` None: against the breast in the canonical
+        mammogram the model looks at (``data.mammography.breast_mask``)."""
+        if masks is None and predictor.config.preprocessing != "mammogram":
+            raise DataError("the breast is the region only for a mammography model; give lesion masks")
+        for i, image in enumerate(images):
             first = predictor.explain(image, method=self.methods[0])
-            mask = load_mask(mask_path, first.image.size)
+            if masks is None:
+                mask = breast_mask(np.asarray(first.image.convert("L")))
+            else:
+                mask = load_mask(masks[i], first.image.size)
             if not mask.any():
                 self.without_lesion += 1
                 continue
@@ -111,20 +120,36 @@ class ImageScores:
 
 
 def explanation_quality(
-    predictor: Predictor, images: Sequence[Path], masks: Sequence[Path], methods: Sequence[str]
+    predictor: Predictor, images: Sequence[Path], masks: Sequence[Path] | None, methods: Sequence[str]
 ) -> dict[str, Any]:
     """Pointing and heat-in-lesion per CAM method and for the centre prior, with 95% bootstrap intervals over
-    the images whose mask is not empty (images without a lesion are left out and counted)."""
+    the images whose mask is not empty (images without a lesion are left out and counted).
+
+    Args:
+        predictor: the model to explain, with its preprocessing.
+        images: image files.
+        masks: each image's lesion mask file, or None to score against the breast of each canonical mammogram.
+        methods: CAM methods to compare.
+
+    Returns:
+        ``n``, ``without_lesion``, ``lesion_share`` and, per method and for the centre prior, the mean
+        ``peak_in_lesion`` and ``heat_in_lesion`` with their intervals.
+    """
     scores = ImageScores(methods)
     scores.add(predictor, images, masks)
     return scores.summary()
 
 
 def choose_cam(
-    model: CancerModel, images: Sequence[Path], masks: Sequence[Path], methods: Sequence[str] = CANDIDATE_METHODS
+    model: CancerModel,
+    images: Sequence[Path],
+    masks: Sequence[Path] | None,
+    methods: Sequence[str] = CANDIDATE_METHODS,
 ) -> list[dict[str, Any]]:
     """Set ``model.config``'s ``cam_layers`` and ``cam_method`` to the candidate pair whose map peaks inside the
     lesion most often on these images (ties: more heat inside it); returns every pair's scores, best first.
+    Against the breast (``masks`` None) the share of heat comes first: nearly every map peaks somewhere in a
+    breast that fills most of the image, and what matters is how little heat falls outside it.
 
     Choose on validation images and report on test images: the choice is fitted to the images it is made on.
     """
@@ -141,6 +166,7 @@ def choose_cam(
                     "heat_in_lesion": report[method]["heat_in_lesion"]["mean"],
                 }
             )
-    rows.sort(key=lambda r: (r["peak_in_lesion"], r["heat_in_lesion"]), reverse=True)
+    order = ("peak_in_lesion", "heat_in_lesion") if masks is not None else ("heat_in_lesion", "peak_in_lesion")
+    rows.sort(key=lambda r: tuple(r[k] for k in order), reverse=True)
     model.config.cam_layers, model.config.cam_method = rows[0]["layers"], rows[0]["method"]
     return rows

@@ -190,13 +190,22 @@ def explanation_reliability(explanations: dict[str, Any] | None, method: str | N
         return "How often this map points at the lesion has not been measured (no lesion masks for this model)."
     peak, heat = explanations["peak_in_lesion"], explanations["heat_in_lesion"]
     measured = explanations["method"]
-    text = (
-        f"On {explanations['n']} test images with known lesions ({explanations['data']}), this model's default map "
-        f"({measured}) peaked inside the lesion {peak['mean']:.0%} of the time (95% CI "
-        f"{peak['ci'][0]:.0%}-{peak['ci'][1]:.0%}) and put {heat['mean']:.0%} of its heat there, where lesions "
-        f"cover {explanations['lesion_share']:.0%} of an image on average; a fixed spot at the image centre peaked "
-        f"inside {explanations['centre_prior_peak_in_lesion']:.0%} of the time."
-    )
+    if explanations.get("region") == "breast":
+        text = (
+            f"On {explanations['n']} test mammograms ({explanations['data']}), this model's default map ({measured}) "
+            f"put {heat['mean']:.0%} of its heat inside the breast (95% CI {heat['ci'][0]:.0%}-{heat['ci'][1]:.0%}), "
+            f"which covers {explanations['lesion_share']:.0%} of the image it looks at, and peaked inside it "
+            f"{peak['mean']:.0%} of the time. No lesion outlines exist for these images: whether it points at the "
+            "cancer itself is not measured."
+        )
+    else:
+        text = (
+            f"On {explanations['n']} test images with known lesions ({explanations['data']}), this model's default "
+            f"map ({measured}) peaked inside the lesion {peak['mean']:.0%} of the time (95% CI "
+            f"{peak['ci'][0]:.0%}-{peak['ci'][1]:.0%}) and put {heat['mean']:.0%} of its heat there, where lesions "
+            f"cover {explanations['lesion_share']:.0%} of an image on average; a fixed spot at the image centre "
+            f"peaked inside {explanations['centre_prior_peak_in_lesion']:.0%} of the time."
+        )
     if method and method != measured:
         text += f" This map uses {method}, which was not measured."
     return text
