@@ -11,6 +11,7 @@ Research software, not a medical device.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import tempfile
 import threading
@@ -34,6 +35,7 @@ from catalog import CatalogEntry, LoadedModel, ModelStore, load_catalog
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "examples"
+LOG = logging.getLogger(__name__)
 MAX_UPLOAD = "20mb"
 MAX_BATCH = 64
 
@@ -144,7 +146,7 @@ class App:
             try:
                 loaded[name] = self.store.get(name)
             except Exception:  # noqa: BLE001 - reported when that model is chosen by hand
-                continue
+                LOG.info("model %s does not load; left out of the automatic choice", name)
         return loaded
 
     def kind(self, name: str) -> str:
@@ -153,8 +155,13 @@ class App:
     def describe_model(self, name: str) -> str:
         """Markdown for the model panel: the model card's facts and where the weights came from."""
         if name == AUTOMATIC:
-            lines = ["### Automatic choice", "Each image goes to the model whose kind of image it is, by every model's "
-                     "own check of whether the image looks like its training images. The models:"]  # fmt: skip
+            lines = [
+                "### Automatic choice",
+                (
+                    "Each image goes to the model whose kind of image it is, by every model's own check of whether "
+                    "the image looks like its training images. The models:"
+                ),
+            ]
             lines += [f"- **{n}**: {self.kind(n)} images" for n in self.store.names]
             return "\n".join(lines)
         loaded = self.model(name)
@@ -382,7 +389,7 @@ class App:
             raise gr.Error("No histopathology model is available for slides.", print_exception=False)
         return tiled[0]
 
-    def analyse_slide(self, file, model_name: str, tile_size: float, overlap: float, progress=gr.Progress()):
+    def analyse_slide(self, file, model_name: str, tile_size: float, overlap: float, progress=gr.Progress()):  # noqa: B008 - Gradio passes progress through this default
         """Tile a large image or a pyramidal slide, classify every tissue tile; returns the overlay, the summary,
         the top regions and the files to download (CSV, GeoJSON, heatmap, summary)."""
         if file is None:
@@ -489,7 +496,7 @@ def _keep_answers_fresh(app: App, upload, preview, frame, model, tta, method, op
     """No stale answer: a new file (an example click included), frame, model or option clears the result; the
     map's method and opacity re-render from the visitor's analysis (``results``: verdict, decision, overlay,
     report, analysis)."""
-    cleared = lambda: (None, "", None, None, None)  # noqa: E731
+    cleared = lambda: (None, "", None, None, None)
     for event in (upload.change, frame.input, model.change, tta.input):
         event(cleared, None, results, api_name=False)
     upload.upload(lambda: "", None, truth, api_name=False)  # a visitor's own file has no known label
@@ -506,9 +513,7 @@ def _single_tab(app: App, model: gr.Dropdown, panel: gr.Markdown) -> None:
     analysis = gr.State(None)
     with gr.Row():
         with gr.Column():
-            upload = gr.File(
-                label="Image or DICOM file (JPEG, PNG, TIFF, .dcm, ...)", elem_id="upload", height=120
-            )
+            upload = gr.File(label="Image or DICOM file (JPEG, PNG, TIFF, .dcm, ...)", elem_id="upload", height=120)
             preview = gr.Image(
                 label="The image, upright, as a viewer shows it", type="pil", height=260, interactive=False,
                 elem_id="preview",

@@ -27,9 +27,8 @@ def machine() -> dict:
         "python": platform.python_version(),
     }
     try:
-        info["cpu"] = next(
-            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
-        )
+        with open("/proc/cpuinfo") as cpuinfo:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     if torch.cuda.is_available():

@@ -18,9 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import command, machine  # noqa: E402
+from _common import command, machine
 
-from cancer_models.cli.main import COMMANDS  # noqa: E402
+from cancer_models.cli.main import COMMANDS
 
 
 def seconds(argv: list[str]) -> float:

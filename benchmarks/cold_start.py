@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import command, free_port, machine, wait_until_served  # noqa: E402
+from _common import command, free_port, machine, wait_until_served
 
 IMAGE = ROOT / "examples" / "histopathology_malignant_colonca100.jpg"
 MODEL = "Histopathology · custom CNN"

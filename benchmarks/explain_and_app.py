@@ -22,9 +22,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import command, free_port, machine, summary_ms, time_calls, wait_until_served  # noqa: E402
+from _common import command, free_port, machine, summary_ms, time_calls, wait_until_served
 
-from cancer_models import CAM_METHODS, Predictor, load_pretrained  # noqa: E402
+from cancer_models import CAM_METHODS, Predictor, load_pretrained
 
 IMAGE = ROOT / "examples" / "histopathology_malignant_colonca100.jpg"
 

@@ -19,13 +19,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import DATA, command, machine, summary_ms, time_calls  # noqa: E402
+from _common import DATA, command, machine, summary_ms, time_calls
 
-from cancer_models import create_model, load_pretrained  # noqa: E402
-from cancer_models.data.decoding import decode_split  # noqa: E402
-from cancer_models.data.image_sets import load_splits  # noqa: E402
-from cancer_models.data.images import model_input  # noqa: E402
-from cancer_models.data.spec import DataSpec  # noqa: E402
+from cancer_models import create_model, load_pretrained
+from cancer_models.data.decoding import decode_split
+from cancer_models.data.image_sets import load_splits
+from cancer_models.data.images import model_input
+from cancer_models.data.spec import DataSpec
 
 
 def real_batch(size: int, n: int = 64) -> torch.Tensor:

@@ -20,10 +20,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import command, machine  # noqa: E402
+from _common import command, machine
 
-from cancer_models import load_pretrained  # noqa: E402
-from cancer_models.inference.export import Deployable, export_onnx  # noqa: E402
+from cancer_models import load_pretrained
+from cancer_models.inference.export import Deployable, export_onnx
 
 MODELS = ("histopathology-cancer-cnn", "dermoscopy-cancer-cnn", "ultrasound-cancer-cnn")
 

@@ -26,11 +26,11 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import command, machine  # noqa: E402
+from _common import command, machine
 
-from cancer_models import Predictor, load_pretrained  # noqa: E402
-from cancer_models.data.images import to_uint8_tensor  # noqa: E402
-from cancer_models.inference.slides import SlidePredictor  # noqa: E402
+from cancer_models import Predictor, load_pretrained
+from cancer_models.data.images import to_uint8_tensor
+from cancer_models.inference.slides import SlidePredictor
 
 FIXTURES = ROOT / "tests" / "fixtures" / "histopathology"
 TIFF_TILE = 256
@@ -61,9 +61,10 @@ def write_slide(path: Path, side: int, cell: int) -> None:
 
 
 def anonymous_memory() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
     return 0
 
 

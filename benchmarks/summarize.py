@@ -1,6 +1,6 @@
 """Render the tables of benchmarks/README.md from benchmarks/results/*.json.
 
-    python benchmarks/summarize.py
+python benchmarks/summarize.py
 """
 
 import json

@@ -33,15 +33,15 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchvision.transforms import v2 as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import DATA, command, machine, sync  # noqa: E402
+from _common import DATA, command, machine, sync
 
-from cancer_models import create_model  # noqa: E402
-from cancer_models.data.augment import build_augmentation  # noqa: E402
-from cancer_models.data.decoding import decode_split  # noqa: E402
-from cancer_models.data.image_sets import load_splits  # noqa: E402
-from cancer_models.data.spec import DataSpec  # noqa: E402
-from cancer_models.training.loop import training_batch  # noqa: E402
-from cancer_models.training.optim import build_optimizer  # noqa: E402
+from cancer_models import create_model
+from cancer_models.data.augment import build_augmentation
+from cancer_models.data.decoding import decode_split
+from cancer_models.data.image_sets import load_splits
+from cancer_models.data.spec import DataSpec
+from cancer_models.training.loop import training_batch
+from cancer_models.training.optim import build_optimizer
 
 WARMUP_STEPS = 3  # the first steps pay for allocator growth and kernel selection
 WORKERS = min(8, os.cpu_count() or 1)

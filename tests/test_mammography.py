@@ -155,9 +155,11 @@ def test_evaluation_reports_each_view_the_file_names_give(small_cnn, tmp_path):
     metrics, raw = evaluate(model, folder)
     assert {view: m["n"] for view, m in metrics["views"].items()} == {"CC": 4, "MLO": 4}
     cc = [p for p, path in zip(raw["p_malignant"], raw["paths"], strict=True) if path.endswith("_CC.jpg")]
-    assert metrics["views"]["CC"]["n_malignant"] == sum(
-        1 for path in raw["paths"] if path.endswith("_CC.jpg") and "/malignant/" in path
-    ) and len(cc) == 4
+    assert (
+        metrics["views"]["CC"]["n_malignant"]
+        == sum(1 for path in raw["paths"] if path.endswith("_CC.jpg") and "/malignant/" in path)
+        and len(cc) == 4
+    )
     write_report(tmp_path / "report", model, metrics, raw, "model", "views")
     assert "## CC views (4 images)" in (tmp_path / "report" / "report.md").read_text()
     # The release's own names carry no view: nothing per view is claimed.

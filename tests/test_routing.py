@@ -13,7 +13,7 @@ from cancer_models.inference.routing import route, route_many
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from foreign_images import foreign_sets, sets_for  # noqa: E402
+from foreign_images import foreign_sets, sets_for
 
 TASKS = ("histopathology", "dermoscopy", "ultrasound")
 

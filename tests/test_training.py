@@ -224,8 +224,7 @@ def test_mask_guided_training_records_its_map_layers(tmp_path, capsys):
     config = load_pretrained(tmp_path).config
     assert config.cam_layers == ["stage3.1"]
     assert (
-        "share of Grad-CAM heat (stage3.1) outside the lesion, on the 7 of 8 training images"
-        in config.training.recipe
+        "share of Grad-CAM heat (stage3.1) outside the lesion, on the 7 of 8 training images" in config.training.recipe
     )
 
 

@@ -382,9 +382,9 @@ def fit_ensemble_trust(
     oof = {False: np.zeros((n, 2)), True: np.zeros((n, 2))}
     for k, (_, held_out) in enumerate(folds):
         members[k].config.tta_views = config.tta_views
-        for tta in oof:  # the member's softmax, then the ensemble's temperature on its log
+        for tta, out in oof.items():  # the member's softmax, then the ensemble's temperature on its log
             raw = Predictor(members[k]).probabilities(pooled.subset(held_out).images, tta=tta).double()
-            oof[tta][held_out] = (raw.clamp_min(1e-12).log() / config.temperature).softmax(dim=1).numpy()
+            out[held_out] = (raw.clamp_min(1e-12).log() / config.temperature).softmax(dim=1).numpy()
     refused = {name: split_outputs(ensemble, split) for name, split in (refuse or {}).items()}
     ensemble.ood_detector, config.ood = fit_rejection(
         outputs.features,

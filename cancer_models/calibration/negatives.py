@@ -87,7 +87,7 @@ def scene(kind: str, rng: np.random.Generator, side: int = SCENE_SIDE) -> Image.
 
 def generated(kind: str, rng: np.random.Generator, size: int = 160) -> Image.Image:
     """One generated image of ``kind`` (one of ``KINDS``)."""
-    colour = lambda: tuple(rng.integers(0, 256, 3).tolist())  # noqa: E731
+    colour = lambda: tuple(rng.integers(0, 256, 3).tolist())
     if kind == "uniform noise":
         return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
     if kind == "gaussian noise":

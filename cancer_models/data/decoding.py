@@ -108,9 +108,7 @@ class DecodedSplit:
         )
 
 
-def _decode_rows(
-    batch: dict[str, list[Any]], size: int, with_masks: bool, preprocessing: str
-) -> dict[str, list[Any]]:
+def _decode_rows(batch: dict[str, list[Any]], size: int, with_masks: bool, preprocessing: str) -> dict[str, list[Any]]:
     """``Dataset.map`` function: each row's image (and lesion mask) decoded at ``size``, or its decode error."""
     if os.getpid() != _PARENT_PID:
         # A forked worker: PyTorch's OpenMP pool does not survive fork, and the resize would wait on it forever.

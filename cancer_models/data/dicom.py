@@ -132,7 +132,7 @@ def read_dicom(source: str | os.PathLike | bytes, frame: int = 0, name: str = "t
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pixels = ds.pixel_array
-    except Exception as e:  # pydicom raises many kinds for truncated or undecodable pixel data
+    except Exception as e:  # noqa: BLE001 - pydicom raises many kinds for truncated or undecodable pixel data
         # The message of a decoder can quote attributes; say only what went wrong with the pixels.
         raise ImageError(
             f"{name}: its DICOM pixel data cannot be decoded ({type(e).__name__}; truncated, or a compression "

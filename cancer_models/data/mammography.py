@@ -104,7 +104,7 @@ def view_from_name(name: str) -> str | None:
 
 def _bright_background(grey: np.ndarray) -> bool:
     """True when the border frame is more often near-white than near-black: an inverted image."""
-    width = max(1, int(round(min(grey.shape) * FRAME)))
+    width = max(1, round(min(grey.shape) * FRAME))
     frame = np.concatenate(
         [grey[:width].ravel(), grey[-width:].ravel(), grey[:, :width].ravel(), grey[:, -width:].ravel()]
     )

@@ -110,7 +110,12 @@ def binary_metrics(
 
 
 _CI_METRICS = (
-    "auc", "accuracy", "sensitivity", "specificity", "sensitivity_at_90_specificity", "specificity_at_90_sensitivity"
+    "auc",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "sensitivity_at_90_specificity",
+    "specificity_at_90_sensitivity",
 )
 
 

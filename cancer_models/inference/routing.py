@@ -53,9 +53,7 @@ def route_many(predictors: Mapping[str, Predictor], images: Sequence[ImageInput]
 
 
 def _choose(predictions: dict[str, Prediction]) -> Route:
-    unusualness = {
-        name: float("inf") if p.ood_score is None else p.ood_score for name, p in predictions.items()
-    }
+    unusualness = {name: float("inf") if p.ood_score is None else p.ood_score for name, p in predictions.items()}
     # Models the file's DICOM Modality rules out come last, whatever their image check says.
     allowed = [name for name, p in predictions.items() if p.refused_because is None] or list(predictions)
     closest = min(allowed, key=unusualness.get)

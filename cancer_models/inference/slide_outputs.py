@@ -140,7 +140,7 @@ def write_outputs(result: SlideResult, out: Path) -> dict[str, Path]:
     with open(paths["csv"], "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
-        blank = lambda value: "" if value is None else value  # noqa: E731
+        blank = lambda value: "" if value is None else value
         for t in result.tiles:
             writer.writerow(
                 [t.x, t.y, t.size, t.size, t.tissue, t.status]

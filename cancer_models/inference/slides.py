@@ -67,7 +67,7 @@ class SlideResult:
     def summary(self, top: int = 5) -> dict[str, Any]:
         tissue = [t for t in self.tiles if t.status != BACKGROUND]
         answered = [t for t in tissue if t.status != REFUSED]
-        share = lambda n, d: round(n / d, 4) if d else None  # noqa: E731
+        share = lambda n, d: round(n / d, 4) if d else None
         # Where to look first: the most malignant answered tiles; benign tiles are no region of interest.
         ranked = sorted((t for t in answered if t.status != "benign"), key=lambda t: -t.p_malignant)[:top]
         return {

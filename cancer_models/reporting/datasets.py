@@ -60,14 +60,22 @@ KNOWN_DATASETS = {
         "2022. Re-released as hayder17/breast-cancer-detection (Kaggle).",
         "https://www.kaggle.com/competitions/rsna-breast-cancer-detection",
         (
-            "The release stretched every mammogram to a 384 x 384 square: proportions, and detail finer than about "
-            "half a millimetre, are not those of the original images.",
-            "Labels belong to the whole view (a view of a breast with cancer, or of a cancer-free exam), not to a "
-            "marked lesion; there are no biopsy-proven benign lesions among the benign views.",
-            "Digital screening from one screening population; film, tomosynthesis, other vendors and other "
-            "populations are unmeasured.",
-            "In this release the two classes differ in how images were processed and stored (brightness, "
-            "inverted grey levels): a model may learn that as well as the breast.",
+            (
+                "The release stretched every mammogram to a 384 x 384 square: proportions, and detail finer than "
+                "about half a millimetre, are not those of the original images."
+            ),
+            (
+                "Labels belong to the whole view (a view of a breast with cancer, or of a cancer-free exam), not to "
+                "a marked lesion; there are no biopsy-proven benign lesions among the benign views."
+            ),
+            (
+                "Digital screening from one screening population; film, tomosynthesis, other vendors and other "
+                "populations are unmeasured."
+            ),
+            (
+                "In this release the two classes differ in how images were processed and stored (brightness, "
+                "inverted grey levels): a model may learn that as well as the breast."
+            ),
         ),
     ),
 }

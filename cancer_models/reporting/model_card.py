@@ -433,8 +433,10 @@ def _failures(config: ModelConfig) -> str:
         lines.append(f"- Expected calibration error {ece:.3f} on the test split: read its probabilities as rough.")
     lines += [f"- {caution}" for info in known(_data_names(training)) for caution in info.cautions]
     lines += [
-        "- Trained on public research data from few institutions and devices: figures on other populations, "
-        "scanners, stains or magnifications are unknown until measured.",
+        (
+            "- Trained on public research data from few institutions and devices: figures on other populations, "
+            "scanners, stains or magnifications are unknown until measured."
+        ),
         "- Categories absent from its training data are not covered, even within its modality.",
         "- A Grad-CAM map shows what moved the score, not where a lesion is.",
     ]

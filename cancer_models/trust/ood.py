@@ -88,8 +88,17 @@ def image_statistics(batch: torch.Tensor) -> torch.Tensor:
     chroma = (x[:, [0, 1, 0]] - x[:, [1, 2, 2]]).abs().mean(dim=(2, 3))  # |R-G|, |G-B|, |R-B|
     grey = lum.view(n, 1, *x.shape[2:])
     gradient = (grey.diff(dim=2).abs().mean(dim=(1, 2, 3)) + grey.diff(dim=3).abs().mean(dim=(1, 2, 3))) / 2
-    laplacian = (grey[:, :, 1:-1, 1:-1] * 4 - grey[:, :, :-2, 1:-1] - grey[:, :, 2:, 1:-1] - grey[:, :, 1:-1, :-2]
-                 - grey[:, :, 1:-1, 2:]).abs().mean(dim=(1, 2, 3))
+    laplacian = (
+        (
+            grey[:, :, 1:-1, 1:-1] * 4
+            - grey[:, :, :-2, 1:-1]
+            - grey[:, :, 2:, 1:-1]
+            - grey[:, :, 1:-1, :-2]
+            - grey[:, :, 1:-1, 2:]
+        )
+        .abs()
+        .mean(dim=(1, 2, 3))
+    )
     histogram = torch.stack([torch.histc(row, bins=32, min=0, max=1) for row in lum]) / lum.shape[1]
     entropy = -(histogram * histogram.clamp_min(1e-12).log()).sum(dim=1)
     return torch.cat(
