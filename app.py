@@ -113,7 +113,7 @@ def _without_temp_path(error: Exception, path: str) -> str:
 
 
 def _level(config: ModelConfig) -> float:
-    return 1 - config.conformal["alpha"] if config.conformal else 0.9
+    return config.conformal.level if config.conformal else 0.9
 
 
 def _cannot_analyse(error: ImageError, path: str) -> gr.Error:

@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .record import TrainingRecord
+from .settings import ConformalSettings, TrustSettings
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,7 +25,8 @@ TTA_VIEWS = ("dihedral", "hflip", "vflip")
 PREPROCESSING = ("none", "mammogram")
 # Per-image colour normalisation before mean/std (images.model_input), with how recipes and cards describe it.
 COLOUR_CONSTANCY = {"none": "", "shades_of_gray": "Shades of Gray colour constancy (p = 6)"}
-FORMAT_VERSION = 1
+# 2: trust settings under their own names (settings.py); folders of version 1 are converted when read.
+FORMAT_VERSION = 2
 # CAM method name -> pytorch-grad-cam class name.
 CAM_METHODS = {
     "gradcam": "GradCAM",
@@ -62,11 +64,11 @@ class ModelConfig:
     # how often the map points into the lesion (localization.py). No layers: the architecture's own default.
     cam_method: str = "gradcam"
     cam_layers: list[str] = dataclasses.field(default_factory=list)
-    # Out-of-distribution rejection (ood.py): {"method": "mahalanobis", "threshold": T, "acceptance": A, ...};
-    # its statistics are in ood.safetensors. None: every image is accepted.
-    ood: dict[str, Any] | None = None
-    # Split-conformal prediction sets: {"alpha": a, "qhat": q}; None: no sets.
-    conformal: dict[str, Any] | None = None
+    # When an image is refused as unlike the training images (settings.py; the detector's statistics are in
+    # ood.safetensors). None: every image is accepted.
+    ood: TrustSettings | None = None
+    # Split-conformal prediction sets (settings.py). None: no sets.
+    conformal: ConformalSettings | None = None
     # The scale of the training tiles, for tiling large images and slides (slides.py): their side in source
     # pixels, and microns per pixel where known (None: unknown, and tile_size is used as is).
     tile_size: int | None = None
@@ -129,41 +131,19 @@ class ModelConfig:
                 "format_version",
                 f"is {self.format_version}, newer than this library reads ({FORMAT_VERSION}); upgrade cancer_models",
             )
+        self.format_version = FORMAT_VERSION  # older layouts were converted above; saved, they are today's
 
     def _validate_scale_and_limits(self, fail) -> None:
-        if self.ood is not None and not (
-            isinstance(self.ood, dict)
-            and self.ood.get("method") == "mahalanobis"
-            and (
-                _is_number(self.ood.get("threshold"))
-                or (isinstance(self.ood.get("thresholds"), list) and all(map(_is_number, self.ood["thresholds"])))
-            )
-        ):
-            fail(
-                "ood",
-                f"must be null or an object with method 'mahalanobis' and numeric thresholds, got {self.ood!r}",
-            )
-        if self.conformal is not None and not (
-            isinstance(self.conformal, dict)
-            and _is_number(self.conformal.get("qhat"))
-            and _is_number(self.conformal.get("alpha"))
-            and 0 < self.conformal["alpha"] < 1
-        ):
-            fail(
-                "conformal",
-                f"must be null or an object with alpha in (0, 1) and a numeric qhat, got {self.conformal!r}",
-            )
+        # Plain objects (a JSON file, a hand-made config) become typed settings, older layouts converted.
+        if self.ood is not None:
+            self.ood = TrustSettings.from_dict(self.ood)
+            self.ood.validate()
+        if self.conformal is not None:
+            self.conformal = ConformalSettings.from_dict(self.conformal)
         if self.tile_size is not None and not (isinstance(self.tile_size, int) and self.tile_size >= 8):
             fail("tile_size", f"must be null or an integer >= 8, got {self.tile_size!r}")
         if self.tile_mpp is not None and not (_is_number(self.tile_mpp) and self.tile_mpp > 0):
             fail("tile_mpp", f"must be null or a positive number, got {self.tile_mpp!r}")
-        for key in ("image_threshold", "domain_threshold"):
-            if self.ood is not None and key in self.ood and not _is_number(self.ood[key]):
-                fail("ood", f"{key} must be a number, got {self.ood[key]!r}")
-        for key in ("colour_floor", "texture_floor"):
-            floor = (self.ood or {}).get(key, 0.0)
-            if not (_is_number(floor) and floor >= 0):
-                fail("ood", f"{key} must be a number >= 0, got {floor!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -209,7 +209,7 @@ def test_calibrate_refuses_image_sets_for_an_ensemble_and_takes_its_test_figures
     shutil.copytree(FIXTURES / "histopathology" / "test", other / "test")
     assert cli_main(["calibrate", "--model", str(folder), "--data", HISTO, "--refuse", str(other)]) == 0
     model = load_pretrained(folder)
-    assert set(model.config.ood["refused"]) == {"look-alikes"}
+    assert set(model.config.ood.refused) == {"look-alikes"}
     assert not any(p.in_distribution for p in Predictor(model).predict(sorted(other.rglob("*.jpg"))))
     # the test split is those same tiles: all refused now, and the card's trust figures say so
     assert model.config.training.trust["test"] == {"n": 6, "rejected": 1.0}

@@ -15,6 +15,7 @@ from cancer_models.calibration import fitting
 from cancer_models.cli import main as cli_main
 from cancer_models.data.images import normalize, to_uint8_tensor
 from cancer_models.evaluation.localization import CANDIDATE_METHODS
+from cancer_models.settings import TrustSettings
 from cancer_models.trust.conformal import ALPHAS, choose_alpha, coverage, prediction_set, set_membership
 from cancer_models.trust.ood import colour_ratio, image_statistics, texture_ratio
 
@@ -112,11 +113,11 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     assert report["validation"]["rejected"] == 0.0 and "coverage" in report["test"]
     assert (folder / "model.safetensors").read_bytes() == weights and (folder / "ood.safetensors").is_file()
     model = load_pretrained(folder)
-    assert model.config.ood["acceptance"] == 1.0 and model.config.conformal["alpha"] in ALPHAS
-    assert "qhat_tta" in model.config.conformal and "tta_coverage" in report["test"]
+    assert model.config.ood.acceptance == 1.0 and model.config.conformal.alpha in ALPHAS
+    assert model.config.conformal.qhat_tta is not None and "tta_coverage" in report["test"]
     # H&E is a colour modality: a grey copy of one of its own tiles is refused, however close its features.
     tile = Image.open(fixture_images("histopathology")[0])
-    assert model.config.ood["colour_floor"] > 0
+    assert model.config.ood.colour_floor > 0
     assert Predictor(model).predict(tile.convert("L")).decision == "not recognised"
     assert model.config.tta_views == "hflip" and model.ood_detector is not None
     card = (folder / "README.md").read_text()
@@ -156,7 +157,7 @@ def test_the_detector_of_a_large_set_is_fitted_on_a_sample_and_every_category_is
 
 
 def test_a_config_with_rejection_needs_its_statistics(small_cnn, tmp_path):
-    small_cnn.config.ood = {"method": "mahalanobis", "threshold": 1.0, "acceptance": 0.99}
+    small_cnn.config.ood = TrustSettings(layer_limits=[1.0])
     with pytest.raises(ConfigError, match="ood_detector"):
         small_cnn.save_pretrained(tmp_path)
 
@@ -176,7 +177,7 @@ def test_shipped_models_carry_rejection_and_conformal_data():
         model = load_pretrained(folder)
         assert model.config.ood and model.config.conformal and model.ood_detector is not None, folder.name
         trust = model.config.training.trust
-        test, level = trust["test"], 1 - model.config.conformal["alpha"]
+        test, level = trust["test"], 1 - model.config.conformal.alpha
         # Coverage varies with the calibration draw (a Beta around the level, Vovk 2012) and the test draw:
         # three standard deviations of both together, which is 0.14 for ultrasound's 75 and 77 images.
         # A cross-validated ensemble is calibrated on its out-of-fold predictions (train + validation).
@@ -202,8 +203,8 @@ def test_calibrate_can_refuse_whole_image_sets(small_cnn, tmp_path):
     assert cli_main(["calibrate", *args, "--refuse", str(other)]) == 0
     model = load_pretrained(folder)
     ood = model.config.ood
-    lowered = zip(ood["thresholds"], ood["thresholds_before_refusal"], strict=True)
-    assert all(t < before for t, before in lowered) and set(ood["refused"]) == {"look-alikes"}
+    lowered = zip(ood.layer_limits, ood.layer_limits_before_refusal, strict=True)
+    assert all(t < before for t, before in lowered) and set(ood.refused) == {"look-alikes"}
     predictions = Predictor(model).predict(sorted(other.rglob("*.jpg")))
     assert len(predictions) == 6 and not any(p.in_distribution for p in predictions)
     assert "every validation image of look-alikes" in (folder / "README.md").read_text()
@@ -214,10 +215,11 @@ def _statistics(images: list) -> torch.Tensor:
 
 
 def test_the_colour_floor_refuses_grey_images_only_for_colour_modalities():
-    def floor_for(task: str) -> tuple[dict, list]:
+    def floor_for(task: str) -> tuple[TrustSettings, list]:
         images = fixture_images(task, "validation")
         groups = [p.stem for p in images]
-        return {"colour_floor": fitting.fit_colour_floor(_statistics(images), groups, 1.0)}, images
+        floor = fitting.fit_colour_floor(_statistics(images), groups, 1.0)
+        return TrustSettings(layer_limits=[1.0], colour_floor=floor), images
 
     histo, tiles = floor_for("histopathology")
     grey = [Image.open(p).convert("L").convert("RGB") for p in tiles]
@@ -225,7 +227,7 @@ def test_the_colour_floor_refuses_grey_images_only_for_colour_modalities():
     assert (colour_ratio(_statistics(fixture_images("histopathology", "test")), histo) <= 1).all()
     assert (colour_ratio(grey_statistics, histo) > 1).all()
     ultrasound, _ = floor_for("ultrasound")  # a grey modality: the floor is (about) nothing
-    assert ultrasound["colour_floor"] < 0.005 and (colour_ratio(grey_statistics, ultrasound) <= 1).all()
+    assert ultrasound.colour_floor < 0.005 and (colour_ratio(grey_statistics, ultrasound) <= 1).all()
 
 
 def test_the_domain_check_learns_to_refuse_scenes_and_is_saved_with_the_model(small_cnn, tmp_path, monkeypatch):
@@ -240,11 +242,11 @@ def test_the_domain_check_learns_to_refuse_scenes_and_is_saved_with_the_model(sm
     data = load_splits(DataSpec([str(FIXTURES / "histopathology")]))
     fitting.fit_trust(small_cnn, {name: decode_split(ds, 96) for name, ds in data.items()})
     ood = small_cnn.config.ood
-    assert ood["domain_negatives"]["scenes"] >= 7 * 2 * 121 and ood["domain_negatives"]["generated"] > 0
+    assert ood.domain_negatives["scenes"] >= 7 * 2 * 121 and ood.domain_negatives["generated"] > 0
     # other draws than the ones it learnt from: new scenes and crops, new generated images
     batch, _ = negatives.reference_negatives(96, seed=1)
     features, statistics = fitting.batch_features(small_cnn, batch)
-    domain = small_cnn.ood_detector.scores(features, statistics)[:, -1] / ood["domain_threshold"]
+    domain = small_cnn.ood_detector.scores(features, statistics)[:, -1] / ood.domain_limit
     assert (domain > 1).float().mean() >= 0.95
     tiles = Predictor(small_cnn).predict(fixture_images("histopathology", "test"))
     assert sum(p.in_distribution for p in tiles) >= 5  # of 6 unseen tiles of its kind
@@ -294,7 +296,7 @@ def _flat_images() -> list[Image.Image]:
 @pytest.mark.parametrize("task", ["histopathology", "dermoscopy", "ultrasound"])
 def test_every_shipped_model_refuses_blank_and_flat_images(task):
     model = load_pretrained(ROOT / "models" / f"{task}-cancer-cnn")
-    assert model.config.ood["texture_floor"] > 0
+    assert model.config.ood.texture_floor > 0
     predictions = Predictor(model).predict(_flat_images())
     assert not any(p.in_distribution for p in predictions), [round(p.ood_score, 2) for p in predictions]
     size = model.config.input_size  # and no image of its kind is too flat for it

@@ -38,6 +38,7 @@ from ..errors import DataError
 from ..evaluation.localization import ImageScores, choose_cam
 from ..inference.predict import Predictor
 from ..models import CancerModel, load_pretrained
+from ..settings import ConformalSettings, TrustSettings
 from ..sources import display_name
 from ..trust.conformal import choose_alpha, conformal_quantile, coverage, set_membership
 from ..trust.ood import (
@@ -47,7 +48,6 @@ from ..trust.ood import (
     colour_ratio,
     colourfulness,
     image_statistics,
-    limits,
     tap_features,
     texture,
     texture_ratio,
@@ -190,10 +190,9 @@ def fit_limits(scores: torch.Tensor, groups: list[str], acceptance: float, layer
             break
     bounds = bounds.tolist()
     return {
-        "method": "mahalanobis",
-        "thresholds": bounds[:layers],
-        "image_threshold": bounds[layers],
-        **({"domain_threshold": bounds[layers + 1]} if len(bounds) > layers + 1 else {}),
+        "layer_limits": bounds[:layers],
+        "image_limit": bounds[layers],
+        "domain_limit": bounds[layers + 1] if len(bounds) > layers + 1 else None,
         "acceptance": acceptance,
         "quantile": float(q),
         "over": "groups",
@@ -239,10 +238,11 @@ def fit_sets(model: CancerModel, outputs: SplitOutputs, accepted: np.ndarray, al
         alpha, qhat = choose_alpha(probs, targets, threshold)
     else:
         qhat = conformal_quantile(probs[np.arange(len(targets)), targets], alpha)
-    model.config.conformal = {"alpha": alpha, "qhat": qhat}
+    qhat_tta = None
     if outputs.tta_probabilities is not None:
         tta = outputs.tta_probabilities[accepted]
-        model.config.conformal["qhat_tta"] = conformal_quantile(tta[np.arange(len(targets)), targets], alpha)
+        qhat_tta = conformal_quantile(tta[np.arange(len(targets)), targets], alpha)
+    model.config.conformal = ConformalSettings(alpha, qhat, qhat_tta)
 
 
 def fit_trust(
@@ -277,7 +277,7 @@ def fit_trust(
         acceptance,
         domain_negatives(model, refused),
     )
-    model.config.ood["features"] = "member mean" if model.config.architecture == "ensemble" else "model"
+    model.config.ood.features = "member mean" if model.config.architecture == "ensemble" else "model"
     if refused:
         refuse_sets(model, refused)
     accepted = {name: unusualness(model, o) <= 1 for name, o in outputs.items()}
@@ -298,7 +298,7 @@ def fit_rejection(
     folds: list[tuple[np.ndarray, np.ndarray]],
     acceptance: float,
     negatives: Negatives | None = None,
-) -> tuple[MahalanobisDetector, dict[str, Any]]:
+) -> tuple[MahalanobisDetector, TrustSettings]:
     """The detector fitted on all the images given, and its limits (``config.ood``) from scores cross-fitted
     over ``folds`` (each held-out fold scored by a detector fitted on the others), so that no limit is set on
     the images its detector was fitted on, and it rests on every group given rather than on one split's few.
@@ -319,12 +319,12 @@ def fit_rejection(
         held = fold_detector.scores(features[held_out], statistics[held_out])
         scores = torch.zeros(len(targets), held.shape[1]) if scores is None else scores
         scores[held_out] = held
-    ood = {
+    ood = TrustSettings(
         **fit_limits(scores, groups, acceptance, len(sizes)),
-        "colour_floor": fit_colour_floor(statistics, groups, acceptance),
-        "texture_floor": fit_texture_floor(statistics, groups, acceptance),
-        **({"domain_negatives": negatives.counts} if negatives is not None else {}),
-    }
+        colour_floor=fit_colour_floor(statistics, groups, acceptance),
+        texture_floor=fit_texture_floor(statistics, groups, acceptance),
+        domain_negatives=negatives.counts if negatives is not None else {},
+    )
     return fit_detector(features, targets, statistics, sizes, negatives), ood
 
 
@@ -346,17 +346,17 @@ def refuse_sets(model: CancerModel, sets: dict[str, SplitOutputs]) -> None:
     must never accept (other modalities' validation splits), which limits set on the model's own images alone
     can let through. The config records the sets and the limits before."""
     ood = model.config.ood
-    before = list(ood["thresholds"])  # fresh from fit_rejection
+    before = list(ood.layer_limits)  # fresh from fit_rejection
     layers, factor = len(before), 1.0
     for outputs in sets.values():
-        ratios = model.ood_detector.scores(outputs.features, outputs.statistics) / torch.tensor(limits(ood))
+        ratios = model.ood_detector.scores(outputs.features, outputs.statistics) / torch.tensor(ood.limits())
         floors = torch.maximum(colour_ratio(outputs.statistics, ood), texture_ratio(outputs.statistics, ood))
         passes_others = (ratios[:, layers:] <= 1).all(dim=1) & (floors <= 1)
         features_only = ratios[passes_others, :layers].max(dim=1).values
         if len(features_only):
             # 0.1% below the lowest: an image scored in another batch differs in the last digits
             factor = min(factor, float(features_only.min()) * (1 - REFUSAL_MARGIN))
-    ood.update(thresholds=[t * factor for t in before], refused=sorted(sets), thresholds_before_refusal=before)
+    ood.layer_limits, ood.refused, ood.layer_limits_before_refusal = [t * factor for t in before], sorted(sets), before
 
 
 def fit_ensemble_trust(
@@ -396,7 +396,7 @@ def fit_ensemble_trust(
         acceptance,
         domain_negatives(ensemble, refused),
     )
-    config.ood["features"] = "member mean"
+    config.ood.features = "member mean"
     if refused:
         refuse_sets(ensemble, refused)
     outputs.probabilities, outputs.tta_probabilities = oof[False], oof[True]
@@ -426,9 +426,9 @@ def trust_report(
     if not (with_sets and accepted.any() and model.config.conformal):
         return report
     conformal, threshold, targets = model.config.conformal, model.config.threshold, outputs.targets[accepted]
-    views = {"": (outputs.probabilities, conformal["qhat"])}
+    views = {"": (outputs.probabilities, conformal.quantile(tta=False))}
     if outputs.tta_probabilities is not None:
-        views["tta_"] = (outputs.tta_probabilities, conformal.get("qhat_tta", conformal["qhat"]))
+        views["tta_"] = (outputs.tta_probabilities, conformal.quantile(tta=True))
     for prefix, (probs, qhat) in views.items():
         probs = probs[accepted]
         sets = coverage(probs, targets, threshold, qhat)

@@ -61,8 +61,8 @@ def metadata(model: CancerModel) -> dict[str, str]:
         "threshold": json.dumps(c.threshold),
         "temperature": json.dumps(c.temperature),
         "tta_views": c.tta_views,
-        "conformal": json.dumps(c.conformal),
-        "ood": json.dumps(c.ood),
+        "conformal": json.dumps(c.conformal and c.conformal.to_dict()),
+        "ood": json.dumps(c.ood and c.ood.to_dict()),
         "architecture": c.architecture
         + (
             f" ({c.model_args.get('members')} x {c.model_args.get('member')}, averaged in the graph)"

@@ -176,7 +176,7 @@ class Predictor:
             prediction_set = ()
         else:
             # Sets are calibrated on the views they are used with: with and without test-time augmentation.
-            qhat = config.conformal.get("qhat_tta", config.conformal["qhat"]) if tta else config.conformal["qhat"]
+            qhat = config.conformal.quantile(tta)
             prediction_set = conformal_set(probs, config.labels, config.threshold, qhat)
         answer = Prediction(
             label=malignant if probs[1] >= config.threshold else benign,

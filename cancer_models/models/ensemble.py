@@ -128,7 +128,7 @@ class Ensemble(CancerModel):
 
     def _first_member_only(self) -> bool:
         # Folders fitted when the check used the first member's features keep doing so.
-        return self.config.ood is not None and self.config.ood.get("features") != "member mean"
+        return self.config.ood is not None and self.config.ood.features != "member mean"
 
     def ood_layers(self) -> list[nn.Module]:
         if self._first_member_only():

@@ -9,6 +9,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..config import COLOUR_CONSTANCY, ModelConfig
 from ..record import TrainingRecord
+from ..settings import TrustSettings
 from ..sources import display_name
 from .datasets import KNOWN_DATASETS, data_license, known
 from .tables import (
@@ -211,7 +212,7 @@ def explanation_reliability(explanations: dict[str, Any] | None, method: str | N
     return text
 
 
-# How the card names the domain classifier's negatives (``config.ood["domain_negatives"]``).
+# How the card names the domain classifier's negatives (``TrustSettings.domain_negatives``).
 NEGATIVE_KINDS = {
     "scenes": "generated photograph-like scenes (whole and cropped)",
     "photographs": "photographs (whole and cropped)",  # models calibrated before the scenes were
@@ -219,31 +220,29 @@ NEGATIVE_KINDS = {
 }
 
 
-def _other_refusals(ood: dict) -> str:
+def _other_refusals(ood: TrustSettings) -> str:
     """The checks besides the distances, in words: the floors, the domain score, the refused sets."""
     text = ""
-    if ood.get("colour_floor", 0) > 0:
+    if ood.colour_floor > 0:
         text += (
             " An image with less than half the colour of the least colourful held-out images is refused too: a "
             "grey image (an X-ray, a CT, an ultrasound frame, a grey copy) is never taken for this modality."
         )
-    if ood.get("texture_floor", 0) > 0:
+    if ood.texture_floor > 0:
         text += (
             " An image with less than half the fine texture of the least textured held-out images is refused"
             " too: a blank or flat image (one colour, a smooth gradient)."
         )
-    if "domain_threshold" in ood:
-        negatives = [
-            f"{n} {NEGATIVE_KINDS.get(kind, kind + ' images')}" for kind, n in ood.get("domain_negatives", {}).items()
-        ]
+    if ood.domain_limit is not None:
+        negatives = [f"{n} {NEGATIVE_KINDS.get(kind, kind + ' images')}" for kind, n in ood.domain_negatives.items()]
         taught = f"{', '.join(negatives[:-1])} and {negatives[-1]}" if len(negatives) > 1 else "".join(negatives)
         text += (
             " A linear classifier on the same features and statistics"
             + (f" (taught to tell its training images from {taught})" if taught else "")
             + " refuses images it finds less like its own than its out-of-fold groups at the same level."
         )
-    if ood.get("refused"):
-        *others, last = sorted(ood["refused"])
+    if ood.refused:
+        *others, last = sorted(ood.refused)
         sets = f"{', '.join(others)} and {last}" if others else last
         text += f" Its limit was also set below every validation image of {sets}, which it must not accept."
     return text
@@ -254,17 +253,17 @@ def _scope(config: ModelConfig) -> str:
     if not (trust and config.ood and config.conformal):
         return ""
     calibrated_on = trust.get("calibrated_on", "validation")
-    held_out = "validation" if calibrated_on == "validation" and "domain_threshold" not in config.ood else "out-of-fold"
+    held_out = "validation" if calibrated_on == "validation" and config.ood.domain_limit is None else "out-of-fold"
     lines = [
         (
             f"- Made for {task} images like those of its training data. An image whose mid-level features"
-            + (", or whose colour, brightness and texture statistics," if "image_threshold" in config.ood else "")
+            + (", or whose colour, brightness and texture statistics," if config.ood.image_limit is not None else "")
             + " lie further from the training images than "
             + (
-                f"every image of {config.ood['acceptance']:.0%} of the {held_out} groups (near-copies of one "
+                f"every image of {config.ood.acceptance:.0%} of the {held_out} groups (near-copies of one "
                 "source image count once; each layer and the statistics against their own limits)"
-                if config.ood.get("over") == "groups"
-                else f"those of {config.ood['acceptance']:.0%} of the {held_out} images"
+                if config.ood.over == "groups"
+                else f"those of {config.ood.acceptance:.0%} of the {held_out} images"
             )
             + " (Mahalanobis distances) gets no verdict: *not recognised*. Other imaging modalities, photographs "
             "and drawings are out of scope."
@@ -317,7 +316,7 @@ def _foreign_sentence(foreign: dict[str, Any]) -> str:
 
 
 def _sets_sentence(config: ModelConfig, test: dict[str, Any], calibrated_on: str) -> str:
-    level = 1 - config.conformal["alpha"]
+    level = config.conformal.level
     if "empty" in test:  # sets fitted before they always held the decided class
         return (
             f"Prediction sets at {level:.0%} (split-conformal, calibrated on {calibrated_on}): they held the true "

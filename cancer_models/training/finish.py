@@ -59,7 +59,7 @@ def finish(run: Run, state: TrainerState) -> Path:
     trust = fit_trust(run.unwrapped, run.decoded)
     run.log(
         f"out-of-distribution check: {trust['test']['rejected']:.1%} of test images rejected; prediction sets "
-        f"at {1 - config.conformal['alpha']:.0%}: test coverage {trust['test'].get('coverage', float('nan')):.3f}"
+        f"at {config.conformal.level:.0%}: test coverage {trust['test'].get('coverage', float('nan')):.3f}"
     )
     _write_folder(run, out, state, metrics, test_targets.numpy(), test_probs)
     run.log(f"test: {summarize(metrics['test'])}; wrote {out}")

@@ -35,6 +35,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..settings import TrustSettings
+
 OOD_WEIGHTS_NAME = "ood.safetensors"
 CHROMA = slice(9, 12)  # the columns of image_statistics() that hold |R-G|, |G-B| and |R-B|
 TEXTURE = 20  # the column of image_statistics() that holds the Laplacian energy (fine texture, sharpness)
@@ -172,7 +174,7 @@ class MahalanobisDetector:
                 columns.append(self.domain.score(features, statistics))
         return torch.stack(columns, dim=1)
 
-    def unusualness(self, features: torch.Tensor, batch: torch.Tensor, ood: dict) -> torch.Tensor:
+    def unusualness(self, features: torch.Tensor, batch: torch.Tensor, ood: TrustSettings) -> torch.Tensor:
         """Each image's largest distance as a multiple of its limit (``config.ood``), or its colour ratio where
         that is larger: above 1 is refused."""
         statistics = image_statistics(batch) if self.image is not None else None
@@ -218,29 +220,21 @@ def floor_ratio(values: torch.Tensor, floor: float | None) -> torch.Tensor:
     return (floor / values.double().clamp_min(floor / MAX_FLOOR_RATIO)).float()
 
 
-def colour_ratio(statistics: torch.Tensor, ood: dict) -> torch.Tensor:
+def colour_ratio(statistics: torch.Tensor, ood: TrustSettings) -> torch.Tensor:
     """(N,) colour floor / colourfulness (above 1: too little colour for the model), or zeros without a floor."""
-    return floor_ratio(colourfulness(statistics), ood.get("colour_floor"))
+    return floor_ratio(colourfulness(statistics), ood.colour_floor)
 
 
-def texture_ratio(statistics: torch.Tensor, ood: dict) -> torch.Tensor:
+def texture_ratio(statistics: torch.Tensor, ood: TrustSettings) -> torch.Tensor:
     """(N,) texture floor / texture (above 1: too flat for the model), or zeros without a floor."""
-    return floor_ratio(texture(statistics), ood.get("texture_floor"))
+    return floor_ratio(texture(statistics), ood.texture_floor)
 
 
-def unusualness(scores: torch.Tensor, statistics: torch.Tensor | None, ood: dict) -> torch.Tensor:
-    """(N,) the largest of ``scores`` (``MahalanobisDetector.scores``) as multiples of their limits, or the
-    colour or texture ratio where that is larger."""
-    ratios = (scores / torch.tensor(limits(ood))).max(dim=1).values
+def unusualness(scores: torch.Tensor, statistics: torch.Tensor | None, ood: TrustSettings) -> torch.Tensor:
+    """(N,) the largest of ``scores`` (``MahalanobisDetector.scores``) as multiples of their limits
+    (``TrustSettings.limits``), or the colour or texture ratio where that is larger."""
+    ratios = (scores / torch.tensor(ood.limits())).max(dim=1).values
     if statistics is None:
         return ratios
     floors = torch.maximum(colour_ratio(statistics, ood), texture_ratio(statistics, ood))
     return torch.maximum(ratios, floors.to(ratios.dtype))
-
-
-def limits(ood: dict) -> list[float]:
-    """The limits of ``config.ood`` in the order of ``MahalanobisDetector.scores``: one per layer (a single one
-    in folders fitted before layers were scored apart), then the image statistics' and the domain score's where
-    fitted."""
-    per_layer = ood["thresholds"] if "thresholds" in ood else [ood["threshold"]]
-    return [*per_layer, *(ood[key] for key in ("image_threshold", "domain_threshold") if key in ood)]
