@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,58 @@ EVALUATION_KEYS = ("comparison", "robustness", "recipe_selection", "cam_choice",
 
 
 @dataclass
+class Hardware:
+    """The machine a model trained on.
+
+    Args:
+        device: the torch device type: "cpu", "cuda" or "mps".
+        processes: training processes (one per accelerator with ``accelerate launch``).
+        name: the accelerator's name (``torch.cuda.get_device_name``); empty on a CPU.
+        threads: CPU threads per process, where it trained on a CPU.
+    """
+
+    device: str = "cpu"
+    processes: int = 1
+    name: str = ""
+    threads: int | None = None
+
+    def __str__(self) -> str:
+        if self.device == "cpu":
+            threads = f", {self.threads} thread(s) each" if self.threads else ""
+            return f"{self.processes} process(es) on CPU{threads}"
+        return f"{self.processes} x {self.name or self.device.upper()}"
+
+    @property
+    def kind(self) -> str:
+        """ "CPU" or "GPU": what a recipe table compares."""
+        return "CPU" if self.device == "cpu" else "GPU"
+
+    @classmethod
+    def from_value(cls, value: Any) -> Hardware | None:
+        """The record's ``hardware``: an object, or the sentence written before it had fields (converted)."""
+        if value is None or isinstance(value, Hardware):
+            return value
+        if isinstance(value, dict):
+            return cls(**_known(cls, value, "training.provenance.hardware"))
+        if not isinstance(value, str):
+            raise ConfigError(f"config field 'training.provenance.hardware' must be an object, got {value!r}")
+        cpu = re.fullmatch(r"(\d+) process\(es\) on (\w+)(?:, (\d+) thread\(s\) each)?", value)
+        if cpu:
+            threads = int(cpu.group(3)) if cpu.group(3) else None
+            return cls(cpu.group(2).lower(), int(cpu.group(1)), "", threads)
+        accelerator = re.fullmatch(r"(\d+) x (.+)", value)
+        if accelerator:
+            return cls("cuda", int(accelerator.group(1)), accelerator.group(2))
+        return cls("cpu" if "CPU" in value else "cuda", 1, value)
+
+
+@dataclass
 class Provenance:
     """The code and machine that trained a model."""
 
     package_version: str | None = None  # cancer-models
     git_commit: str | None = None  # with "-dirty" when the checkout had uncommitted changes
-    hardware: str | None = None  # e.g. "1 x NVIDIA H100 80GB HBM3" or "1 process(es) on CPU, 2 thread(s) each"
+    hardware: Hardware | None = None
     torch: str | None = None
     torchvision: str | None = None
     note: str | None = None  # anything else that changed the stored weights
@@ -44,6 +91,7 @@ class Provenance:
             data["package_version"] = data.pop("cancer-models")
         if "weights" in data:
             data["note"] = data.pop("weights")
+        data["hardware"] = Hardware.from_value(data.get("hardware"))
         return cls(**_known(cls, data, "training.provenance"))
 
 

@@ -184,9 +184,8 @@ def test_recipes_are_compared_out_of_fold_and_the_choice_recorded_in_the_card(cr
     model_dir = tmp_path / "model"
     shutil.copytree(cross_validated, model_dir)
     training = load_pretrained(cross_validated).config.training
-    training.command = "train.py --data x --folds 2 --epochs 2"  # in-process training records pytest's argv
     other = copy.deepcopy(training)
-    other.command = "train.py --data y --folds 2 --epochs 5"
+    other.settings = {**training.settings, "epochs": 5, "data": ["y"]}
     other.metrics["out_of_fold"]["auc"] = training.metrics["out_of_fold"]["auc"] - 0.1
     rows = [cross_validation_summary("longer", other), cross_validation_summary("shipped", training)]
     table = recipe_selection_table(rows)

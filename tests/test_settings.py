@@ -1,6 +1,7 @@
-"""Trust settings are typed: a folder in today's layout or an older one loads into the same settings, saves in
-today's layout, and refuses and answers exactly as before."""
+"""Settings are typed: a folder in today's layout or an older one loads into the same trust settings and
+hardware fields, saves in today's layout, and refuses and answers exactly as before."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ from conftest import fixture_images
 
 from cancer_models import ConfigError, Predictor, load_pretrained
 from cancer_models.config import FORMAT_VERSION, ModelConfig
+from cancer_models.record import Hardware
 from cancer_models.settings import ConformalSettings, TrustSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,3 +76,22 @@ def test_the_prediction_set_quantile_follows_the_views():
     sets = ConformalSettings(alpha=0.1, qhat=0.6, qhat_tta=0.55)
     assert (sets.quantile(tta=False), sets.quantile(tta=True), sets.level) == (0.6, 0.55, pytest.approx(0.9))
     assert ConformalSettings(alpha=0.1, qhat=0.6).quantile(tta=True) == 0.6
+
+
+@pytest.mark.parametrize("config_file", SHIPPED, ids=lambda p: p.parent.name)
+def test_the_hardware_sentence_of_older_records_becomes_fields_that_say_the_same(config_file):
+    written = json.loads(config_file.read_text())["training"]["provenance"]["hardware"]
+    hardware = ModelConfig.from_dict(json.loads(config_file.read_text())).training.provenance.hardware
+    if written is None:
+        assert hardware is None
+        return
+    assert str(hardware) == written if isinstance(written, str) else hardware == Hardware(**written)
+    assert hardware.kind == ("GPU" if "NVIDIA" in str(hardware) else "CPU")
+    assert Hardware.from_value(dataclasses.asdict(hardware)) == hardware
+
+
+def test_hardware_is_written_as_fields():
+    assert str(Hardware("cpu", 1, threads=2)) == "1 process(es) on CPU, 2 thread(s) each"
+    assert str(Hardware("cuda", 2, "NVIDIA H100 80GB HBM3")) == "2 x NVIDIA H100 80GB HBM3"
+    with pytest.raises(ConfigError, match="hardware"):
+        Hardware.from_value(3)

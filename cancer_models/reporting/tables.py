@@ -3,7 +3,6 @@ shared by model cards, evaluation reports and the command line."""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,29 +66,30 @@ def cross_validation_summary(name: str, training: TrainingRecord) -> dict[str, A
     return {
         "run": name,
         # what was chosen between: train.py's options, and the hardware (GPU and CPU runs of one recipe differ)
-        "options": {**_train_options(training.command or ""), "hardware": _short_hardware(training)},
+        "options": {**_shown_settings(training.settings), "hardware": _short_hardware(training)},
         "folds_auc": [cv["auc_mean"], cv["auc_sd"]],
         **{k: oof[k] for k in keys},
         "maps": cv.get("out_of_fold_explanations"),
     }
 
 
-def _train_options(command: str) -> dict[str, str]:
-    """train.py's options as written in its recorded command (a flag without a value maps to "")."""
-    options: dict[str, str] = {}
-    key = None
-    for word in shlex.split(command)[1:]:
-        if word.startswith("--"):
-            key = word[2:]
-            options[key] = ""
-        elif key is not None:
-            options[key] = f"{options[key]} {word}".strip()
-    return options
+def _shown_settings(settings: dict[str, Any]) -> dict[str, str]:
+    """The recorded training settings as a table shows them, by option name (``input_size`` -> ``input-size``):
+    lists joined by spaces, switches as yes / no."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, (list, tuple)):
+            return " ".join(map(str, value))
+        return "-" if value is None else str(value)
+
+    return {key.replace("_", "-"): shown(value) for key, value in settings.items()}
 
 
 def _short_hardware(training: TrainingRecord) -> str:
-    hardware = training.provenance.hardware or ""
-    return "GPU" if " x " in hardware else "CPU" if "CPU" in hardware else "?"
+    hardware = training.provenance.hardware
+    return hardware.kind if hardware else "?"
 
 
 def recipe_selection_table(rows: list[dict[str, Any]]) -> str:

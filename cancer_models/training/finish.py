@@ -21,7 +21,7 @@ from ..data.augment import tta_views_for
 from ..evaluation.metrics import binary_metrics, choose_threshold, subtype_metrics, summarize
 from ..evaluation.plots import write_plots
 from ..models import BACKBONES
-from ..record import Provenance, TrainingRecord
+from ..record import Hardware, Provenance, TrainingRecord
 from ..sources import display_name, is_hub_id
 from ..version import __version__
 from .checkpoint import TrainerState, load_best_weights
@@ -122,9 +122,9 @@ def provenance(device: torch.device, processes: int) -> Provenance:
     if commit and git("status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
     if device.type == "cuda":
-        hardware = f"{processes} x {torch.cuda.get_device_name(device)}"
+        hardware = Hardware("cuda", processes, torch.cuda.get_device_name(device))
     else:
-        hardware = f"{processes} process(es) on {device.type.upper()}, {torch.get_num_threads()} thread(s) each"
+        hardware = Hardware(device.type, processes, threads=torch.get_num_threads())
     # The version this code declares, not an installed distribution's: a checkout run in place has none.
     return Provenance(
         __version__, commit, hardware, torch.__version__.split("+")[0], torchvision.__version__.split("+")[0]
