@@ -17,7 +17,8 @@ from cancer_models.data.images import normalize, to_uint8_tensor
 from cancer_models.evaluation.localization import CANDIDATE_METHODS
 from cancer_models.settings import TrustSettings
 from cancer_models.trust.conformal import ALPHAS, choose_alpha, coverage, prediction_set, set_membership
-from cancer_models.trust.ood import colour_ratio, image_statistics, texture_ratio
+from cancer_models.trust.features import image_statistics
+from cancer_models.trust.floors import colour_ratio, fit_colour_floor, texture_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTO_MODEL = ROOT / "models" / "histopathology-cancer-cnn"
@@ -218,7 +219,7 @@ def test_the_colour_floor_refuses_grey_images_only_for_colour_modalities():
     def floor_for(task: str) -> tuple[TrustSettings, list]:
         images = fixture_images(task, "validation")
         groups = [p.stem for p in images]
-        floor = fitting.fit_colour_floor(_statistics(images), groups, 1.0)
+        floor = fit_colour_floor(_statistics(images), groups, 1.0)
         return TrustSettings(layer_limits=[1.0], colour_floor=floor), images
 
     histo, tiles = floor_for("histopathology")

@@ -1,13 +1,15 @@
-"""Fit what makes a model's answers trustworthy, without retraining (``cancer-models calibrate``).
+"""Fit what makes a model's answers trustworthy, without retraining (``cancer-models calibrate``): this module
+runs the fits of ``trust/`` (each check fitted and scored in its own module) over a model folder's data.
 
 - Out-of-distribution rejection: Mahalanobis distances of mid-level features and of image statistics
-  (``ood.py``), fitted on the training and validation splits, their limits quantiles of scores cross-fitted
-  over folds of those splits (each fold scored by a detector fitted on the others) that accept
+  (``trust.ood``, ``trust.distance``), fitted on the training and validation splits, their limits quantiles of
+  scores cross-fitted over folds of those splits (each fold scored by a detector fitted on the others) that accept
   ``--acceptance`` of their groups; with ``--refuse DATA...``, also below every validation image of those sets
   (other modalities the model must not accept). A linear *domain* classifier on the same features and
   statistics, taught on the model's images against those sets and ``negatives.reference_negatives``
-  (photograph-like scenes and plain images the project draws from a seed), gets a limit the same way.
-- Prediction sets (``conformal.py``) at the level chosen for the model (or 1 - ``--alpha``), calibrated on the
+  (photograph-like scenes and plain images the project draws from a seed; ``trust.domain``), gets a limit the
+  same way; colour and texture floors (``trust.floors``); limits per check (``trust.limits``).
+- Prediction sets (``trust.conformal``) at the level chosen for the model (or 1 - ``--alpha``), calibrated on the
   validation images the detector accepts, with and without test-time views.
 
 A cross-validated ensemble is fitted the same way on its out-of-fold predictions (``fit_ensemble_trust``).
@@ -15,7 +17,8 @@ Both are reported on the test split (share rejected, coverage) and written into 
 (config.json, ood.safetensors, the model card). train.py runs the same steps at the end of training.
 With ``--masks IMAGES MASKS`` (a folder with validation and test splits, and their lesion masks) it also
 chooses the model's default CAM layers and method on the validation images and records how often that map
-peaks inside the lesion on the test images (``localization.py``); the card and the app show the figure.
+peaks inside the lesion on the test images (``evaluation.localization.fit_default_cam``); the card and the app
+show the figure.
 """
 
 from __future__ import annotations
@@ -26,33 +29,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from datasets import Image as ImageFeature
 from datasets import concatenate_datasets
-from sklearn.covariance import LedoitWolf
-from sklearn.linear_model import LogisticRegression
 
 from ..data.decoding import DecodedSplit, decode_split
-from ..data.image_sets import fold_indices, load_raw, load_splits, mask_path, pooled_for_folds, standardise
+from ..data.image_sets import fold_indices, load_raw, load_splits, pooled_for_folds, standardise
 from ..data.spec import DataSpec, recorded_data_spec
-from ..errors import DataError
-from ..evaluation.localization import ImageScores, choose_cam
+from ..evaluation.localization import fit_default_cam
 from ..inference.predict import Predictor
 from ..models import CancerModel, load_pretrained
 from ..settings import ConformalSettings, TrustSettings
 from ..sources import display_name
 from ..trust.conformal import choose_alpha, conformal_quantile, coverage, set_membership
-from ..trust.ood import (
-    Domain,
-    Gaussian,
-    MahalanobisDetector,
-    colour_ratio,
-    colourfulness,
-    image_statistics,
-    tap_features,
-    texture,
-    texture_ratio,
-)
-from ..trust.ood import unusualness as ratio_to_limits
+from ..trust.domain import Negatives
+from ..trust.features import image_statistics, tap_features
+from ..trust.floors import fit_colour_floor, fit_texture_floor
+from ..trust.limits import fit_limits, refusing_factor
+from ..trust.limits import unusualness as ratio_to_limits
+from ..trust.ood import MahalanobisDetector
 from .negatives import reference_negatives
 
 DEFAULT_ACCEPTANCE = 0.99
@@ -62,32 +55,9 @@ DETECTOR_SAMPLE = 20_000
 # alone holds about a hundred source images for histopathology: a limit at its 99% quantile is its single most
 # unusual source, and the test split's sources, from other tiles, went past it three times as often as 1%.
 FOLDS = 5
-REFUSAL_MARGIN = 1e-3
-STATISTICS_FLOOR = 1e-3  # smallest spread of an image statistic: a constant one would give infinite distances
-# The image-statistics limit is this many times its held-out quantile. Another modality, a photograph or a grey
-# copy lies tens to hundreds of times further than held-out images of the model's own kind (5.8x at the least
-# for the histopathology model's foreign development set), while another stain batch or exposure of the right
-# kind of image moves these statistics a few times: the margin spares the latter and costs nothing on the former.
-IMAGE_MARGIN = 2.0
-# The colour and texture floors are the least colourful (least textured) held-out group's value at the acceptance
-# quantile divided by this: a faded, pale or blurred image of the right kind passes, a grey (colourfulness 0) or
-# flat one (texture 0) never does.
-FLOOR_MARGIN = 2.0
-# Inverse regularisation of the domain classifier (on standardised columns): strong, so that it learns the broad
-# directions in which foreign images differ rather than the particular negatives it was shown.
-DOMAIN_C = 0.1
 # How many of ``negatives.reference_negatives``'s images the domain classifier learns from: scenes per kind, crops
 # per scene and plain images per kind. Tests that check behaviour rather than figures fit on fewer.
 NEGATIVE_COUNTS = {"per_scene": 2, "crops": 120, "per_kind": 20}
-
-
-@dataclass
-class Negatives:
-    """Images the model must refuse, as the domain classifier sees them, and how many of each kind."""
-
-    features: torch.Tensor  # (N, D)
-    statistics: torch.Tensor  # (N, S)
-    counts: dict[str, int]
 
 
 @dataclass
@@ -128,99 +98,6 @@ def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64,
         split.targets.numpy(),
         torch.cat([predictor.probabilities(chunk, tta=True) for chunk in chunks]).numpy() if tta else None,
         sizes,
-    )
-
-
-def _gaussian(x: np.ndarray, targets: np.ndarray | None = None) -> Gaussian:
-    """Class means and a Ledoit-Wolf precision of the class-centred columns; without ``targets``, one mean and
-    the columns standardised first (image statistics have unrelated scales), folded back in:
-    diag(1/spread) P diag(1/spread)."""
-    classes = np.unique(targets) if targets is not None else np.zeros(1)
-    labels = targets if targets is not None else np.zeros(len(x))
-    means = np.stack([x[labels == c].mean(axis=0) for c in classes])
-    centred = x - means[np.searchsorted(classes, labels)]
-    spread = np.maximum(centred.std(axis=0), STATISTICS_FLOOR) if targets is None else np.ones(x.shape[1])
-    precision = LedoitWolf().fit(centred / spread).precision_ / np.outer(spread, spread)
-    return Gaussian(torch.from_numpy(means).float(), torch.from_numpy(precision).float())
-
-
-def fit_detector(
-    features: torch.Tensor,
-    targets: np.ndarray,
-    statistics: torch.Tensor,
-    sizes: list[int],
-    negatives: Negatives | None = None,
-) -> MahalanobisDetector:
-    """One class-conditional distance per feature layer, one class-free distance on the image statistics, and
-    with ``negatives`` the domain classifier (``fit_domain``)."""
-    parts = [_gaussian(x.double().numpy(), targets) for x in features.split(sizes, dim=1)]
-    domain = fit_domain(features, statistics, negatives) if negatives is not None else None
-    return MahalanobisDetector(parts, list(sizes), _gaussian(statistics.double().numpy()), domain)
-
-
-def fit_domain(features: torch.Tensor, statistics: torch.Tensor, negatives: Negatives) -> Domain:
-    """A logistic regression of "not the model's kind" on standardised [features, statistics], the model's
-    images against ``negatives`` (classes weighted equally), with the standardisation folded into its weights."""
-    own = torch.cat([features, statistics], dim=1).double().numpy()
-    other = torch.cat([negatives.features, negatives.statistics], dim=1).double().numpy()
-    x = np.concatenate([own, other])
-    mean, spread = x.mean(axis=0), np.maximum(x.std(axis=0), STATISTICS_FLOOR)
-    classifier = LogisticRegression(C=DOMAIN_C, class_weight="balanced", max_iter=5000)
-    classifier.fit((x - mean) / spread, np.r_[np.zeros(len(own)), np.ones(len(other))])
-    weight = classifier.coef_[0] / spread
-    bias = classifier.intercept_[0] - float(weight @ mean)
-    return Domain(torch.from_numpy(weight).float(), torch.tensor(bias, dtype=torch.float32))
-
-
-def fit_limits(scores: torch.Tensor, groups: list[str], acceptance: float, layers: int) -> dict[str, Any]:
-    """Limits for the columns of ``MahalanobisDetector.scores`` (``layers`` layers, the image statistics, then
-    the domain score where fitted), each at the same quantile of held-out scores (the image statistics' times
-    ``IMAGE_MARGIN``): the lowest quantile that accepts every image of ``acceptance`` of the held-out groups on
-    all counts.
-
-    Quantiles are taken over groups (near-copies of one source image, each scored by its most unusual copy):
-    a split whose images come eight to a source has a few dozen sources, and a limit set on images would rest
-    on the single most unusual of them."""
-    worst = torch.stack([_group_max(column, groups) for column in scores.T], dim=1)  # (groups, columns)
-    margin = torch.ones(worst.shape[1], dtype=torch.float64)
-    margin[layers] = IMAGE_MARGIN
-    for q in np.linspace(acceptance, 1.0, 101):
-        bounds = torch.quantile(worst, q, dim=0) * margin
-        if (worst <= bounds).all(dim=1).double().mean() >= acceptance:
-            break
-    bounds = bounds.tolist()
-    return {
-        "layer_limits": bounds[:layers],
-        "image_limit": bounds[layers],
-        "domain_limit": bounds[layers + 1] if len(bounds) > layers + 1 else None,
-        "acceptance": acceptance,
-        "quantile": float(q),
-        "over": "groups",
-    }
-
-
-def fit_colour_floor(statistics: torch.Tensor, groups: list[str], acceptance: float) -> float:
-    """The least colour an image may have (``ood.colourfulness``): the ``1 - acceptance`` quantile of the
-    held-out groups' least colourful images, divided by ``FLOOR_MARGIN``. About 0 for a grey modality, whose
-    check it leaves as it was."""
-    return _floor(colourfulness(statistics), groups, acceptance)
-
-
-def fit_texture_floor(statistics: torch.Tensor, groups: list[str], acceptance: float) -> float:
-    """The least fine texture an image may have (``ood.texture``), fitted as the colour floor is."""
-    return _floor(texture(statistics), groups, acceptance)
-
-
-def _floor(values: torch.Tensor, groups: list[str], acceptance: float) -> float:
-    least = -_group_max(-values.double(), groups)
-    return float(torch.quantile(least, 1 - acceptance)) / FLOOR_MARGIN
-
-
-def _group_max(scores: torch.Tensor, groups: list[str]) -> torch.Tensor:
-    index = {g: k for k, g in enumerate(dict.fromkeys(groups))}
-    keys = torch.tensor([index[g] for g in groups])
-    return torch.full((len(index),), -torch.inf, dtype=torch.float64).scatter_reduce(
-        0, keys, scores.double(), reduce="amax"
     )
 
 
@@ -315,7 +192,7 @@ def fit_rejection(
     """
     scores = None
     for keep, held_out in folds:
-        fold_detector = fit_detector(features[keep], targets[keep], statistics[keep], sizes, negatives)
+        fold_detector = MahalanobisDetector.fit(features[keep], targets[keep], statistics[keep], sizes, negatives)
         held = fold_detector.scores(features[held_out], statistics[held_out])
         scores = torch.zeros(len(targets), held.shape[1]) if scores is None else scores
         scores[held_out] = held
@@ -325,7 +202,7 @@ def fit_rejection(
         texture_floor=fit_texture_floor(statistics, groups, acceptance),
         domain_negatives=negatives.counts if negatives is not None else {},
     )
-    return fit_detector(features, targets, statistics, sizes, negatives), ood
+    return MahalanobisDetector.fit(features, targets, statistics, sizes, negatives), ood
 
 
 def domain_negatives(model: CancerModel, refused: dict[str, SplitOutputs]) -> Negatives:
@@ -347,15 +224,9 @@ def refuse_sets(model: CancerModel, sets: dict[str, SplitOutputs]) -> None:
     can let through. The config records the sets and the limits before."""
     ood = model.config.ood
     before = list(ood.layer_limits)  # fresh from fit_rejection
-    layers, factor = len(before), 1.0
-    for outputs in sets.values():
-        ratios = model.ood_detector.scores(outputs.features, outputs.statistics) / torch.tensor(ood.limits())
-        floors = torch.maximum(colour_ratio(outputs.statistics, ood), texture_ratio(outputs.statistics, ood))
-        passes_others = (ratios[:, layers:] <= 1).all(dim=1) & (floors <= 1)
-        features_only = ratios[passes_others, :layers].max(dim=1).values
-        if len(features_only):
-            # 0.1% below the lowest: an image scored in another batch differs in the last digits
-            factor = min(factor, float(features_only.min()) * (1 - REFUSAL_MARGIN))
+    factor = min(
+        refusing_factor(model.ood_detector.scores(o.features, o.statistics), o.statistics, ood) for o in sets.values()
+    )
     ood.layer_limits, ood.refused, ood.layer_limits_before_refusal = [t * factor for t in before], sorted(sets), before
 
 
@@ -439,31 +310,6 @@ def trust_report(
     return report
 
 
-def images_with_masks(images: Path, masks: Path | None, split: str) -> tuple[list[Path], list[Path] | None]:
-    """The image files of ``split`` of the folder ``images`` and their masks' paths under ``masks`` (None: no
-    mask files, the breast of each mammogram is the region)."""
-    raw = load_raw(str(images))
-    if split not in raw:
-        raise DataError(f"{images} has no {split} split (found {sorted(raw)})")
-    paths = [Path(item["path"]) for item in raw[split].cast_column("image", ImageFeature(decode=False))["image"]]
-    return paths, None if masks is None else [mask_path(p, images, masks) for p in paths]
-
-
-def fit_explanations(model: CancerModel, images: Path, masks: Path | None) -> dict[str, Any]:
-    """Choose the default CAM layers and method on the validation split (``localization.choose_cam``), then
-    measure how often that map peaks inside the lesion on the test split, summarised for the card and the app.
-    ``masks`` None: the region is the breast of each canonical mammogram, not a lesion."""
-    model.config.training.evaluations["cam_choice"] = choose_cam(model, *images_with_masks(images, masks, "validation"))
-    scores = ImageScores([model.config.cam_method])
-    scores.add(Predictor(model), *images_with_masks(images, masks, "test"))
-    return {
-        "data": f"{display_name(str(images))} (test)",
-        "region": "lesion" if masks is not None else "breast",
-        "layers": model.config.cam_layers,
-        **scores.record(model.config.cam_method),
-    }
-
-
 def training_seed(model: CancerModel) -> int:
     """The seed of the recorded training settings (train.py's default, 0, where they give none)."""
     return int(model.config.training.settings.get("seed", 0))
@@ -502,6 +348,6 @@ def calibrate_folder(
     if masks is None and prep == "mammogram":
         masks = (Path(data[0]), None)  # a mammogram's region is its breast: no mask files needed
     if masks:
-        model.config.training.explanations = fit_explanations(model, *masks)
+        model.config.training.explanations = fit_default_cam(model, *masks)
     model.save_pretrained(folder)
     return report

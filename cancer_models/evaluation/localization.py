@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from datasets import Image as ImageFeature
 from PIL import Image
 
+from ..data.image_sets import load_raw, mask_path
 from ..data.mammography import breast_mask
 from ..errors import DataError
 from ..inference.predict import Predictor
 from ..models import CancerModel
+from ..sources import display_name
 
 CENTRE_PRIOR = "centre prior"
 # Methods compared when choosing a model's default (scorecam: one forward pass per channel, too slow to serve).
@@ -170,3 +173,28 @@ def choose_cam(
     rows.sort(key=lambda r: tuple(r[k] for k in order), reverse=True)
     model.config.cam_layers, model.config.cam_method = rows[0]["layers"], rows[0]["method"]
     return rows
+
+
+def images_with_masks(images: Path, masks: Path | None, split: str) -> tuple[list[Path], list[Path] | None]:
+    """The image files of ``split`` of the folder ``images`` and their masks' paths under ``masks`` (None: no
+    mask files, the breast of each mammogram is the region)."""
+    raw = load_raw(str(images))
+    if split not in raw:
+        raise DataError(f"{images} has no {split} split (found {sorted(raw)})")
+    paths = [Path(item["path"]) for item in raw[split].cast_column("image", ImageFeature(decode=False))["image"]]
+    return paths, None if masks is None else [mask_path(p, images, masks) for p in paths]
+
+
+def fit_default_cam(model: CancerModel, images: Path, masks: Path | None) -> dict[str, Any]:
+    """Choose the default CAM layers and method on the validation split (``localization.choose_cam``), then
+    measure how often that map peaks inside the lesion on the test split, summarised for the card and the app.
+    ``masks`` None: the region is the breast of each canonical mammogram, not a lesion."""
+    model.config.training.evaluations["cam_choice"] = choose_cam(model, *images_with_masks(images, masks, "validation"))
+    scores = ImageScores([model.config.cam_method])
+    scores.add(Predictor(model), *images_with_masks(images, masks, "test"))
+    return {
+        "data": f"{display_name(str(images))} (test)",
+        "region": "lesion" if masks is not None else "breast",
+        "layers": model.config.cam_layers,
+        **scores.record(model.config.cam_method),
+    }

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..data.images import model_input
 from ..models import CancerModel
-from ..trust.ood import tap_features
+from ..trust.features import tap_features
 
 OPSET = 17
 

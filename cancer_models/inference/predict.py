@@ -14,7 +14,7 @@ from ..data.dicom import modality_conflict
 from ..data.images import ImageInput, load_image, model_input, prepare_image, to_uint8_tensor
 from ..models import CancerModel
 from ..trust.conformal import prediction_set as conformal_set
-from ..trust.ood import tap_features
+from ..trust.features import tap_features
 from .explain import CAM_METHODS, compute_cam, overlay_heatmap
 
 NOT_RECOGNISED = "not recognised"
