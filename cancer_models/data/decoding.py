@@ -69,6 +69,8 @@ class DecodedSplit:
     skipped: list[str] = field(default_factory=list)
     # Whether the images were read from datasets' cache rather than decoded by this call.
     cache_hit: bool = False
+    # The collection of each image (a clinic, lab or sub-collection; ``DataSpec.collection_column``).
+    collections: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -86,6 +88,7 @@ class DecodedSplit:
             [self.groups[i] for i in index.tolist()],
             [self.subtypes[i] for i in index.tolist()] if self.subtypes else [],
             None if self.masks is None else self.masks[index],
+            collections=[self.collections[i] for i in index.tolist()] if self.collections else [],
         )
 
     def class_counts(self) -> list[int]:
@@ -197,7 +200,8 @@ def decode_split(
         images, masks = images[:], (None if masks is None else masks[:])
     subtypes = list(decoded["subtype"]) if "subtype" in decoded.column_names else [""] * len(decoded)
     targets = torch.tensor(decoded["target"], dtype=torch.int64)
-    return DecodedSplit(images, targets, list(decoded["group"]), subtypes, masks, skipped, cache_hit)
+    collections = list(decoded["collection"]) if "collection" in decoded.column_names else []
+    return DecodedSplit(images, targets, list(decoded["group"]), subtypes, masks, skipped, cache_hit, collections)
 
 
 def _cache_files_beside(ds: Dataset) -> set[str]:

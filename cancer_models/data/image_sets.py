@@ -21,7 +21,7 @@ from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
 from ..errors import DataError
-from ..sources import is_hub_id
+from ..sources import display_name, is_hub_id
 from .spec import SPLIT_ALIASES, SPLITS, DataSpec, target_of
 
 
@@ -33,7 +33,41 @@ def load_splits(spec: DataSpec) -> DatasetDict:
     if len(mask_dirs) != len(spec.sources):
         raise DataError(f"{len(mask_dirs)} mask folder(s) for {len(spec.sources)} data source(s): give one per source")
     parts = [load_source(source, spec, masks) for source, masks in zip(spec.sources, mask_dirs, strict=True)]
-    return DatasetDict({split: concatenate_datasets([p[split] for p in parts]) for split in SPLITS})
+    splits = DatasetDict({split: concatenate_datasets([p[split] for p in parts]) for split in SPLITS})
+    return leave_out(splits, spec.leave_out) if spec.leave_out else splits
+
+
+def leave_out(splits: DatasetDict, names: Sequence[str]) -> DatasetDict:
+    """``splits`` without the images of the collections ``names`` (each a case-insensitive part of a collection's
+    name), which form a fourth split, ``left_out``, from every split they were in.
+
+    Args:
+        splits: train / validation / test with a ``collection`` column (``standardise``).
+        names: the collections to hold out.
+
+    Returns:
+        train / validation / test without them, and ``left_out``.
+
+    Raises:
+        DataError: a name that matches no collection, or one that leaves a split or a class empty.
+    """
+    collections = sorted({c for ds in splits.values() for c in ds.unique("collection")})
+    for name in names:
+        if not any(name.lower() in c.lower() for c in collections):
+            raise DataError(f"--leave-out {name!r} matches no collection; the collections are {collections}")
+    held = {c for c in collections if any(name.lower() in c.lower() for name in names)}
+    kept = DatasetDict()
+    left = []
+    for split, ds in splits.items():
+        out = [i for i, c in enumerate(ds["collection"]) if c in held]
+        left.append(ds.select(out))
+        kept[split] = ds.select(sorted(set(range(len(ds))) - set(out)))
+        if len(set(kept[split]["target"])) < 2:
+            raise DataError(f"leaving out {sorted(held)} leaves the {split} split without both classes")
+    kept["left_out"] = concatenate_datasets(left)
+    if len(set(kept["left_out"]["target"])) < 2:
+        raise DataError(f"the collections left out ({sorted(held)}) do not hold both classes: nothing to score")
+    return kept
 
 
 def load_raw(source: str, cache_dir: str | None = None, streaming: bool = False) -> DatasetDict | IterableDatasetDict:
@@ -208,12 +242,26 @@ def standardise(ds: Dataset, spec: DataSpec, where: str, source: str, mask_dir: 
     if spec.image_column != "image":
         out = out.rename_column(spec.image_column, "image")
     subtypes = [str(v) for v in ds[spec.subtype_column]] if spec.subtype_column in columns else [""] * len(ds)
+    if spec.collection_column in columns:
+        collections = [str(v) for v in ds[spec.collection_column]]
+    else:
+        collections = [display_name(source)] * len(ds)
     masks = mask_paths(ds, source, mask_dir) if mask_dir else [""] * len(ds)
     # The added columns follow from the data and these settings, so they key datasets' cache without hashing
     # every value (which took a minute for 200,000 images).
-    key = Hasher.hash((ds._fingerprint, spec.label_column, spec.group_column, spec.subtype_column, spec.label_map))
+    key = Hasher.hash(
+        (ds._fingerprint, spec.label_column, spec.group_column, spec.subtype_column, spec.collection_column)
+        + (spec.label_map,)
+    )
     key = Hasher.hash((key, where, source, mask_dir, masks if mask_dir else None))
-    columns = {"target": targets, "group": groups, "source": [source] * len(ds), "subtype": subtypes, "mask": masks}
+    columns = {
+        "target": targets,
+        "group": groups,
+        "source": [source] * len(ds),
+        "collection": collections,
+        "subtype": subtypes,
+        "mask": masks,
+    }
     for name, values in columns.items():
         out = out.add_column(name, values, new_fingerprint=Hasher.hash((key, name)))
     return out
@@ -269,7 +317,8 @@ def fold_splits(splits: DatasetDict, fold: int, folds: int, seed: int) -> Datase
     split unchanged."""
     pooled = pooled_for_folds(splits)
     keep, held_out = fold_indices(pooled["target"], pooled["group"], folds, seed)[fold]
-    return DatasetDict({"train": pooled.select(keep), "validation": pooled.select(held_out), "test": splits["test"]})
+    folded = {"train": pooled.select(keep), "validation": pooled.select(held_out)}
+    return DatasetDict({**splits, **folded})  # test (and left_out) unchanged
 
 
 def check_no_shared_groups(groups_by_split: dict[str, Sequence[str]]) -> None:

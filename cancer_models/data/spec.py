@@ -25,6 +25,12 @@ class DataSpec:
     group_column: str = "group"
     # The fine diagnosis (e.g. lung_aca, nevus), reported per category; used when the column exists.
     subtype_column: str = "subtype"
+    # The collection an image comes from (a clinic, a lab, a sub-collection: HAM10000's vidir_modern); where the
+    # column is missing, the data source's own name. What --leave-out names and sources are reported by.
+    collection_column: str = "source"
+    # Collections held out of train, validation and test alike (a case-insensitive part of their name): they
+    # become the "left_out" split, scored as images from a clinic or lab the model never saw.
+    leave_out: Sequence[str] = ()
     # Raw label -> "benign" / "malignant". Labels already named benign/malignant need no entry.
     label_map: dict[str, str] = field(default_factory=dict)
     # Lesion masks (0/255 PNGs at each image's relative path), one folder or None per source, for
@@ -63,6 +69,7 @@ def recorded_data_spec(record: TrainingRecord, sources: list[str], label_map: di
     recorded_map = parse_label_map(settings.get("label_map") or "")
     return DataSpec(
         list(sources),
+        leave_out=list(settings.get("leave_out") or ()),
         image_column=settings.get("image_column", defaults.image_column),
         label_column=settings.get("label_column", defaults.label_column),
         group_column=settings.get("group_column", defaults.group_column),

@@ -19,6 +19,7 @@ from datasets import Image as ImageFeature
 from datasets.distributed import split_dataset_by_node
 
 from ..errors import DataError, ImageError
+from ..sources import display_name
 from .image_sets import load_raw
 from .images import load_image, prepare_image, to_uint8_tensor
 from .spec import SPLITS, DataSpec, target_of
@@ -65,7 +66,7 @@ def load_streamed(spec: DataSpec) -> tuple[StreamedSplit, dict[str, Dataset]]:
     return StreamedSplit(train, targets, groups), {k: concatenate_datasets(v) for k, v in held_out.items()}
 
 
-STANDARD_COLUMNS = ["image", "target", "group", "subtype", "source", "mask"]
+STANDARD_COLUMNS = ["image", "target", "group", "subtype", "source", "collection", "mask"]
 
 
 def _standardise(ds: IterableDataset, spec: DataSpec, source: str, labels_only: bool = False) -> IterableDataset:
@@ -97,6 +98,7 @@ def _standard_row(row: dict[str, Any], index: int, spec: DataSpec, source: str, 
         "group": f"{source}:{group}" if group is not None else f"{source}:stream:{index}",
         "subtype": str(row.get(spec.subtype_column) or ""),
         "source": source,
+        "collection": str(row.get(spec.collection_column) or display_name(source)),
         "mask": "",
     }
 

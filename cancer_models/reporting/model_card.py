@@ -29,8 +29,11 @@ RESEARCH_WARNING = (
 
 # Test metrics that become the card's model-index results, with the Hub's metric type.
 _HUB_METRICS = {"auc": "roc_auc", "accuracy": "accuracy", "sensitivity": "recall", "f1": "f1"}
-_SPLIT_ORDER = {"train": 0, "train + validation": 0, "validation": 1, "out_of_fold": 1, "test": 2}
-_SPLIT_TITLES = {"out_of_fold": "Metrics on the out-of-fold predictions (cross-validation over train + validation)"}
+_SPLIT_ORDER = {"train": 0, "train + validation": 0, "validation": 1, "out_of_fold": 1, "left_out": 1.5, "test": 2}
+_SPLIT_TITLES = {
+    "out_of_fold": "Metrics on the out-of-fold predictions (cross-validation over train + validation)",
+    "left_out": "Collections left out of training",
+}
 
 # A category whose sensitivity or specificity on the test split is below this is listed as a failure mode, as is
 # a test calibration error above POOR_CALIBRATION.
@@ -357,12 +360,25 @@ def _data_section(config: ModelConfig) -> str:
     )
 
 
+def _left_out_note(metrics: dict[str, Any], trust: dict[str, Any] | None) -> str:
+    """What a left-out split is: collections held out of every split, as images from a clinic or lab the model
+    never saw, and how many of them its rejection check refused."""
+    text = (
+        f"Every image of {', '.join(f'`{c}`' for c in metrics.get('collections', []))}, held out of training, "
+        "validation and test alike: how the model does on a collection it never saw."
+    )
+    refused = (trust or {}).get("left_out", {}).get("rejected")
+    if refused is not None:
+        text += f" The rejection check refused {refused:.1%} of them (the figures below score every image)."
+    return text + "\n\n"
+
+
 def _evaluation(config: ModelConfig) -> list[tuple[str, str]]:
     training = config.training
     metrics = [
         (
             _SPLIT_TITLES.get(split, f"{split.capitalize()} split") + (f" (n = {m['n']})" if m.get("n") else ""),
-            metrics_table(m),
+            _left_out_note(m, training.trust) + metrics_table(m) if split == "left_out" else metrics_table(m),
         )
         for split, m in sorted(training.metrics.items(), key=lambda kv: -_SPLIT_ORDER.get(kv[0], 9))
     ]

@@ -28,8 +28,10 @@ def check_config(cfg: TrainConfig) -> None:
         choose_threshold([0, 1], [0.2, 0.8], cfg.threshold)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if cfg.streaming and (cfg.folds or cfg.masks):
-        raise ConfigError("--streaming works with neither --folds nor --masks (both need the whole training split)")
+    if cfg.streaming and (cfg.folds or cfg.masks or cfg.leave_out):
+        raise ConfigError(
+            "--streaming works with none of --folds, --masks and --leave-out (they need the whole training split)"
+        )
     if cfg.folds == 1 or cfg.folds < 0:
         raise ConfigError(f"--folds must be 0 (no cross-validation) or at least 2, got {cfg.folds}")
     if cfg.fold and not 1 <= cfg.fold <= cfg.folds:

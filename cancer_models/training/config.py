@@ -51,6 +51,12 @@ class TrainConfig:
     label_column: str = _opt("label", "dataset column holding the labels")
     group_column: str = _opt("group", "dataset column grouping near-copies (kept in one split); optional")
     label_map: str = _opt("", "map raw labels onto benign/malignant, e.g. 'lung_n=benign,lung_aca=malignant'")
+    leave_out: list[str] | None = _opt(
+        None,
+        "collections to hold out of every split (a part of the name in the data's 'source' column, e.g. "
+        "vidir_modern, ISIC, GlaS; or of a --data folder's name where there is no such column): the run is scored "
+        "on them as on images from a clinic or lab it never saw",
+    )
     validation_fraction: float = _opt(0.15, "share split off for validation where a source has no validation split")
     test_fraction: float = _opt(0.15, "share split off for testing where a source has no test split")
     masks: list[str] | None = _opt(
@@ -136,6 +142,7 @@ class TrainConfig:
             group_column=self.group_column,
             label_map=parse_label_map(self.label_map),
             mask_dirs=[None if m.lower() == "none" else m for m in self.masks or []],
+            leave_out=list(self.leave_out or ()),
             validation_fraction=self.validation_fraction,
             test_fraction=self.test_fraction,
             seed=self.seed,
@@ -145,8 +152,8 @@ class TrainConfig:
 
 # Settings a resumed run must share with the interrupted one, or it would not continue the same run.
 _RESUME_MUST_MATCH = (
-    "data", "model", "input_size", "colour_constancy", "preprocessing", "batch_size", "augment", "seed", "epochs",
-    "lr", "freeze_epochs", "masks", "mask_loss", "cam_layers", "max_steps", "folds",
+    "data", "leave_out", "model", "input_size", "colour_constancy", "preprocessing", "batch_size", "augment", "seed",
+    "epochs", "lr", "freeze_epochs", "masks", "mask_loss", "cam_layers", "max_steps", "folds",
 )  # fmt: skip
 
 

@@ -33,25 +33,20 @@ def finish(run: Run, state: TrainerState) -> Path:
     out = Path(run.cfg.output_dir)
     run.accelerator.wait_for_everyone()
     load_best_weights(run.unwrapped, out)
-    val_logits, val_targets = predict_split(run, "validation")
-    test_logits, test_targets = predict_split(run, "test")
+    # Every held-out split: validation, test, and with --leave-out the collections never trained on.
+    held_out = {name: predict_split(run, name) for name in run.decoded if name != "train"}
     if not run.accelerator.is_main_process:
         return out
     config = run.unwrapped.config
+    val_logits, val_targets = held_out["validation"]
     config.temperature = fit_temperature(val_logits, val_targets)
     val_probs = _malignant_probability(val_logits, config.temperature)
     config.threshold = choose_threshold(val_targets.numpy(), val_probs, run.cfg.threshold)
-    test_probs = _malignant_probability(test_logits, config.temperature)
-    metrics = {
-        "validation": binary_metrics(
-            val_targets.numpy(), val_probs, config.threshold, run.decoded["validation"].groups
-        ),
-        "test": binary_metrics(test_targets.numpy(), test_probs, config.threshold, run.decoded["test"].groups),
-    }
-    if any(run.decoded["test"].subtypes):
-        metrics["test"]["subtypes"] = subtype_metrics(
-            test_targets.numpy(), test_probs, config.threshold, run.decoded["test"].subtypes
-        )
+    metrics = {name: _split_metrics(run, name, logits, targets) for name, (logits, targets) in held_out.items()}
+    test_targets, test_probs = (
+        held_out["test"][1].numpy(),
+        _malignant_probability(held_out["test"][0], config.temperature),
+    )
     collapsed = len(set((test_probs >= config.threshold).tolist())) == 1
     config.model_args = {k: v for k, v in config.model_args.items() if k != "pretrained_backbone"}
     config.tta_views = tta_views_for(run.augment)
@@ -61,11 +56,24 @@ def finish(run: Run, state: TrainerState) -> Path:
         f"out-of-distribution check: {trust['test']['rejected']:.1%} of test images rejected; prediction sets "
         f"at {config.conformal.level:.0%}: test coverage {trust['test'].get('coverage', float('nan')):.3f}"
     )
-    _write_folder(run, out, state, metrics, test_targets.numpy(), test_probs)
+    _write_folder(run, out, state, metrics, test_targets, test_probs)
     run.log(f"test: {summarize(metrics['test'])}; wrote {out}")
     if collapsed:
         run.log("warning: class collapse: the final model gives every test image the same label")
     return out
+
+
+def _split_metrics(run: Run, name: str, logits: torch.Tensor, targets: torch.Tensor) -> dict:
+    """A held-out split's metrics at the chosen threshold, per category on the test split, and the collections
+    a left-out split holds."""
+    config, split = run.unwrapped.config, run.decoded[name]
+    probs = _malignant_probability(logits, config.temperature)
+    metrics = binary_metrics(targets.numpy(), probs, config.threshold, split.groups)
+    if name == "test" and any(split.subtypes):
+        metrics["subtypes"] = subtype_metrics(targets.numpy(), probs, config.threshold, split.subtypes)
+    if name == "left_out":
+        metrics["collections"] = sorted(set(split.collections))
+    return metrics
 
 
 def _malignant_probability(logits: torch.Tensor, temperature: float) -> np.ndarray:

@@ -1,0 +1,58 @@
+"""Leave-one-source-out: a collection (a clinic, a lab, a sub-collection) held out of every split is scored as
+images the model never saw, recorded and shown in the card next to the pooled test figures."""
+
+import json
+
+import pytest
+from conftest import FIXTURES
+
+from cancer_models import DataError, load_pretrained
+from cancer_models.cli import main as cli_main
+from cancer_models.data.image_sets import load_splits
+from cancer_models.data.spec import DataSpec
+
+HISTO = str(FIXTURES / "histopathology")
+FAST = ["--input-size", "64", "--batch-size", "6", "--warmup-epochs", "0.5", "--augment", "histopathology"]
+
+
+def _collections(split) -> set[str]:
+    return set(split["collection"])
+
+
+def test_a_left_out_collection_leaves_every_split_for_its_own():
+    whole = load_splits(DataSpec([HISTO]))
+    colon = {split: sum("colon" in c for c in ds["collection"]) for split, ds in whole.items()}
+    splits = load_splits(DataSpec([HISTO], leave_out=["COLON"]))  # a part of the name, in any case
+    assert set(splits) == {"train", "validation", "test", "left_out"}
+    assert _collections(splits["left_out"]) == {"LC25000 colon (Borkowski et al. 2019)"}
+    assert len(splits["left_out"]) == sum(colon.values()) == 10
+    for name in ("train", "validation", "test"):
+        assert _collections(splits[name]) == {"LC25000 lung (Borkowski et al. 2019)"}
+        assert len(splits[name]) == len(whole[name]) - colon[name]
+    # Without a collection column, a source is named by its folder.
+    assert _collections(load_splits(DataSpec([HISTO], collection_column="clinic"))["test"]) == {"histopathology"}
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [(["Warwick"], "matches no collection"), (["colon", "lung"], "without both classes")],
+)
+def test_leaving_out_nothing_or_everything_is_refused(names, message):
+    with pytest.raises(DataError, match=message):
+        load_splits(DataSpec([HISTO], leave_out=names))
+
+
+def test_training_without_a_collection_scores_it_and_the_card_says_so(tmp_path, capsys):
+    out = tmp_path / "without-colon"
+    args = ["train", "--data", HISTO, "--leave-out", "colon", "--output-dir", str(out), "--epochs", "1", *FAST]
+    assert cli_main(args) == 0, capsys.readouterr().err[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    left = metrics["left_out"]
+    assert left["n"] == 10 and left["collections"] == ["LC25000 colon (Borkowski et al. 2019)"]
+    assert 0 <= left["auc"] <= 1 and metrics["test"]["n"] == 3  # the lung test tiles only
+    model = load_pretrained(out)
+    assert model.config.training.settings["leave_out"] == ["colon"]
+    assert model.config.training.trust["left_out"]["n"] == 10  # refusals and coverage on the collection too
+    card = (out / "README.md").read_text()
+    assert "### Collections left out of training (n = 10)" in card and "`LC25000 colon" in card
+    assert card.index("### Test split") < card.index("### Collections left out")
