@@ -1,15 +1,19 @@
 """Leave-one-source-out: a collection (a clinic, a lab, a sub-collection) held out of every split is scored as
-images the model never saw, recorded and shown in the card next to the pooled test figures."""
+images the model never saw, recorded and shown in the card next to the pooled test figures; and training that
+draws every collection equally often."""
 
 import json
 
+import numpy as np
 import pytest
+import torch
 from conftest import FIXTURES
 
 from cancer_models import DataError, load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.data.image_sets import load_splits
 from cancer_models.data.spec import DataSpec
+from cancer_models.training.trainer import collection_weights
 
 HISTO = str(FIXTURES / "histopathology")
 FAST = ["--input-size", "64", "--batch-size", "6", "--warmup-epochs", "0.5", "--augment", "histopathology"]
@@ -56,3 +60,18 @@ def test_training_without_a_collection_scores_it_and_the_card_says_so(tmp_path, 
     card = (out / "README.md").read_text()
     assert "### Collections left out of training (n = 10)" in card and "`LC25000 colon" in card
     assert card.index("### Test split") < card.index("### Collections left out")
+
+
+def test_balanced_sampling_draws_every_collection_equally_often():
+    collections = ["vidir_molemax"] * 90 + ["rosendahl"] * 10
+    weights = collection_weights(collections)
+    drawn = torch.multinomial(weights, 20_000, replacement=True, generator=torch.Generator().manual_seed(0))
+    rosendahl = np.mean([collections[i] == "rosendahl" for i in drawn.tolist()])
+    assert rosendahl == pytest.approx(0.5, abs=0.02)  # 10% of the images, half of what is drawn
+
+
+def test_training_with_balanced_collections_says_so_in_its_recipe(tmp_path, capsys):
+    out = tmp_path / "balanced"
+    args = ["train", "--data", HISTO, "--balance-collections", "--output-dir", str(out), "--epochs", "1", *FAST]
+    assert cli_main(args) == 0, capsys.readouterr().err[-2000:]
+    assert "every collection drawn equally often" in load_pretrained(out).config.training.recipe

@@ -28,9 +28,10 @@ def check_config(cfg: TrainConfig) -> None:
         choose_threshold([0, 1], [0.2, 0.8], cfg.threshold)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if cfg.streaming and (cfg.folds or cfg.masks or cfg.leave_out):
+    if cfg.streaming and (cfg.folds or cfg.masks or cfg.leave_out or cfg.balance_collections):
         raise ConfigError(
-            "--streaming works with none of --folds, --masks and --leave-out (they need the whole training split)"
+            "--streaming works with none of --folds, --masks, --leave-out and --balance-collections (they need the "
+            "whole training split)"
         )
     if cfg.folds == 1 or cfg.folds < 0:
         raise ConfigError(f"--folds must be 0 (no cross-validation) or at least 2, got {cfg.folds}")

@@ -57,6 +57,11 @@ class TrainConfig:
         "vidir_modern, ISIC, GlaS; or of a --data folder's name where there is no such column): the run is scored "
         "on them as on images from a clinic or lab it never saw",
     )
+    balance_collections: bool = _opt(
+        False,
+        "draw training images so that every collection (--leave-out's names) is seen equally often, however many "
+        "images it holds",
+    )
     validation_fraction: float = _opt(0.15, "share split off for validation where a source has no validation split")
     test_fraction: float = _opt(0.15, "share split off for testing where a source has no test split")
     masks: list[str] | None = _opt(

@@ -27,7 +27,7 @@ class FocalLoss(nn.Module):
         return loss.mean()
 
 
-def build_loss(cfg: TrainConfig, class_counts: list[int]) -> nn.Module:
+def build_loss(cfg: TrainConfig, class_counts: list[float]) -> nn.Module:
     weight = None
     if cfg.class_weights:
         total = sum(class_counts)

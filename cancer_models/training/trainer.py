@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import DataLoaderShard
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from ..data.augment import build_augmentation
 from ..data.decoding import DecodedSplit, decode_split
@@ -148,7 +149,7 @@ def prepare_run(cfg: TrainConfig, fold: int | None = None) -> Run:
         loaders=loaders,
         decoded=decoded,
         augment=build_augmentation(cfg.augment).to(accelerator.device),
-        criterion=build_loss(cfg, (streamed or decoded["train"]).class_counts()).to(accelerator.device),
+        criterion=build_loss(cfg, _sampled_class_counts(cfg, streamed or decoded["train"])).to(accelerator.device),
         started=time.time(),
         provenance=provenance(accelerator.device, accelerator.num_processes),
         streamed=streamed,
@@ -249,13 +250,38 @@ def _whole_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
 
 def _loader(split: DecodedSplit, cfg: TrainConfig, accelerator: Accelerator, shuffle: bool) -> DataLoader:
     with_masks = shuffle and cfg.mask_loss and split.masks is not None  # masks matter only to training
+    sampler = None
+    if shuffle and cfg.balance_collections:
+        weights = collection_weights(split.collections)
+        sampler = WeightedRandomSampler(
+            weights, num_samples=len(split), generator=torch.Generator().manual_seed(cfg.seed)
+        )
     return DataLoader(
         SplitDataset(split, bool(with_masks)),
         batch_size=cfg.batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         collate_fn=_whole_batch,
         pin_memory=accelerator.device.type == "cuda",
     )
+
+
+def _sampled_class_counts(cfg: TrainConfig, train: DecodedSplit | StreamedSplit) -> list[float]:
+    """Images of each class the loss sees per epoch: the split's counts, or with --balance-collections what the
+    weighted sampler draws on average (class weights must match what is drawn, not what is stored)."""
+    if not cfg.balance_collections:
+        return train.class_counts()
+    weights = collection_weights(train.collections)
+    drawn = torch.zeros(2, dtype=torch.float64).index_add_(0, train.targets, weights)
+    return (drawn / drawn.sum() * len(train)).tolist()
+
+
+def collection_weights(collections: list[str]) -> torch.Tensor:
+    """Each image's sampling weight so that every collection is drawn equally often (``--balance-collections``):
+    one over its collection's size. A large collection from one clinic then no longer sets what the model
+    learns to expect of every clinic's images."""
+    sizes = Counter(collections)
+    return torch.tensor([1.0 / sizes[c] for c in collections], dtype=torch.float64)
 
 
 def _warn_about_idle_cores(accelerator: Accelerator) -> None:
