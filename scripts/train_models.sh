@@ -55,9 +55,9 @@ for name in "${names[@]}"; do
     dermoscopy-cancer-cnn) explain "$name" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" -- \
       "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" --refuse "$DATA/histopathology" "$DATA/ultrasound" \
       "$DATA/mammography" ;;
-    # LC25000 tiles are 160 pixels here (their microns per pixel are unknown): the scale slides are cut at
+    # LC25000 tiles are 160 pixels here, at about 1.25 um per pixel (scripts/lc25000_scale.py): the scale slides are cut at
     histopathology-cancer-cnn) cancer-models calibrate --model "runs/$name" --data "$DATA/histopathology" \
-      --refuse "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" "$DATA/ultrasound" "$DATA/mammography" --tile-size 160 ;;
+      --refuse "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" "$DATA/ultrasound" "$DATA/mammography" --tile-size 160 --tile-mpp 1.25 ;;
     # trained on the ISIC set alone: its rejection and prediction sets are refitted on that alone
     dermoscopy-resnet34) explain "$name" "$DATA/dermoscopy" -- "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" ;;
   esac

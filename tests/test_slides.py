@@ -40,11 +40,15 @@ def mosaic() -> tuple[Image.Image, dict[tuple[int, int], str]]:
     return image, truth
 
 
-def as_pyramidal_tiff(image: Image.Image, path: Path) -> Path:
+def as_pyramidal_tiff(image: Image.Image, path: Path, mpp: float | None = None) -> Path:
+    """``image`` as a three-level tiled TIFF that OpenSlide reads, with its microns per pixel where given."""
     level = np.asarray(image)
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         for i in range(3):
-            tif.write(level, tile=(128, 128), compression="zlib", photometric="rgb", subfiletype=int(i > 0))
+            scale = {}
+            if mpp:  # pixels per centimetre, as the TIFF resolution tags hold it
+                scale = {"resolution": (1e4 / (mpp * 2**i),) * 2, "resolutionunit": "CENTIMETER"}
+            tif.write(level, tile=(128, 128), compression="zlib", photometric="rgb", subfiletype=int(i > 0), **scale)
             level = level[::2, ::2]
     return path
 
@@ -87,6 +91,23 @@ def test_a_pyramidal_tiff_gives_the_same_map(slides, field):
     pa = np.array([t.p_malignant or 0 for t in a.tiles])
     pb = np.array([t.p_malignant or 0 for t in b.tiles])
     assert np.abs(pa - pb).max() < 1e-3  # zlib is lossless: the same pixels
+
+
+def test_a_slide_that_gives_its_scale_is_tiled_at_the_models(field, tmp_path):
+    """The same field scanned at twice the magnification: its stated microns per pixel make the model's tiles
+    (160 px at 1.25 um) 320 of its pixels, and the map is the one at the training scale."""
+    png, _, truth = field
+    model = load_pretrained(ROOT / "models" / "histopathology-cancer-cnn")
+    assert (model.config.tile_size, model.config.tile_mpp) == (160, 1.25)
+    image = Image.open(png)
+    finer = as_pyramidal_tiff(
+        image.resize((image.width * 2, image.height * 2), Image.BICUBIC), tmp_path / "x2.tif", 0.625
+    )
+    slides = SlidePredictor(Predictor(model))
+    result, at_scale = slides.predict(finer), slides.predict(png)
+    assert result.mpp == pytest.approx(0.625) and result.tile_size == 2 * CELL
+    assert [(t.x // 2, t.y // 2, t.status) for t in result.tiles] == [(t.x, t.y, t.status) for t in at_scale.tiles]
+    assert {(t.x // 2, t.y // 2) for t in result.tiles} == set(truth)
 
 
 def test_outputs_and_the_geojson_qupath_reads(slides, field, tmp_path):
