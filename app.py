@@ -228,7 +228,7 @@ class App:
 
     @staticmethod
     def _large_image_note(analysis: Analysis, config: ModelConfig) -> str:
-        tile = config.tile_size
+        tile = config.tile.size if config.tile else None
         if not tile or max(analysis.image.size) < 2.5 * tile or analysis.prediction.refused_because is not None:
             return ""
         w, h = analysis.image.size

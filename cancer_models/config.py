@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .record import TrainingRecord
-from .settings import ConformalSettings, TrustSettings
+from .settings import ConformalSettings, TileSpec, TrustSettings
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -69,10 +69,9 @@ class ModelConfig:
     ood: TrustSettings | None = None
     # Split-conformal prediction sets (settings.py). None: no sets.
     conformal: ConformalSettings | None = None
-    # The scale of the training tiles, for tiling large images and slides (slides.py): their side in source
-    # pixels, and microns per pixel where known (None: unknown, and tile_size is used as is).
-    tile_size: int | None = None
-    tile_mpp: float | None = None
+    # The scale of the training tiles, for tiling large images and slides (settings.TileSpec); None: an image
+    # is the model's unit, and a large one is cut into tiles of the input size.
+    tile: TileSpec | None = None
     # How the model was trained, what it scored and what fitted its trust (record.py).
     training: TrainingRecord = dataclasses.field(default_factory=TrainingRecord)
     format_version: int = FORMAT_VERSION
@@ -140,10 +139,8 @@ class ModelConfig:
             self.ood.validate()
         if self.conformal is not None:
             self.conformal = ConformalSettings.from_dict(self.conformal)
-        if self.tile_size is not None and not (isinstance(self.tile_size, int) and self.tile_size >= 8):
-            fail("tile_size", f"must be null or an integer >= 8, got {self.tile_size!r}")
-        if self.tile_mpp is not None and not (_is_number(self.tile_mpp) and self.tile_mpp > 0):
-            fail("tile_mpp", f"must be null or a positive number, got {self.tile_mpp!r}")
+        if self.tile is not None:
+            self.tile = TileSpec.from_dict(self.tile)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -159,6 +156,7 @@ class ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         if "architecture" not in data:
             raise ConfigError("config has no 'architecture' field: not a cancer_models checkpoint")
+        data = _tile_fields_as_spec(data)
         unknown = sorted(set(data) - names)
         if unknown:
             warnings.warn(f"ignoring unknown config fields: {', '.join(unknown)}", stacklevel=2)
@@ -179,6 +177,17 @@ class ModelConfig:
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path} is not valid JSON: {e}") from e
         return cls.from_dict(data)
+
+
+def _tile_fields_as_spec(data: dict[str, Any]) -> dict[str, Any]:
+    """Folders written before the tile scale was one object kept it as ``tile_size`` and ``tile_mpp``."""
+    if "tile_size" not in data and "tile_mpp" not in data:
+        return data
+    data = dict(data)
+    size, mpp = data.pop("tile_size", None), data.pop("tile_mpp", None)
+    if size is not None:
+        data.setdefault("tile", {"size": size, "mpp": mpp})
+    return data
 
 
 def _is_number(value: Any) -> bool:

@@ -1,4 +1,5 @@
-"""The trust settings a model folder carries in its config: when an image is refused, and its prediction sets.
+"""The settings a model folder carries in its config besides its architecture: when an image is refused, its
+prediction sets, and the physical scale of its tiles.
 
 ``TrustSettings`` are the limits of every check of "is this image like my training images?" (``trust/``
 scores them, ``calibration/`` fits them); ``ConformalSettings`` size the prediction sets. Both are stored in
@@ -194,3 +195,49 @@ class ConformalSettings:
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TileSpec:
+    """The scale of a tile: its side in pixels, at a number of microns per pixel where that is known.
+
+    One spec serves training (a source whose images are larger than a tile is cut into tiles of this scale),
+    calibration and slides (a slide that states its microns per pixel is cut to match).
+
+    Args:
+        size: the tile's side in pixels at ``mpp``.
+        mpp: microns per pixel; None: unknown, and ``size`` is taken in any image's own pixels.
+    """
+
+    size: int
+    mpp: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.size, int) and not isinstance(self.size, bool) and self.size >= 8):
+            _fail("tile.size", f"must be an integer >= 8, got {self.size!r}")
+        if self.mpp is not None and not (_is_number(self.mpp) and self.mpp > 0):
+            _fail("tile.mpp", f"must be null or a positive number, got {self.mpp!r}")
+
+    @property
+    def microns(self) -> float | None:
+        """The tile's side in microns, where its scale is known."""
+        return self.size * self.mpp if self.mpp else None
+
+    def pixels_at(self, mpp: float | None) -> int:
+        """The tile's side in the pixels of an image at ``mpp`` microns per pixel (``size`` where either scale
+        is unknown)."""
+        if self.mpp and mpp:
+            return max(8, round(self.size * self.mpp / mpp))
+        return self.size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TileSpec:
+        """A spec from the ``tile`` object of a config.json (a ``ConfigError`` names what is wrong)."""
+        if isinstance(data, TileSpec):
+            return data
+        if not isinstance(data, dict) or set(data) - {"size", "mpp"} or "size" not in data:
+            _fail("tile", f"must be null or an object with size (and mpp), got {data!r}")
+        return cls(**data)

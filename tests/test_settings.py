@@ -12,7 +12,7 @@ from conftest import fixture_images
 from cancer_models import ConfigError, Predictor, load_pretrained
 from cancer_models.config import FORMAT_VERSION, ModelConfig
 from cancer_models.record import Hardware
-from cancer_models.settings import ConformalSettings, TrustSettings
+from cancer_models.settings import ConformalSettings, TileSpec, TrustSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "models").glob("*/config.json"))
@@ -95,3 +95,13 @@ def test_hardware_is_written_as_fields():
     assert str(Hardware("cuda", 2, "NVIDIA H100 80GB HBM3")) == "2 x NVIDIA H100 80GB HBM3"
     with pytest.raises(ConfigError, match="hardware"):
         Hardware.from_value(3)
+
+
+def test_tile_scale_is_one_object_and_older_loose_fields_are_read_into_it():
+    config = ModelConfig.from_dict({"architecture": "cancer_cnn", "tile_size": 160, "tile_mpp": 1.25})
+    assert config.tile == TileSpec(160, 1.25) and "tile_size" not in config.to_dict()
+    assert ModelConfig.from_dict({"architecture": "cancer_cnn", "tile_size": 160}).tile == TileSpec(160)
+    assert TileSpec(160, 1.25).pixels_at(0.25) == 800 and TileSpec(160, 1.25).pixels_at(None) == 160
+    assert TileSpec(160).pixels_at(0.25) == 160 and TileSpec(160, 1.25).microns == 200
+    with pytest.raises(ConfigError, match="tile.mpp"):
+        ModelConfig(architecture="cancer_cnn", tile={"size": 160, "mpp": -1})

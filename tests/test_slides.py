@@ -15,6 +15,7 @@ from cancer_models.data.slides import tissue_mask
 from cancer_models.evaluation.metrics import binary_metrics
 from cancer_models.inference.slide_outputs import write_outputs
 from cancer_models.inference.slides import BACKGROUND, COLOURS, MIN_TISSUE, REFUSED, SlidePredictor
+from cancer_models.settings import TileSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = 160
@@ -98,7 +99,7 @@ def test_a_slide_that_gives_its_scale_is_tiled_at_the_models(field, tmp_path):
     (160 px at 1.25 um) 320 of its pixels, and the map is the one at the training scale."""
     png, _, truth = field
     model = load_pretrained(ROOT / "models" / "histopathology-cancer-cnn")
-    assert (model.config.tile_size, model.config.tile_mpp) == (160, 1.25)
+    assert model.config.tile == TileSpec(160, 1.25)
     image = Image.open(png)
     finer = as_pyramidal_tiff(
         image.resize((image.width * 2, image.height * 2), Image.BICUBIC), tmp_path / "x2.tif", 0.625

@@ -326,7 +326,7 @@ def calibrate_folder(
 ) -> dict[str, Any]:
     """Fit rejection, prediction sets and (with ``masks``: images and their lesion masks; for a mammography
     model, always, against the breast) the default CAM of the model folder ``folder`` trained on ``data``, rewrite the folder, and return the trust report. ``settings``
-    replaces config fields first (e.g. ``tta_views``, ``tile_size``)."""
+    replaces config fields first (e.g. ``tta_views``, ``tile``)."""
     model = load_pretrained(folder)
     for key, value in (settings or {}).items():
         setattr(model.config, key, value)

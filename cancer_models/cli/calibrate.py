@@ -52,8 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..calibration.fitting import DEFAULT_ACCEPTANCE, calibrate_folder
+    from ..errors import ConfigError
+    from ..settings import TileSpec
 
-    settings = {"tta_views": args.tta_views, "tile_size": args.tile_size, "tile_mpp": args.tile_mpp}
+    if args.tile_mpp and not args.tile_size:
+        raise ConfigError("--tile-mpp gives the scale of --tile-size: give both")
+    tile = TileSpec(args.tile_size, args.tile_mpp) if args.tile_size else None
+    settings = {"tta_views": args.tta_views, "tile": tile}
     report = calibrate_folder(
         args.model,
         args.data,

@@ -22,6 +22,7 @@ from PIL import Image
 from ..data.images import to_uint8_tensor
 from ..data.slides import SlideReader, open_slide, tissue_mask
 from ..errors import ImageError
+from ..settings import TileSpec
 from .explain import overlay_heatmap
 from .predict import NOT_RECOGNISED, UNCERTAIN, Predictor
 
@@ -96,7 +97,7 @@ class SlidePredictor:
 
     Args:
         predictor: the model's Predictor.
-        tile_size: tile side in level-0 pixels; default: the model's ``tile_size``, converted with the
+        tile_size: tile side in level-0 pixels; default: the model's ``tile`` (``TileSpec``), converted with the
             slide's and the model's microns per pixel where both are known.
         mpp: the slide's microns per pixel, overriding what its file says.
         overlap: share of a tile that neighbouring tiles overlap (0 to 0.9).
@@ -125,10 +126,8 @@ class SlidePredictor:
         """The tile side in the slide's level-0 pixels that shows what a training tile showed."""
         if self.tile_size:
             return self.tile_size
-        slide_mpp = self.mpp or reader.mpp
-        if self.config.tile_mpp and slide_mpp:
-            return max(8, round(self.config.tile_size * self.config.tile_mpp / slide_mpp))
-        return self.config.tile_size or self.config.input_size
+        tile = self.config.tile or TileSpec(self.config.input_size)
+        return tile.pixels_at(self.mpp or reader.mpp)
 
     def predict(self, path: str | Path, progress: bool = False) -> SlideResult:
         reader = open_slide(path)

@@ -166,11 +166,12 @@ def _facts(config: ModelConfig) -> str:
     ]
     if config.training.task:
         facts.append(f"- Task: {config.training.task}")
-    if config.tile_size:
-        scale = f" at {config.tile_mpp:.2f} µm per pixel" if config.tile_mpp else " (microns per pixel unknown)"
+    tile = config.tile
+    if tile:
+        scale = f" at {tile.mpp:.2f} µm per pixel" if tile.mpp else " (microns per pixel unknown)"
         facts.append(
-            f"- Large images and slides are cut into tiles of {config.tile_size} px{scale}, the training tiles' scale"
-            + (": a slide that gives its own scale is tiled to match" if config.tile_mpp else "")
+            f"- Large images and slides are cut into tiles of {tile.size} px{scale}, the training tiles' scale"
+            + (": a slide that gives its own scale is tiled to match" if tile.mpp else "")
         )
     p = config.training.provenance
     versions = [f"{name} {v}" for name, v in (("cancer-models", p.package_version), ("torch", p.torch),
