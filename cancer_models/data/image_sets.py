@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from ..errors import DataError
 from ..sources import display_name, is_hub_id
 from .spec import SPLIT_ALIASES, SPLITS, DataSpec, target_of
+from .tiling import tile_images
 
 
 def load_splits(spec: DataSpec) -> DatasetDict:
@@ -177,7 +178,8 @@ def _load_dataset(source: str, cache_dir: str | None = None, streaming: bool = F
 
 
 def load_source(source: str, spec: DataSpec, mask_dir: str | None = None) -> DatasetDict:
-    """One source's train / validation / test, each standardised; a split the source lacks is carved out of its
+    """One source's train / validation / test, each standardised (and with ``spec.tile`` and the source's scale
+    in ``spec.source_mpp``, cut into tiles of the model's scale); a split the source lacks is carved out of its
     train split by group (``spec``'s fractions and seed), as the training run did."""
     raw = load_raw(source, spec.cache_dir)
     if "train" not in raw:
@@ -185,6 +187,12 @@ def load_source(source: str, spec: DataSpec, mask_dir: str | None = None) -> Dat
     splits = DatasetDict(
         {name: standardise(ds, spec, f"{source}/{name}", source, mask_dir) for name, ds in raw.items()}
     )
+    mpp = spec.source_mpp.get(display_name(source))
+    if spec.tile and mpp:  # images larger than a tile at the model's scale are cut into tiles, every split alike
+        if mask_dir:
+            raise DataError(f"{source}: lesion masks cannot be used with images cut into tiles")
+        side = spec.tile.pixels_at(mpp)
+        splits = DatasetDict({name: tile_images(ds, side, f"{source}/{name}") for name, ds in splits.items()})
     missing = [s for s in SPLITS if s not in splits]
     if missing:
         splits = _split_by_group(splits, missing, spec)

@@ -18,6 +18,7 @@ from .dicom import is_dicom
 from .images import load_image
 
 MAX_PLAIN_PIXELS = 1_000_000_000  # a non-pyramidal file is decoded whole: at most a gigapixel
+MIN_TISSUE = 0.25  # a tile needs this share of tissue to be classified (cancer-models slides --min-tissue)
 
 # Tissue detection. Glass, and white or grey margins, have almost no colour (saturation under about 0.05);
 # stained tissue has some: pale eosin and lung alveoli 0.06-0.2, dense tumour 0.3-0.6. A fixed floor keeps
@@ -168,3 +169,13 @@ def _otsu(values: np.ndarray) -> tuple[float, float, float]:
     effectiveness = float(between[best] / variance) if variance > 0 else 0.0
     below_mean = float(mean[best] / weight[best]) if weight[best] else 0.0
     return float(centres[best]), effectiveness, below_mean
+
+
+def tile_starts(length: int, size: int, stride: int) -> list[int]:
+    """Where tiles of ``size`` start along a side of ``length`` pixels, every ``stride``: the last one is shifted
+    back to end at the edge, so the margin is classified too (a side shorter than a tile gets one tile, padded
+    with white as glass)."""
+    starts = list(range(0, max(length - size, 0) + 1, stride))
+    if length > size and starts[-1] + size < length:
+        starts.append(length - size)
+    return starts

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import DataError
 from ..record import TrainingRecord
+from ..settings import TileSpec
 
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation"}
@@ -31,6 +32,10 @@ class DataSpec:
     # Collections held out of train, validation and test alike (a case-insensitive part of their name): they
     # become the "left_out" split, scored as images from a clinic or lab the model never saw.
     leave_out: Sequence[str] = ()
+    # The model's tile scale and each source's microns per pixel (by its folder or dataset name): images of a
+    # source larger than a tile at that scale are cut into tiles (tiling.py). Empty: images are used whole.
+    tile: TileSpec | None = None
+    source_mpp: dict[str, float] = field(default_factory=dict)
     # Raw label -> "benign" / "malignant". Labels already named benign/malignant need no entry.
     label_map: dict[str, str] = field(default_factory=dict)
     # Lesion masks (0/255 PNGs at each image's relative path), one folder or None per source, for
@@ -57,6 +62,24 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     return mapping
 
 
+def parse_source_mpp(items: Sequence[str]) -> dict[str, float]:
+    """``["histopathology_glas=0.62", ...]`` -> ``{"histopathology_glas": 0.62}``: each source's microns per
+    pixel, by the name of its folder or Hub dataset."""
+    out = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        try:
+            mpp = float(value)
+        except ValueError:
+            mpp = 0.0
+        if not sep or not name or not mpp > 0:
+            raise DataError(
+                f"bad source scale {item!r}: expected NAME=MICRONS_PER_PIXEL, e.g. histopathology_glas=0.62"
+            )
+        out[name] = mpp
+    return out
+
+
 def target_of(name: str, label_map: dict[str, str]) -> int | None:
     """A raw label's target (0 benign, 1 malignant) through the label map, or None if it has none."""
     return _TARGET_NAMES.get(label_map.get(name, name).strip().lower())
@@ -67,9 +90,12 @@ def recorded_data_spec(record: TrainingRecord, sources: list[str], label_map: di
     defaults where the record holds no settings)."""
     settings, defaults = record.settings, DataSpec(sources)
     recorded_map = parse_label_map(settings.get("label_map") or "")
+    tile = TileSpec(int(settings["tile_size"]), settings.get("tile_mpp")) if settings.get("tile_size") else None
     return DataSpec(
         list(sources),
         leave_out=list(settings.get("leave_out") or ()),
+        tile=tile,
+        source_mpp=parse_source_mpp(settings.get("source_mpp") or []),
         image_column=settings.get("image_column", defaults.image_column),
         label_column=settings.get("label_column", defaults.label_column),
         group_column=settings.get("group_column", defaults.group_column),

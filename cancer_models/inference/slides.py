@@ -20,14 +20,13 @@ import torch
 from PIL import Image
 
 from ..data.images import to_uint8_tensor
-from ..data.slides import SlideReader, open_slide, tissue_mask
+from ..data.slides import MIN_TISSUE, SlideReader, open_slide, tile_starts, tissue_mask
 from ..errors import ImageError
 from ..settings import TileSpec
 from .explain import overlay_heatmap
 from .predict import NOT_RECOGNISED, UNCERTAIN, Predictor
 
 THUMBNAIL_SIDE = 2048  # tissue detection and the maps work on a thumbnail this large at most
-MIN_TISSUE = 0.25  # a tile needs this share of tissue to be classified (cancer-models slides --min-tissue)
 BACKGROUND, REFUSED = "background", "refused"
 COLOURS = {  # QuPath classification colours (RGB)
     "benign": (44, 123, 182),
@@ -205,16 +204,6 @@ class SlidePredictor:
                 result.explanations[f"{t.x}_{t.y}"] = Image.fromarray(overlay_heatmap(tile, heatmap, 0.45))
         finally:
             reader.close()
-
-
-def tile_starts(length: int, size: int, stride: int) -> list[int]:
-    """Where tiles of ``size`` start along a side of ``length`` pixels, every ``stride``: the last one is shifted
-    back to end at the edge, so the margin is classified too (a side shorter than a tile gets one tile, padded
-    with white as glass)."""
-    starts = list(range(0, max(length - size, 0) + 1, stride))
-    if length > size and starts[-1] + size < length:
-        starts.append(length - size)
-    return starts
 
 
 def _progress(total: int, name: str):

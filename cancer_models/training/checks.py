@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.augment import AUGMENTATIONS
-from ..errors import ConfigError
+from ..data.spec import parse_source_mpp
+from ..errors import ConfigError, DataError
 from ..evaluation.metrics import choose_threshold
 from ..models import list_models
+from ..sources import display_name
 from .config import CHECKPOINT_DIR, STATE_FILE, TrainConfig
 
 
@@ -28,10 +30,23 @@ def check_config(cfg: TrainConfig) -> None:
         choose_threshold([0, 1], [0.2, 0.8], cfg.threshold)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if cfg.streaming and (cfg.folds or cfg.masks or cfg.leave_out or cfg.balance_collections):
+    if cfg.tile_mpp and not cfg.tile_size:
+        raise ConfigError("--tile-mpp gives the scale of --tile-size: give both")
+    if cfg.source_mpp and not (cfg.tile_size and cfg.tile_mpp):
+        raise ConfigError("--source-mpp cuts images to the model's tile: give --tile-size and --tile-mpp too")
+    try:
+        named = parse_source_mpp(cfg.source_mpp or [])
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+    unknown = sorted(set(named) - {display_name(d) for d in cfg.data})
+    if unknown:
         raise ConfigError(
-            "--streaming works with none of --folds, --masks, --leave-out and --balance-collections (they need the "
-            "whole training split)"
+            f"--source-mpp names {unknown}, not among the --data sources {[display_name(d) for d in cfg.data]}"
+        )
+    if cfg.streaming and (cfg.folds or cfg.masks or cfg.leave_out or cfg.balance_collections or cfg.source_mpp):
+        raise ConfigError(
+            "--streaming works with none of --folds, --masks, --leave-out, --balance-collections and --source-mpp "
+            "(they need the whole training split)"
         )
     if cfg.folds == 1 or cfg.folds < 0:
         raise ConfigError(f"--folds must be 0 (no cross-validation) or at least 2, got {cfg.folds}")

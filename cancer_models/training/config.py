@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import COLOUR_CONSTANCY, PREPROCESSING
-from ..data.spec import DataSpec, parse_label_map
+from ..data.spec import DataSpec, parse_label_map, parse_source_mpp
 from ..errors import ConfigError
+from ..settings import TileSpec
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.json"
@@ -56,6 +57,17 @@ class TrainConfig:
         "collections to hold out of every split (a part of the name in the data's 'source' column, e.g. "
         "vidir_modern, ISIC, GlaS; or of a --data folder's name where there is no such column): the run is scored "
         "on them as on images from a clinic or lab it never saw",
+    )
+    tile_size: int | None = _opt(
+        None,
+        "the side of a training tile in pixels (at --tile-mpp): recorded for slides, and with --source-mpp the size "
+        "larger images are cut to",
+    )
+    tile_mpp: float | None = _opt(None, "microns per pixel of a training tile, where known")
+    source_mpp: list[str] | None = _opt(
+        None,
+        "microns per pixel of --data sources by folder name, e.g. histopathology_glas=0.62: with --tile-size and "
+        "--tile-mpp, their images are cut into tiles of that physical size",
     )
     balance_collections: bool = _opt(
         False,
@@ -148,6 +160,8 @@ class TrainConfig:
             label_map=parse_label_map(self.label_map),
             mask_dirs=[None if m.lower() == "none" else m for m in self.masks or []],
             leave_out=list(self.leave_out or ()),
+            tile=TileSpec(self.tile_size, self.tile_mpp) if self.tile_size else None,
+            source_mpp=parse_source_mpp(self.source_mpp or []),
             validation_fraction=self.validation_fraction,
             test_fraction=self.test_fraction,
             seed=self.seed,
@@ -157,7 +171,7 @@ class TrainConfig:
 
 # Settings a resumed run must share with the interrupted one, or it would not continue the same run.
 _RESUME_MUST_MATCH = (
-    "data", "leave_out", "model", "input_size", "colour_constancy", "preprocessing", "batch_size", "augment", "seed",
+    "data", "leave_out", "source_mpp", "tile_size", "tile_mpp", "model", "input_size", "colour_constancy", "preprocessing", "batch_size", "augment", "seed",
     "epochs", "lr", "freeze_epochs", "masks", "mask_loss", "cam_layers", "max_steps", "folds",
 )  # fmt: skip
 

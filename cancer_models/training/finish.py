@@ -22,6 +22,7 @@ from ..evaluation.metrics import binary_metrics, choose_threshold, subtype_metri
 from ..evaluation.plots import write_plots
 from ..models import BACKBONES
 from ..record import Hardware, Provenance, TrainingRecord
+from ..settings import TileSpec
 from ..sources import display_name, is_hub_id
 from ..version import __version__
 from .checkpoint import TrainerState, load_best_weights
@@ -50,6 +51,7 @@ def finish(run: Run, state: TrainerState) -> Path:
     collapsed = len(set((test_probs >= config.threshold).tolist())) == 1
     config.model_args = {k: v for k, v in config.model_args.items() if k != "pretrained_backbone"}
     config.tta_views = tta_views_for(run.augment)
+    config.tile = TileSpec(run.cfg.tile_size, run.cfg.tile_mpp) if run.cfg.tile_size else None
     config.training = training_record(run, state, metrics, collapsed)
     trust = fit_trust(run.unwrapped, run.decoded)
     run.log(
