@@ -1,14 +1,16 @@
 """Evaluation scores held-out images only: a train-only folder is split as its training run split it."""
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import train_only_folder
+from conftest import fixture_images, train_only_folder
 from datasets import Image as ImageFeature
 
+from cancer_models import load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.data.image_sets import load_splits
-from cancer_models.evaluation.evaluate import evaluate
+from cancer_models.evaluation.evaluate import evaluate, write_report
 from cancer_models.training.config import TrainConfig
 
 
@@ -59,3 +61,22 @@ def test_a_folder_the_model_never_saw_is_scored_whole(tmp_path, small_cnn):
     metrics, raw = evaluate(small_cnn, data)
     assert metrics["n"] == len(raw["paths"]) == 54 and metrics["split"] == "all"
     assert not metrics["includes_training_images"]
+
+
+def test_refused_images_are_counted_and_the_answered_ones_scored_apart(tmp_path):
+    """A folder of LC25000 tiles and dermoscopy photographs: the histopathology model refuses the photographs, and
+    evaluation says how many and scores the tiles it answered apart from the whole."""
+    folder = tmp_path / "mixed"
+    for i, path in enumerate(fixture_images("histopathology", "test") + fixture_images("dermoscopy", "test")):
+        target = folder / path.parent.name / f"{i}{path.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    model = load_pretrained(Path(__file__).resolve().parents[1] / "models" / "histopathology-cancer-cnn")
+    metrics, raw = evaluate(model, folder)
+    photographs = len(fixture_images("dermoscopy", "test"))
+    assert metrics["refused"] == pytest.approx(photographs / metrics["n"])
+    assert metrics["answered"]["n"] == metrics["n"] - photographs
+    assert sum(u > 1 for u in raw["unusualness"]) == photographs
+    write_report(tmp_path / "report", model, metrics, raw, "model", "mixed")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert f"refused {metrics['refused']:.1%} of these images" in report and "images it answered" in report

@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"scored {metrics['split_note']}", file=sys.stderr)
     print(summarize(metrics), file=sys.stderr)
+    if "refused" in metrics:
+        answered = f"; answered: {summarize(metrics['answered'])}" if "answered" in metrics else ""
+        print(f"refused {metrics['refused']:.1%}{answered}", file=sys.stderr)
     for name, m in metrics.get("shifts", {}).items():
         figures = ", ".join(
             f"{k} {'n/a' if m[k] is None else f'{m[k]:.3f}'}" for k in ("auc", "sensitivity", "specificity")

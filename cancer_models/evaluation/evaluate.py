@@ -60,16 +60,38 @@ def evaluate(
     decoded = decode_split(ds, model.config.input_size, preprocessing=model.config.preprocessing)
     paths = [item["path"] for item in ds.cast_column("image", ImageFeature(decode=False))["image"]]
     predictor = Predictor(model, tta=tta, batch_size=batch_size)
-    probs = predictor.probabilities(decoded.images)[:, 1].numpy()
+    probabilities, unusualness = predictor.analyse(decoded.images)
+    probs = probabilities[:, 1].numpy()
     # Groups only matter for the bootstrap; without a group column every image is its own group anyway.
     metrics = binary_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.groups)
+    if unusualness is not None:
+        metrics.update(answered_metrics(decoded.targets.numpy(), probs, unusualness.numpy(), model, decoded.groups))
     if any(decoded.subtypes):
         metrics["subtypes"] = subtype_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.subtypes)
     if model.config.preprocessing == "mammogram":
         metrics.update(view_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.groups, paths))
     metrics.update(split=chosen.name, split_note=chosen.note, includes_training_images=chosen.trained_on, tta=tta)
-    raw = {"targets": decoded.targets.tolist(), "p_malignant": probs.tolist(), "groups": decoded.groups, "paths": paths}
+    raw = {
+        "targets": decoded.targets.tolist(),
+        "p_malignant": probs.tolist(),
+        "unusualness": None if unusualness is None else unusualness.tolist(),
+        "groups": decoded.groups,
+        "paths": paths,
+    }
     return metrics, raw
+
+
+def answered_metrics(
+    targets: np.ndarray, probs: np.ndarray, unusualness: np.ndarray, model: CancerModel, groups: list[str]
+) -> dict[str, Any]:
+    """The share of images the rejection check refuses and, on those it answers, the metrics: the figures above
+    score every image, as if the model answered them all, which it does not."""
+    accepted = unusualness <= 1
+    out: dict[str, Any] = {"refused": float(1 - accepted.mean())}
+    if accepted.any() and not accepted.all():
+        kept = np.flatnonzero(accepted)
+        out["answered"] = binary_metrics(targets[kept], probs[kept], model.config.threshold, [groups[i] for i in kept])
+    return out
 
 
 def view_metrics(
@@ -166,10 +188,21 @@ def write_report(out: Path, model: CancerModel, metrics: dict, raw: dict, model_
         ),
         metrics_table(metrics),
         f"Confusion matrix: TN {tn}, FP {fp}, FN {fn}, TP {tp}.",
+        *_answered_section(metrics),
         *[f"## {view} views ({m['n']} images)\n\n{metrics_table(m)}" for view, m in metrics.get("views", {}).items()],
         *[f"![{p.stem}]({p.name})" for p in plots],
     ]
     (out / "report.md").write_text("\n\n".join(lines) + "\n")
+
+
+def _answered_section(metrics: dict[str, Any]) -> list[str]:
+    if "refused" not in metrics:
+        return []
+    lines = [f"The rejection check refused {metrics['refused']:.1%} of these images; the figures above score them all."]
+    if "answered" in metrics:
+        answered = metrics["answered"]
+        lines.append(f"## The {answered['n']} images it answered\n\n{metrics_table(answered)}")
+    return lines
 
 
 def record_evaluation(folder: str | Path, key: str, value: Any) -> None:
