@@ -143,6 +143,7 @@ class ModelConfig:
             self.tile = TileSpec.from_dict(self.tile)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as config.json stores it (the record's later analyses live in evaluations.json)."""
         d = dataclasses.asdict(self)
         d["training"] = self.training.to_dict()  # without the evaluations, which are stored beside the config
         for key in ("labels", "mean", "std"):
@@ -168,6 +169,11 @@ class ModelConfig:
             raise ConfigError(f"malformed config: {e}") from e
 
     def save(self, path: str | Path) -> None:
+        """Write the config as JSON, keys sorted.
+
+        Args:
+            path: the file to write (``config.json`` in a model folder).
+        """
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod

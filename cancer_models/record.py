@@ -130,6 +130,7 @@ class TrainingRecord:
     evaluations: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as config.json stores it, without the evaluations (evaluations.json holds them)."""
         d = dataclasses.asdict(self)
         d.pop("evaluations")
         return d

@@ -113,6 +113,7 @@ class TrustSettings:
             _fail("ood.refused", f"must be a list of names, got {self.refused!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as config.json stores them."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -174,10 +175,18 @@ class ConformalSettings:
         return 1 - self.alpha
 
     def quantile(self, tta: bool) -> float:
-        """The quantile for predictions made with (``tta``) or without test-time views."""
+        """The quantile for predictions made with or without test-time views.
+
+        Args:
+            tta: whether the probabilities averaged the model's test-time views.
+
+        Returns:
+            ``qhat_tta`` with views where calibrated, else ``qhat``.
+        """
         return self.qhat_tta if tta and self.qhat_tta is not None else self.qhat
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as config.json stores them."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -224,13 +233,20 @@ class TileSpec:
         return self.size * self.mpp if self.mpp else None
 
     def pixels_at(self, mpp: float | None) -> int:
-        """The tile's side in the pixels of an image at ``mpp`` microns per pixel (``size`` where either scale
-        is unknown)."""
+        """The tile's side in another image's pixels.
+
+        Args:
+            mpp: that image's microns per pixel; None: unknown.
+
+        Returns:
+            ``size x self.mpp / mpp``, at least 8; ``size`` where either scale is unknown.
+        """
         if self.mpp and mpp:
             return max(8, round(self.size * self.mpp / mpp))
         return self.size
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as config.json stores them."""
         return dataclasses.asdict(self)
 
     @classmethod

@@ -3,6 +3,8 @@ the command line lists every job, the site builds, and no page, card, config or 
 project was developed instead of what it does."""
 
 import ast
+import importlib
+import inspect
 import io
 import re
 import shutil
@@ -135,3 +137,41 @@ def test_the_readmes_train_and_evaluate_commands_run_as_written_on_a_train_only_
     assert scored["n"] == trained["n"] < 24 and not scored["includes_training_images"]
     assert scored["confusion_matrix"] == trained["confusion_matrix"]  # the same held-out images
     assert (tmp_path / "report" / "report.md").is_file()
+
+
+def _api_objects() -> list[tuple[str, object]]:
+    """Every function, class and public method the API pages show (``::: name`` in docs/api.md)."""
+    found = []
+    for name in re.findall(r"^::: (\S+)", (ROOT / "docs" / "api.md").read_text(), re.MULTILINE):
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            for attribute in parts[i:]:
+                obj = getattr(obj, attribute)
+            break
+        found.append((name, obj))
+        if inspect.isclass(obj):
+            methods = [(k, v) for k, v in vars(obj).items() if inspect.isfunction(v) and not k.startswith("_")]
+            found += [(f"{name}.{k}", v) for k, v in methods]
+    return found
+
+
+def test_every_function_the_api_pages_show_says_what_it_takes_and_returns():
+    missing = []
+    for name, obj in _api_objects():
+        doc = inspect.getdoc(obj) or ""
+        if not doc:
+            missing.append(f"{name}: no docstring")
+        if not inspect.isfunction(obj):
+            continue
+        signature = inspect.signature(obj)
+        takes = [p for p in signature.parameters if p not in ("self", "cls")]
+        if takes and "Args:" not in doc:
+            missing.append(f"{name}: no Args section")
+        returns = signature.return_annotation not in (None, "None", inspect.Signature.empty)
+        if takes and returns and "Returns:" not in doc:
+            missing.append(f"{name}: no Returns section")
+    assert missing == []

@@ -324,9 +324,21 @@ def calibrate_folder(
     masks: tuple[Path, Path | None] | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit rejection, prediction sets and (with ``masks``: images and their lesion masks; for a mammography
-    model, always, against the breast) the default CAM of the model folder ``folder`` trained on ``data``, rewrite the folder, and return the trust report. ``settings``
-    replaces config fields first (e.g. ``tta_views``, ``tile``)."""
+    """Fit a trained model folder's trust again, without retraining, and rewrite the folder.
+
+    Args:
+        folder: the model folder.
+        data: the image sets it was trained on (split as its training run split them).
+        acceptance: the share of held-out groups the rejection limits accept.
+        alpha: the prediction sets' miscoverage; None: the first level whose sets are not too wide.
+        refuse: image sets (other modalities) every limit must also refuse.
+        masks: an image set and its lesion masks (None: no mask files, the breast of a mammogram), to choose the
+            default CAM on validation and measure it on test; a mammography model is always measured so.
+        settings: config fields to replace first (e.g. ``tta_views``, ``tile``).
+
+    Returns:
+        The trust report per split: the share refused, and the prediction sets' coverage and sizes.
+    """
     model = load_pretrained(folder)
     for key, value in (settings or {}).items():
         setattr(model.config, key, value)

@@ -100,7 +100,20 @@ def is_dicom(source: str | os.PathLike | bytes) -> bool:
 
 
 def read_dicom(source: str | os.PathLike | bytes, frame: int = 0, name: str = "the file") -> DicomImage:
-    """The ``frame``-th frame of a DICOM file (a path or its bytes) as an upright 8-bit RGB image."""
+    """One frame of a DICOM file as a viewer shows it, with what a reader is told and nothing about the patient.
+
+    Args:
+        source: a path or the file's bytes.
+        frame: the frame to read (0 for a single-frame file).
+        name: how messages name the file.
+
+    Returns:
+        The ``DicomImage``: 8-bit RGB pixels, Modality, frame count, the ultrasound region cropped to, and for a
+        mammogram its laterality, view, chest-wall side and how its grey levels were set.
+
+    Raises:
+        ImageError: not DICOM, no pixel data, a missing frame, a tomosynthesis stack, or undecodable pixels.
+    """
     try:
         import pydicom
         from pydicom.errors import InvalidDicomError

@@ -42,6 +42,16 @@ def load_image(source: ImageInput, frame: int = 0) -> Image.Image:
     the image was cropped to it, that box in ``image.info["dicom_region"]``; a mammogram's laterality, view and
     chest-wall side in ``dicom_laterality``, ``dicom_view`` and ``dicom_chest_wall``; and how grey levels were set,
     where that needs saying, in ``dicom_note`` (None where the file says nothing).
+
+    Args:
+        source: a path, bytes, a numpy array (H, W[, C]) or a PIL image.
+        frame: the frame of a multi-frame DICOM file.
+
+    Returns:
+        An RGB PIL image.
+
+    Raises:
+        ImageError: an empty, corrupt, non-image, too large or unreadable file, or an array of another shape.
     """
     readable = isinstance(source, (bytes, bytearray)) or (
         isinstance(source, (str, os.PathLike)) and Path(source).is_file()

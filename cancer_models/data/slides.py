@@ -105,7 +105,17 @@ class PlainImageReader(SlideReader):
 
 
 def open_slide(path: str | Path) -> SlideReader:
-    """A reader for ``path``: OpenSlide for the slide formats it knows, PIL for any other image file."""
+    """A reader for a slide or a large image.
+
+    Args:
+        path: a slide (OpenSlide's formats, generic pyramidal TIFF) or any other image file.
+
+    Returns:
+        An OpenSlide reader for the formats it knows, a PIL one (decoded once) for any other image.
+
+    Raises:
+        ImageError: a missing, empty, unreadable or too large file.
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
@@ -139,7 +149,14 @@ def _tiled_tiff(path: Path) -> bool:
 def tissue_mask(thumbnail: Image.Image) -> np.ndarray:
     """Boolean (H, W) mask of tissue: saturation above a fixed floor (lowered by Otsu's threshold where the
     field is clearly glass and tissue), or dark stain (optical density above its floor), and not black;
-    then closed and opened over 3 x 3 pixels, which fills pinholes and drops specks of dust."""
+    then closed and opened over 3 x 3 pixels, which fills pinholes and drops specks of dust.
+
+    Args:
+        thumbnail: the slide or image at low resolution, RGB.
+
+    Returns:
+        Boolean (H, W): True where there is tissue.
+    """
     rgb = np.asarray(thumbnail.convert("RGB"), dtype=np.float64)
     hsv = np.asarray(thumbnail.convert("HSV"), dtype=np.float64) / 255
     saturation, value = hsv[..., 1], hsv[..., 2]

@@ -57,8 +57,23 @@ def compare(
     tta: bool = False,
     names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Every model's metrics on one split of ``data`` (one image set, or several scored together, as a model
-    trained on several sources is tested) and each one's paired AUC difference to the first."""
+    """Several models scored on the same images, each against the first.
+
+    Args:
+        models: model folders or Hub repo ids (at least two).
+        data: one image set, or several scored together (as a model trained on several sources is tested).
+        split: the split to score (``evaluate``'s choice, never training images unless asked).
+        tta: average each model's test-time views.
+        names: how the table names the models; None: as given.
+
+    Returns:
+        The data, split and image count, and per model its AUC, sensitivity and specificity with intervals and
+        its paired (group bootstrap) AUC difference to the first.
+
+    Raises:
+        ConfigError: fewer than two models, or names that do not match them.
+        DataError: models whose training runs split the data differently (scored on different images).
+    """
     if len(models) < 2:
         raise ConfigError("compare needs at least two models")
     if names is not None and len(names) != len(models):

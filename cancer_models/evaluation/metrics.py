@@ -42,8 +42,17 @@ def rank_auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def sensitivity_at_specificity(y: np.ndarray, p: np.ndarray, specificity: float = 0.9) -> float | None:
-    """The highest sensitivity of any threshold whose specificity is at least ``specificity`` (ties count
-    against the model): a screening reader's figure at a fixed false-positive rate."""
+    """A screening reader's figure at a fixed false-positive rate.
+
+    Args:
+        y: 0 or 1 per image.
+        p: the malignant probability per image.
+        specificity: the least specificity the threshold must keep.
+
+    Returns:
+        The highest sensitivity of any threshold whose specificity is at least ``specificity`` (ties count
+        against the model); None without both classes.
+    """
     negatives, positives = np.sort(p[y == 0]), p[y == 1]
     if not len(negatives) or not len(positives):
         return None
@@ -91,6 +100,19 @@ def binary_metrics(
 
     With ``groups`` the bootstrap resamples whole groups (near-copies of one source image): resampling
     correlated images one by one would give intervals that are too narrow.
+
+    Args:
+        y_true: 0 (benign) or 1 (malignant) per image.
+        p_malignant: the calibrated malignant probability per image.
+        threshold: the decision threshold.
+        groups: each image's group (patient, lesion, source image); None: each image its own.
+        n_bootstrap: resamples for the intervals (0: none).
+        seed: the bootstrap's seed.
+
+    Returns:
+        ``n`` and the class counts; AUC, accuracy, sensitivity, specificity, precision, F1, the confusion matrix,
+        sensitivity at 90% specificity and specificity at 90% sensitivity, ECE; ``*_ci`` intervals and how they
+        were drawn (``bootstrap``). A metric a split cannot give (one class only) is None.
     """
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(p_malignant, dtype=np.float64)

@@ -74,7 +74,16 @@ def metadata(model: CancerModel) -> dict[str, str]:
 
 
 def export_onnx(model: CancerModel, out: str | Path) -> Path:
-    """Write ``model`` as an ONNX graph with dynamic batch and its metadata; returns the path."""
+    """Write a model as an ONNX graph with a dynamic batch and everything a runtime needs in its metadata.
+
+    Args:
+        model: the model; its normalisation, colour constancy and temperature go into the graph.
+        out: the .onnx file to write.
+
+    Returns:
+        ``out``. The graph takes uint8-valued float images (N, 3, S, S) and gives probabilities and the
+        rejection check's features; the threshold, prediction-set and rejection settings are in its metadata.
+    """
     import onnx
 
     out = Path(out)

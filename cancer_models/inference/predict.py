@@ -108,26 +108,55 @@ class Predictor:
         self._lock = threading.Lock()
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Decode and resize to a uint8 batch (N, 3, S, S); normalisation happens on the device."""
+        """Decode and resize to a uint8 batch; normalisation happens on the device.
+
+        Args:
+            images: files, bytes, arrays or PIL images (anything ``load_image`` reads).
+
+        Returns:
+            uint8 (N, 3, S, S) at the model's input size, in the config's preprocessing.
+        """
         size = self.config.input_size
         if not images:
             return torch.empty((0, 3, size, size), dtype=torch.uint8)
         return torch.stack([to_uint8_tensor(self.prepare(im), size) for im in images])
 
     def prepare(self, image: ImageInput) -> Image.Image:
-        """``image`` as this model looks at it before resizing: upright RGB, and in the config's preprocessing
-        (a mammogram in canonical form); what explanations are drawn over."""
+        """``image`` as this model looks at it before resizing; what explanations are drawn over.
+
+        Args:
+            image: anything ``load_image`` reads.
+
+        Returns:
+            Upright RGB in the config's preprocessing (a mammogram in canonical form).
+        """
         return prepare_image(load_image(image), self.config.preprocessing)
 
     def probabilities(self, batch: torch.Tensor, tta: bool | None = None) -> torch.Tensor:
-        """Calibrated class probabilities (N, 2) for a uint8 batch from ``preprocess``."""
+        """Calibrated class probabilities for a uint8 batch.
+
+        Args:
+            batch: uint8 (N, 3, S, S) from ``preprocess``.
+            tta: average the config's test-time views; None: the Predictor's setting.
+
+        Returns:
+            (N, 2) probabilities of the config's labels, temperature-scaled.
+        """
         return self.analyse(batch, tta)[0]
 
     @torch.inference_mode()
     def analyse(self, batch: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Calibrated class probabilities (N, 2) and, for a model with an out-of-distribution check, each image's
-        unusualness (N,; above 1 is refused), from one forward pass; with TTA the probabilities average the
-        config's views."""
+        """Probabilities and unusualness from one forward pass.
+
+        Args:
+            batch: uint8 (N, 3, S, S) from ``preprocess`` (a tensor or a decoded split's images).
+            tta: average the config's test-time views; None: the Predictor's setting. The unusualness is always
+                that of the untransformed view.
+
+        Returns:
+            (N, 2) calibrated probabilities, and for a model with an out-of-distribution check each image's
+            unusualness (N,; the largest of its scores as a multiple of its limit: above 1 is refused), else None.
+        """
         tta = self.tta if tta is None else tta
         views = tta_views(batch, self.config.tta_views) if tta else [batch]
         detector = self.model.ood_detector
@@ -149,7 +178,16 @@ class Predictor:
     def predict(
         self, images: ImageInput | Sequence[ImageInput], tta: bool | None = None
     ) -> Prediction | list[Prediction]:
-        """Classify one image (returns a Prediction) or a list of them (returns a list)."""
+        """Classify one image or a list of them.
+
+        Args:
+            images: one image or a list (anything ``load_image`` reads: paths, DICOM files, bytes, PIL images).
+            tta: average the config's test-time views; None: the Predictor's setting.
+
+        Returns:
+            A ``Prediction`` for one image, a list of them for a list: refused ones have no label or
+            probabilities, and a DICOM file whose Modality rules the model out is refused with that reason.
+        """
         single = not isinstance(images, (list, tuple))
         decoded = [load_image(im) for im in ([images] if single else images)]
         batch = self.preprocess(decoded)
@@ -166,7 +204,16 @@ class Predictor:
         return predictions[0] if single else predictions
 
     def decide(self, probs: list[float], ood_score: float | None, tta: bool = False) -> Prediction:
-        """The Prediction for one image's calibrated probabilities and unusualness (from ``analyse``)."""
+        """The decision for one image from what ``analyse`` gave.
+
+        Args:
+            probs: the image's calibrated probabilities, in the config's label order.
+            ood_score: its unusualness (above 1 is refused); None: the model has no such check.
+            tta: whether ``probs`` averaged test-time views (the prediction set's quantile follows).
+
+        Returns:
+            The ``Prediction``: refused, or a label at the config's threshold with its prediction set.
+        """
         config = self.config
         benign, malignant = config.labels
         accepted = ood_score is None or ood_score <= 1
@@ -191,8 +238,17 @@ class Predictor:
     def explain(
         self, image: ImageInput, method: str | None = None, alpha: float = 0.5, label: str | None = None
     ) -> Explanation:
-        """Predict ``image`` and explain the predicted class (or ``label``) with a CAM method (by default the
-        config's ``cam_method``, the one measured to point at lesions best)."""
+        """Predict ``image`` and explain the predicted class with a CAM method.
+
+        Args:
+            image: anything ``load_image`` reads.
+            method: a CAM method (``CAM_METHODS``); None: the config's, the one measured to point at lesions best.
+            alpha: the heat map's opacity in the overlay.
+            label: the class to explain; None: the predicted one (the malignant class for a refused image).
+
+        Returns:
+            The ``Explanation``: prediction, map at the prepared image's size, overlay and that image.
+        """
         method = method or self.config.cam_method
         rgb = self.prepare(image)
         probs, scores = self.analyse(to_uint8_tensor(rgb, self.config.input_size)[None], tta=False)
@@ -210,9 +266,16 @@ class Predictor:
         )
 
     def heatmap(self, image: ImageInput, method: str | None = None, label: str | None = None) -> np.ndarray:
-        """The CAM map (float32 (H, W) in [0, 1], at the image's size) of ``label`` (default: the malignant
-        class) with ``method`` (default: the config's), without a prediction: to show another method's map of a
-        prediction already made."""
+        """A class's CAM map without a prediction: to show another method's map of a prediction already made.
+
+        Args:
+            image: anything ``load_image`` reads.
+            method: a CAM method; None: the config's.
+            label: the class; None: the malignant one.
+
+        Returns:
+            float32 (H, W) in [0, 1] at the prepared image's size.
+        """
         method = method or self.config.cam_method
         label = label or self.config.labels[1]
         if method not in CAM_METHODS:

@@ -24,7 +24,14 @@ class Route:
     predictions: dict[str, Prediction]  # each model's prediction, without test-time views
 
     def reason(self, modality: Mapping[str, str] | None = None) -> str:
-        """One sentence for a person on why this model was chosen, or why none was."""
+        """One sentence for a person on why this model was chosen, or why none was.
+
+        Args:
+            modality: each model's kind of image by name, to say "a dermoscopy image" rather than a model name.
+
+        Returns:
+            The sentence, with the unusualness that decided it.
+        """
         kind = (modality or {}).get(self.closest) or self.closest
         ratio = self.unusualness[self.closest]
         if self.model is None:
@@ -40,13 +47,29 @@ class Route:
 
 
 def route(predictors: Mapping[str, Predictor], image: ImageInput) -> Route:
-    """Ask every model's rejection check about ``image`` (decoded once) and choose; models without a check are
-    never chosen automatically (they would accept anything)."""
+    """Ask every model's rejection check about ``image`` (decoded once) and choose.
+
+    Args:
+        predictors: the models to choose among, by name.
+        image: anything ``load_image`` reads.
+
+    Returns:
+        The ``Route``: the least unusual model that accepts the image, or none (models without a check are never
+        chosen automatically: they would accept anything; models its DICOM Modality rules out come last).
+    """
     return route_many(predictors, [image])[0]
 
 
 def route_many(predictors: Mapping[str, Predictor], images: Sequence[ImageInput]) -> list[Route]:
-    """``route`` for many images: each decoded once, each model's check run over them in batches."""
+    """``route`` for many images: each decoded once, each model's check run over them in batches.
+
+    Args:
+        predictors: the models to choose among, by name.
+        images: anything ``load_image`` reads.
+
+    Returns:
+        One ``Route`` per image, in order.
+    """
     decoded = [load_image(image) for image in images]
     answers = {name: predictor.predict(decoded, tta=False) for name, predictor in predictors.items()}
     return [_choose({name: answers[name][i] for name in predictors}) for i in range(len(decoded))]
@@ -80,8 +103,15 @@ class Answer:
         return self.model if self.model is not None else f"none (closest: {self.closest})"
 
     def row(self, file: str) -> dict[str, str]:
-        """The answer as one table row (``ROW_COLUMNS``). A refused image has a decision and an unusualness but
-        no probability, threshold or set: there is nothing to read into them."""
+        """The answer as one table row. A refused image has a decision and an unusualness but no probability,
+        threshold or set: there is nothing to read into them.
+
+        Args:
+            file: the file name to show in the row.
+
+        Returns:
+            The row's cells as text, keyed by ``ROW_COLUMNS``.
+        """
         p = self.prediction
         answered = p.in_distribution
         return {
@@ -97,8 +127,16 @@ class Answer:
 
 
 def answer(predictors: Mapping[str, Predictor], image: ImageInput, tta: bool = False) -> Answer:
-    """Answer ``image`` with the one model given, or route it (``route``) and answer with the chosen model;
-    test-time views are run only for the model that answers."""
+    """Answer ``image`` with the one model given, or route it and answer with the chosen model.
+
+    Args:
+        predictors: one model (asked directly) or several (the image is routed, ``route``), by name.
+        image: anything ``load_image`` reads.
+        tta: average test-time views, run only for the model that answers.
+
+    Returns:
+        The ``Answer``: who answered (or came closest when all refused) and its prediction.
+    """
     rgb = load_image(image)
     if len(predictors) == 1:
         ((name, predictor),) = predictors.items()

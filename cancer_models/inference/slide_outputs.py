@@ -123,7 +123,15 @@ def geojson(result: SlideResult) -> dict[str, Any]:
 
 
 def write_outputs(result: SlideResult, out: Path) -> dict[str, Path]:
-    """The heatmap, overlay, tile CSV, GeoJSON and summary of ``result`` in ``out``; returns their paths."""
+    """Write what a pathologist's tools open: the heatmap, overlay, tile CSV, GeoJSON (QuPath) and summary.
+
+    Args:
+        result: a ``SlidePredictor.predict`` result.
+        out: the folder to write into (created).
+
+    Returns:
+        The written files by kind (``heatmap``, ``overlay``, ``csv``, ``geojson``, ``summary``, ``gradcam_*``).
+    """
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(result.name).stem
     paths = {

@@ -122,13 +122,34 @@ class SlidePredictor:
         self.min_tissue, self.batch_size = min_tissue, batch_size
 
     def level0_tile_size(self, reader: SlideReader) -> int:
-        """The tile side in the slide's level-0 pixels that shows what a training tile showed."""
+        """The tile side in the slide's level-0 pixels that shows what a training tile showed.
+
+        Args:
+            reader: the open slide, whose microns per pixel count where the model's tile has a scale.
+
+        Returns:
+            The ``tile_size`` given, else the model's ``TileSpec`` at the slide's scale (``mpp`` given, else the
+            file's), else its input size.
+        """
         if self.tile_size:
             return self.tile_size
         tile = self.config.tile or TileSpec(self.config.input_size)
         return tile.pixels_at(self.mpp or reader.mpp)
 
     def predict(self, path: str | Path, progress: bool = False) -> SlideResult:
+        """Tile a slide or large image, find its tissue, and classify and check every tissue tile.
+
+        Args:
+            path: a slide OpenSlide reads, or any image file (PNG, JPEG, TIFF, DICOM).
+            progress: show a progress bar over the tissue tiles.
+
+        Returns:
+            The ``SlideResult``: every tile with its coordinates, tissue share and status (background, refused
+            or a decision with its probability), and the thumbnail.
+
+        Raises:
+            ImageError: a missing, empty or unreadable file, or a failure while reading tiles.
+        """
         reader = open_slide(path)
         try:
             return self._predict(reader, Path(path).name, progress)
@@ -194,7 +215,13 @@ class SlidePredictor:
             raise ImageError(f"reading the slide failed: {failure[0]}") from failure[0]
 
     def explain_top(self, result: SlideResult, path: str | Path, k: int) -> None:
-        """Grad-CAM maps of the ``k`` tiles most likely malignant, into ``result.explanations``."""
+        """Grad-CAM maps of the tiles most likely malignant, into ``result.explanations``.
+
+        Args:
+            result: what ``predict`` found on the slide.
+            path: the same slide, read again for the tiles' pixels.
+            k: how many tiles to explain.
+        """
         reader = open_slide(path)
         try:
             answered = sorted((t for t in result.tiles if t.p_malignant is not None), key=lambda t: -t.p_malignant)

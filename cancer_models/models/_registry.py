@@ -16,7 +16,18 @@ _default_cfgs: dict[str, dict[str, Any]] = {}
 
 
 def register_model(name: str, **default_cfg: Any) -> Callable[[type[CancerModel]], type[CancerModel]]:
-    """Class decorator: models of architecture ``name`` are ``cls(config)``; ``default_cfg`` seeds their config."""
+    """Class decorator that registers a model family under an architecture name.
+
+    Args:
+        name: the architecture name (``create_model``, ``--model``, ``config.architecture``).
+        default_cfg: config fields every new model of this family starts with (e.g. ``input_size``).
+
+    Returns:
+        The decorator; it returns the class unchanged. Models of ``name`` are then ``cls(config)``.
+
+    Raises:
+        ValueError: ``name`` registered twice.
+    """
 
     def wrap(cls: type[CancerModel]) -> type[CancerModel]:
         if name in _classes:
@@ -62,5 +73,15 @@ def build_from_config(config: ModelConfig) -> CancerModel:
 def create_model(
     name: str, *, input_size: int | None = None, labels: tuple[str, str] | None = None, **model_args: Any
 ) -> CancerModel:
-    """Build a registered model with a fresh config."""
+    """Build a registered model with a fresh, untrained config.
+
+    Args:
+        name: a registered architecture (``list_models``).
+        input_size: the input side in pixels; None: the family's default.
+        labels: the two class names, benign first; None: benign, malignant.
+        model_args: the family's own arguments (e.g. ``pretrained_backbone=True``).
+
+    Returns:
+        The model, randomly initialised (or from ImageNet weights where asked).
+    """
     return build_from_config(default_config(name, input_size=input_size, labels=labels, **model_args))

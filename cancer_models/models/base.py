@@ -47,7 +47,17 @@ class CancerModel(nn.Module, HubMixin):
         self.config = config if config is not None else default_config(self.default_architecture)
 
     def model_args(self, **defaults: Any) -> SimpleNamespace:
-        """``config.model_args`` over the family's ``defaults``; an unknown argument is a ConfigError."""
+        """The architecture's arguments: ``config.model_args`` over the family's defaults.
+
+        Args:
+            defaults: every argument the family takes, with its default.
+
+        Returns:
+            The arguments as attributes.
+
+        Raises:
+            ConfigError: an argument the family does not take.
+        """
         unknown = sorted(set(self.config.model_args) - set(defaults))
         if unknown:
             raise ConfigError(
@@ -60,13 +70,38 @@ class CancerModel(nn.Module, HubMixin):
         return build_from_config(config)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone.
+
+        Args:
+            x: normalised images (N, 3, S, S).
+
+        Returns:
+            The last feature map (N, C, h, w).
+        """
         raise NotImplementedError
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The head.
+
+        Args:
+            x: a feature map from ``forward_features``.
+            pre_logits: stop at the pooled features.
+
+        Returns:
+            Logits (N, 2), or with ``pre_logits`` the pooled features (N, C).
+        """
         x = self.global_pool(x).flatten(1)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images (N, 3, S, S) to logits (N, 2): ``forward_head(forward_features(x))``.
+
+        Args:
+            x: a float batch already normalised with the config's mean and std.
+
+        Returns:
+            Logits before the temperature, in the config's label order.
+        """
         return self.forward_head(self.forward_features(x))
 
     def default_cam_layers(self) -> list[str]:
@@ -86,8 +121,15 @@ class CancerModel(nn.Module, HubMixin):
             raise ConfigError(f"config field 'cam_layers' names a layer {self.config.architecture} lacks: {e}") from e
 
     def ood_features(self, pooled: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, list[int]]:
-        """The rejection check's features from the pooled outputs of ``ood_layers()`` (``ood.tap_features``) and
-        their columns per layer; an ensemble averages its members'."""
+        """The rejection check's features from the pooled outputs of ``ood_layers()``.
+
+        Args:
+            pooled: (N, D) from ``trust.features.tap_features``.
+            sizes: the columns of each layer.
+
+        Returns:
+            The features and their columns per layer (an ensemble averages its members').
+        """
         return pooled, sizes
 
     def ood_layers(self) -> list[nn.Module]:
@@ -112,6 +154,25 @@ def load_pretrained(
 
     A repo id goes through the Hugging Face cache, so it also works offline (``HF_HUB_OFFLINE=1``)
     once downloaded; ``local_files_only=True`` never touches the network.
+
+    Args:
+        name_or_path: a model folder (config.json, model.safetensors) or a Hub repo id.
+        revision: the Hub revision (branch, tag or commit).
+        device: where to put the weights.
+        cache_dir: the Hugging Face cache to use.
+        token: a Hub token for private repos.
+        local_files_only: never download.
+
+    Returns:
+        The model, in eval mode, with its rejection detector where the folder has one.
+
+    Raises:
+        CheckpointError: a missing, unreadable or mismatched weights file (weights load only from safetensors).
+        ConfigError: a missing or invalid config.
+
+    Example:
+        >>> from cancer_models import Predictor, load_pretrained
+        >>> predictor = Predictor(load_pretrained("models/histopathology-cancer-cnn"))
     """
     return CancerModel.from_pretrained(
         name_or_path,

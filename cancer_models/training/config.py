@@ -152,6 +152,7 @@ class TrainConfig:
         return Path(self.output_dir) / CHECKPOINT_DIR
 
     def data_spec(self) -> DataSpec:
+        """Where the run's images are and how to read, split, hold out and tile them."""
         return DataSpec(
             sources=self.data,
             image_column=self.image_column,

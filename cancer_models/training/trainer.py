@@ -34,9 +34,19 @@ from .optim import build_loss, build_optimizer, build_schedulers
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Train, calibrate, evaluate on the test split once, and write a Hub-ready folder; returns it. With
-    ``cfg.folds``, one model per fold (each a folder ``foldK``) and then their ensemble (``cross_validation``);
-    with ``cfg.fold`` too, that fold's model only."""
+    """Train, calibrate, evaluate on the test split once, and write a Hub-ready folder.
+
+    Args:
+        cfg: the run's settings (``cancer-models train``'s options). With ``cfg.folds``, one model per fold
+            (each a folder ``foldK``) and then their ensemble; with ``cfg.fold`` too, that fold's model only.
+
+    Returns:
+        The model folder (``cfg.output_dir``).
+
+    Raises:
+        ConfigError: settings that do not go together, checked before any image is decoded.
+        DataError: data that cannot be read as the settings say.
+    """
     check_config(cfg)
     if not cfg.folds:
         accelerator = fit(cfg).accelerator

@@ -51,7 +51,18 @@ def set_membership(probabilities: np.ndarray, threshold: float, qhat: float) -> 
 def prediction_set(
     probabilities: Sequence[float], labels: Sequence[str], threshold: float, qhat: float
 ) -> tuple[str, ...]:
-    """One image's set: its decided class, and the other class too if that one stays plausible."""
+    """One image's prediction set.
+
+    Args:
+        probabilities: the image's calibrated probabilities, in ``labels`` order.
+        labels: the two class names.
+        threshold: the decision threshold on the second (malignant) class.
+        qhat: the calibrated quantile (``ConformalSettings.quantile``).
+
+    Returns:
+        Its decided class, and the other class too if that one stays plausible at the model's level: both is
+        *uncertain*.
+    """
     included = set_membership(np.asarray([probabilities]), threshold, qhat)[0]
     return tuple(label for label, keep in zip(labels, included, strict=True) if keep)
 

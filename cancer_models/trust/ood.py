@@ -75,8 +75,16 @@ class MahalanobisDetector:
         return cls(parts, list(sizes), Gaussian.fit(statistics.double().numpy()), domain)
 
     def scores(self, features: torch.Tensor, statistics: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, parts [+ 1 [+ 1]]): each layer's distance, then, where statistics are given, the image
-        statistics' distance and the domain score."""
+        """Every check's score of each image.
+
+        Args:
+            features: (N, D) the rejection check's features (``CancerModel.ood_features``).
+            statistics: (N, 22) ``features.image_statistics`` of the same images; None: features only.
+
+        Returns:
+            (N, layers [+ 1 [+ 1]]): each layer's distance, then, where statistics are given, the image
+            statistics' distance and the domain score.
+        """
         columns = [part.score(x) for part, x in zip(self.parts, features.split(self.sizes, dim=1), strict=True)]
         if statistics is not None and self.image is not None:
             columns.append(self.image.score(statistics))
@@ -85,12 +93,26 @@ class MahalanobisDetector:
         return torch.stack(columns, dim=1)
 
     def unusualness(self, features: torch.Tensor, batch: torch.Tensor, ood: TrustSettings) -> torch.Tensor:
-        """Each image's largest distance as a multiple of its limit (``config.ood``), or its colour ratio where
-        that is larger: above 1 is refused."""
+        """How unusual each image is for the model.
+
+        Args:
+            features: (N, D) the rejection check's features.
+            batch: the same images, uint8 (N, 3, S, S), for their statistics.
+            ood: the model's ``TrustSettings``.
+
+        Returns:
+            (N,) each image's largest score as a multiple of its limit, or its colour or texture ratio where that is
+            larger: above 1 is refused.
+        """
         statistics = image_statistics(batch) if self.image is not None else None
         return unusualness(self.scores(features, statistics), statistics, ood)
 
     def save(self, path: str | Path) -> None:
+        """Write the detector's statistics as safetensors.
+
+        Args:
+            path: the file to write (``ood.safetensors`` beside the model).
+        """
         tensors = {"sizes": torch.tensor(self.sizes)}
         for i, part in enumerate(self.parts):
             tensors |= {f"part{i}.means": part.means.contiguous(), f"part{i}.precision": part.precision.contiguous()}
