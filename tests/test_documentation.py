@@ -19,7 +19,7 @@ from cancer_models.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-JOBS = {"predict", "slides", "train", "evaluate", "compare", "recipes", "calibrate", "export", "push"}
+JOBS = {"predict", "slides", "train", "evaluate", "compare", "recipes", "sources", "calibrate", "export", "push"}
 # Words about the development process rather than the product (this file, which lists them, is not scanned).
 PROCESS_WORDS = re.compile(r"\b(sessions?|issues?|rounds?|lent|development machines?)\b", re.IGNORECASE)
 

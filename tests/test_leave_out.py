@@ -3,6 +3,7 @@ images the model never saw, recorded and shown in the card next to the pooled te
 draws every collection equally often."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -60,6 +61,23 @@ def test_training_without_a_collection_scores_it_and_the_card_says_so(tmp_path, 
     card = (out / "README.md").read_text()
     assert "### Collections left out of training (n = 10)" in card and "`LC25000 colon" in card
     assert card.index("### Test split") < card.index("### Collections left out")
+    # The table of such runs, stored with a model that ships: its card shows it.
+    shipped = tmp_path / "shipped"
+    shutil.copytree(out, shipped)
+    capsys.readouterr()
+    assert cli_main(["sources", str(out), "--record", str(shipped)]) == 0
+    printed = capsys.readouterr().out
+    assert "| LC25000 colon (Borkowski et al. 2019) | 10 |" in printed
+    card = (shipped / "README.md").read_text()
+    assert "### Collections left out of training (leave-one-source-out)" in card and printed.strip() in card
+
+
+def test_the_table_of_left_out_runs_needs_runs_that_left_something_out(tmp_path, capsys):
+    out = tmp_path / "whole"
+    assert cli_main(["train", "--data", HISTO, "--output-dir", str(out), "--epochs", "1", *FAST]) == 0
+    capsys.readouterr()
+    assert cli_main(["sources", str(out)]) == 2
+    assert "not trained with --leave-out" in capsys.readouterr().err
 
 
 def test_balanced_sampling_draws_every_collection_equally_often():

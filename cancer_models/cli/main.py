@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from ..errors import CancerModelsError
 
 # Each subcommand module is light (its job's libraries load when it runs), so the help needs no torch.
-from . import calibrate, compare, evaluate, export, predict, push, recipes, slides, train
+from . import calibrate, compare, evaluate, export, predict, push, recipes, slides, sources, train
 from .arguments import HelpFormatter
 
 # (name, module): each module has HELP, add_arguments(parser) and run(args) -> int.
@@ -28,6 +28,7 @@ COMMANDS = {
     "evaluate": evaluate,
     "compare": compare,
     "recipes": recipes,
+    "sources": sources,
     "calibrate": calibrate,
     "export": export,
     "push": push,

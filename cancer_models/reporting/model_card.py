@@ -16,6 +16,7 @@ from .tables import (
     _fmt,
     comparison_table,
     cross_validation_table,
+    left_out_table,
     metrics_table,
     out_of_fold_maps,
     shift_table,
@@ -410,6 +411,10 @@ def _evaluation(config: ModelConfig) -> list[tuple[str, str]]:
     if evaluations.get("robustness"):
         split = evaluations["robustness"].get("split", "test")
         metrics.append((f"Under acquisition shifts ({split} split)", shift_table(evaluations["robustness"])))
+    if evaluations.get("left_out"):
+        metrics.append(
+            ("Collections left out of training (leave-one-source-out)", left_out_table(evaluations["left_out"]))
+        )
     if evaluations.get("comparison"):
         metrics.append(("Compared with other models (same images)", comparison_table(evaluations["comparison"])))
     return metrics

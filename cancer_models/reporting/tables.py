@@ -194,3 +194,44 @@ def subtype_table(subtypes: dict[str, dict[str, Any]], labels: Sequence[str]) ->
         )
     rows.append("\nIntervals: exact binomial over images.")
     return "\n".join(rows)
+
+
+def left_out_row(run: str, training: TrainingRecord) -> dict[str, Any]:
+    """One run trained with ``--leave-out``: what it left out and how it did there (``cancer-models sources``)."""
+    left = training.metrics["left_out"]
+    trust = (training.trust or {}).get("left_out", {})
+    keys = ("n", "auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "specificity_ci")
+    return {
+        "run": run,
+        "collections": left.get("collections", []),
+        **{k: left.get(k) for k in (*keys, "sensitivity_at_90_specificity")},
+        "refused": trust.get("rejected"),
+        "coverage": trust.get("coverage"),
+    }
+
+
+def left_out_table(rows: list[dict[str, Any]]) -> str:
+    """Runs trained without a collection, scored on it: the figures a clinic or lab the model never saw can
+    expect."""
+
+    def ci(value: float | None, bounds: list[float] | None) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.3f}" + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "")
+
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+
+    head = ["left out", "images", "AUC", "sensitivity", "specificity", "sens. at 90% spec.", "refused", "coverage"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [", ".join(r["collections"]), str(r["n"]), ci(r["auc"], r["auc_ci"])]
+        cells += [ci(r["sensitivity"], r["sensitivity_ci"]), ci(r["specificity"], r["specificity_ci"])]
+        cells += [_fmt(r["sensitivity_at_90_specificity"]), share(r["refused"]), share(r["coverage"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(
+        "\nEach row: a model trained with the same recipe on every other collection, scored on every image of the one "
+        "it never saw, at its own threshold; 95% intervals: bootstrap over groups. Refused: the share its rejection "
+        "check refused (the figures score every image); coverage: of the prediction sets, on the images it answered."
+    )
+    return "\n".join(lines)
