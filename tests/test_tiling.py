@@ -13,6 +13,7 @@ from cancer_models import DataError, load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.data.image_sets import load_splits
 from cancer_models.data.spec import DataSpec, parse_source_mpp
+from cancer_models.evaluation.evaluate import evaluate
 from cancer_models.settings import TileSpec
 
 TILE = TileSpec(160, 1.25)  # the LC25000 tiles' scale: 200 um across
@@ -64,6 +65,9 @@ def test_a_model_trained_on_tiles_records_its_scale(tmp_path, capsys):
     assert cli_main(["train", *args, *fast, "--output-dir", str(tmp_path / "run")]) == 0
     model = load_pretrained(tmp_path / "run")
     assert model.config.tile == TILE and model.config.training.splits["train"] == 16
+    # Evaluation cuts the fields as training did: the test split's two fields are twelve tiles.
+    metrics, raw = evaluate(model, folder, "test")
+    assert metrics["n"] == 12 and all("#" in path for path in raw["paths"])
 
 
 @pytest.mark.parametrize(

@@ -187,16 +187,28 @@ def load_source(source: str, spec: DataSpec, mask_dir: str | None = None) -> Dat
     splits = DatasetDict(
         {name: standardise(ds, spec, f"{source}/{name}", source, mask_dir) for name, ds in raw.items()}
     )
-    mpp = spec.source_mpp.get(display_name(source))
-    if spec.tile and mpp:  # images larger than a tile at the model's scale are cut into tiles, every split alike
-        if mask_dir:
-            raise DataError(f"{source}: lesion masks cannot be used with images cut into tiles")
-        side = spec.tile.pixels_at(mpp)
-        splits = DatasetDict({name: tile_images(ds, side, f"{source}/{name}") for name, ds in splits.items()})
+    if mask_dir and tile_side(spec, source):
+        raise DataError(f"{source}: lesion masks cannot be used with images cut into tiles")
+    splits = DatasetDict({name: at_model_scale(ds, spec, source, f"{source}/{name}") for name, ds in splits.items()})
     missing = [s for s in SPLITS if s not in splits]
     if missing:
         splits = _split_by_group(splits, missing, spec)
     return splits
+
+
+def at_model_scale(ds: Dataset, spec: DataSpec, source: str, where: str) -> Dataset:
+    """``ds`` (standardised rows of ``source``) with images larger than a tile at the model's scale cut into
+    tiles (``tiling.tile_images``), where ``spec`` gives the model's tile and the source's microns per pixel;
+    otherwise ``ds`` itself."""
+    side = tile_side(spec, source)
+    return tile_images(ds, side, where) if side else ds
+
+
+def tile_side(spec: DataSpec, source: str) -> int | None:
+    """The side, in ``source``'s own pixels, of a tile at the model's scale; None where the images are used
+    whole (no tile scale, or no scale known for the source)."""
+    mpp = spec.source_mpp.get(display_name(source))
+    return spec.tile.pixels_at(mpp) if spec.tile and mpp else None
 
 
 def mask_path(image: str | Path, source: str | Path, mask_dir: str | Path) -> Path:

@@ -17,7 +17,7 @@ from datasets import Dataset, concatenate_datasets
 from datasets import Image as ImageFeature
 
 from ..data.decoding import decode_split
-from ..data.image_sets import load_raw, load_source, standardise
+from ..data.image_sets import at_model_scale, load_raw, load_source, standardise
 from ..data.mammography import view_from_name
 from ..data.spec import DataSpec, recorded_data_spec
 from ..errors import ConfigError, DataError
@@ -129,7 +129,7 @@ def choose_split(model: CancerModel, data: str | Path, split: str, label_map: di
     known = is_training_source(source, record.data)
     spec = recorded_data_spec(record, [source], label_map) if known else DataSpec([source], label_map=label_map)
     if split == "all":
-        every = concatenate_datasets([standardise(ds, spec, f"{source}/{n}", source) for n, ds in raw.items()])
+        every = concatenate_datasets([_standard(ds, spec, f"{source}/{n}", source) for n, ds in raw.items()])
         note = f"all {len(every)} images of every split"
         if known:
             note = f"WARNING: includes images the model was trained on: {note} of one of its training sets"
@@ -137,7 +137,7 @@ def choose_split(model: CancerModel, data: str | Path, split: str, label_map: di
     if split not in ("train", "validation", "test"):
         raise DataError(f"unknown split {split!r}: choose test, validation, train or all")
     if split in raw:
-        ds = standardise(raw[split], spec, f"{source}/{split}", source)
+        ds = _standard(raw[split], spec, f"{source}/{split}", source)
         trained = known and split == "train"
         note = f"the {split} split ({len(ds)} images)"
         if trained:
@@ -148,7 +148,7 @@ def choose_split(model: CancerModel, data: str | Path, split: str, label_map: di
             raise DataError(f"{source} has no split {split!r} (found {sorted(raw)})")
         # A folder the model never saw, without split folders: every image is held out.
         (only,) = raw.values()
-        ds = standardise(only, spec, source, source)
+        ds = _standard(only, spec, source, source)
         return ChosenSplit(ds, "all", f"all {len(ds)} images (not one of the model's training sets)", False)
     if "train" not in raw:
         raise DataError(f"{source} has no split {split!r} (found {sorted(raw)})")
@@ -159,6 +159,11 @@ def choose_split(model: CancerModel, data: str | Path, split: str, label_map: di
         f"(seed {spec.seed}, groups kept whole): none of these images trained the model"
     )
     return ChosenSplit(ds, split, note, False)
+
+
+def _standard(ds: Dataset, spec: DataSpec, where: str, source: str) -> Dataset:
+    """Standardised rows, cut into tiles of the model's scale where its training cut that source (``spec``)."""
+    return at_model_scale(standardise(ds, spec, where, source), spec, source, where)
 
 
 def is_training_source(source: str, training_data: list[str]) -> bool:
