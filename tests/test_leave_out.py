@@ -72,9 +72,15 @@ def test_training_without_a_collection_scores_it_and_the_card_says_so(tmp_path, 
     assert "### Collections left out of training (leave-one-source-out)" in card and printed.strip() in card
 
 
-def test_the_table_of_left_out_runs_needs_runs_that_left_something_out(tmp_path, capsys):
+def test_collections_are_reported_apart_and_a_table_needs_runs_that_left_one_out(tmp_path, capsys):
     out = tmp_path / "whole"
     assert cli_main(["train", "--data", HISTO, "--output-dir", str(out), "--epochs", "1", *FAST]) == 0
+    # Refusals and coverage are reported for each collection of the test split, not only for the mix.
+    test = load_pretrained(out).config.training.trust["test"]
+    per = test["per_collection"]
+    assert set(per) == {"LC25000 colon (Borkowski et al. 2019)", "LC25000 lung (Borkowski et al. 2019)"}
+    assert sum(c["n"] for c in per.values()) == test["n"] and all("coverage" in c for c in per.values())
+    assert "Per collection of the test split: LC25000 colon" in (out / "README.md").read_text()
     capsys.readouterr()
     assert cli_main(["sources", str(out)]) == 2
     assert "not trained with --leave-out" in capsys.readouterr().err

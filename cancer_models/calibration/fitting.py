@@ -23,7 +23,7 @@ show the figure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,17 @@ class SplitOutputs:
     targets: np.ndarray  # (N,)
     tta_probabilities: np.ndarray | None = None  # (N, 2) with the config's test-time views, where asked for
     sizes: list[int] | None = None  # the feature columns of each layer
+    collections: list[str] = field(default_factory=list)  # each image's collection (clinic, lab), where known
+
+    def subset(self, index: np.ndarray) -> SplitOutputs:
+        """The outputs of the images at ``index``."""
+        tta = None if self.tta_probabilities is None else self.tta_probabilities[index]
+        collections = [self.collections[i] for i in index] if self.collections else []
+        rows = torch.as_tensor(index, dtype=torch.long)
+        return SplitOutputs(
+            self.probabilities[index], self.features[rows], self.statistics[rows], self.targets[index], tta,
+            self.sizes, collections,
+        )  # fmt: skip
 
 
 def _forward(predictor: Predictor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -98,6 +109,7 @@ def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64,
         split.targets.numpy(),
         torch.cat([predictor.probabilities(chunk, tta=True) for chunk in chunks]).numpy() if tta else None,
         sizes,
+        list(split.collections),
     )
 
 
@@ -290,10 +302,18 @@ def trust_report(
 ) -> dict[str, Any]:
     """What rejection and prediction sets do on one split (``split_outputs``): the share rejected, and on the
     images accepted the sets' coverage and sizes (with test-time views too, where computed), and the share
-    *uncertain* among answers whose top class has probability 0.95 or more."""
+    *uncertain* among answers whose top class has probability 0.95 or more; where the split holds several
+    collections (clinics, labs), the same for each (``per_collection``): coverage on the mix can hide a
+    collection whose sets fall short."""
     if accepted is None:
         accepted = unusualness(model, outputs) <= 1
-    report = {"n": len(accepted), "rejected": float(1 - accepted.mean())}
+    report: dict[str, Any] = {"n": len(accepted), "rejected": float(1 - accepted.mean())}
+    if len(set(outputs.collections)) > 1:
+        names = np.asarray(outputs.collections)
+        report["per_collection"] = {
+            c: trust_report(model, outputs.subset(np.flatnonzero(names == c)), accepted[names == c], with_sets)
+            for c in sorted(set(outputs.collections))
+        }
     if not (with_sets and accepted.any() and model.config.conformal):
         return report
     conformal, threshold, targets = model.config.conformal, model.config.threshold, outputs.targets[accepted]

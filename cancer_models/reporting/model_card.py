@@ -345,10 +345,19 @@ def _sets_sentence(config: ModelConfig, test: dict[str, Any], calibrated_on: str
             f"; with test-time augmentation (sets calibrated with it) coverage {test['tta_coverage']:.1%}, "
             f"*uncertain* {test['tta_both']:.1%}"
         )
-    return text + (
+    text += (
         ". The level is the first of 90%, 95%, 98% and 99% that the model's sets do not exceed by more than 2 points "
         "on the calibration images."
     )
+    per = test.get("per_collection")
+    if per:
+        shown = "; ".join(
+            f"{name} ({c['n']}): refused {c['rejected']:.1%}"
+            + (f", coverage {c['coverage']:.1%}" if "coverage" in c else "")
+            for name, c in per.items()
+        )
+        text += f" Per collection of the test split: {shown}."
+    return text
 
 
 def _data_section(config: ModelConfig) -> str:
