@@ -26,7 +26,7 @@ from ..models import CancerModel, load_pretrained
 from ..reporting.model_card import RESEARCH_WARNING
 from ..reporting.tables import metrics_table
 from ..sources import is_hub_id
-from .metrics import binary_metrics, subtype_metrics
+from .metrics import binary_metrics, collection_metrics, subtype_metrics
 from .plots import write_plots
 
 
@@ -66,6 +66,11 @@ def evaluate(
     metrics = binary_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.groups)
     if unusualness is not None:
         metrics.update(answered_metrics(decoded.targets.numpy(), probs, unusualness.numpy(), model, decoded.groups))
+    per_collection = collection_metrics(
+        decoded.targets.numpy(), probs, model.config.threshold, decoded.groups, decoded.collections
+    )
+    if per_collection:
+        metrics["per_collection"] = per_collection
     if any(decoded.subtypes):
         metrics["subtypes"] = subtype_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.subtypes)
     if model.config.preprocessing == "mammogram":

@@ -215,6 +215,37 @@ def subtype_metrics(
     return out
 
 
+def collection_metrics(
+    y_true: Sequence[int],
+    p_malignant: Sequence[float],
+    threshold: float,
+    groups: Sequence[str],
+    collections: Sequence[str],
+) -> dict[str, dict]:
+    """``binary_metrics`` for each collection (clinic, lab, sub-collection) of a split that holds several: a
+    pooled figure can hide a collection the model does badly on.
+
+    Args:
+        y_true: 0 or 1 per image.
+        p_malignant: the malignant probability per image.
+        threshold: the decision threshold.
+        groups: each image's group, for the intervals.
+        collections: each image's collection.
+
+    Returns:
+        Metrics by collection; empty where the split holds one collection or none is named.
+    """
+    names = np.asarray(collections)
+    if len(set(collections) - {""}) < 2:
+        return {}
+    y, p = np.asarray(y_true), np.asarray(p_malignant)
+    out = {}
+    for name in sorted(set(collections) - {""}):
+        index = np.flatnonzero(names == name)
+        out[name] = binary_metrics(y[index], p[index], threshold, [groups[i] for i in index])
+    return out
+
+
 def choose_threshold(y_true: Sequence[int], p_malignant: Sequence[float], rule: str = "youden") -> float:
     """Decision threshold from validation data.
 

@@ -413,6 +413,8 @@ def _evaluation(config: ModelConfig) -> list[tuple[str, str]]:
         if maps:
             table += "\n\n" + out_of_fold_maps(maps)
         metrics.append(("Cross-validation", table))
+    for name, m in training.metrics.get("test", {}).get("per_collection", {}).items():
+        metrics.append((f"Test split, {name} only (n = {m['n']})", metrics_table(m)))
     test_subtypes = training.metrics.get("test", {}).get("subtypes")
     if test_subtypes:
         metrics.append(("Per category (test split)", subtype_table(test_subtypes, config.labels)))

@@ -18,7 +18,7 @@ from ..calibration.fitting import fit_trust
 from ..calibration.temperature import fit_temperature
 from ..config import COLOUR_CONSTANCY
 from ..data.augment import tta_views_for
-from ..evaluation.metrics import binary_metrics, choose_threshold, subtype_metrics, summarize
+from ..evaluation.metrics import binary_metrics, choose_threshold, collection_metrics, subtype_metrics, summarize
 from ..evaluation.plots import write_plots
 from ..models import BACKBONES
 from ..record import Hardware, Provenance, TrainingRecord
@@ -73,6 +73,9 @@ def _split_metrics(run: Run, name: str, logits: torch.Tensor, targets: torch.Ten
     metrics = binary_metrics(targets.numpy(), probs, config.threshold, split.groups)
     if name == "test" and any(split.subtypes):
         metrics["subtypes"] = subtype_metrics(targets.numpy(), probs, config.threshold, split.subtypes)
+    per_collection = collection_metrics(targets.numpy(), probs, config.threshold, split.groups, split.collections)
+    if name == "test" and per_collection:
+        metrics["per_collection"] = per_collection
     if name == "left_out":
         metrics["collections"] = sorted(set(split.collections))
     return metrics
