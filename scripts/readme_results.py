@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Data folder -> what it is.
 DATA = {
     "histopathology": "LC25000 lung + colon H&E",
+    "histopathology_glas": "GlaS colon H&E (tiles at 1.25 µm per pixel)",
     "dermoscopy": "ISIC (Kaggle benign/malignant)",
     "dermoscopy_multiclass": "HAM10000",
     "ultrasound": "BUSI breast ultrasound",

@@ -21,7 +21,7 @@ HISTO = FIXTURES / "histopathology"
 def test_imagefolder_with_metadata_reads_the_label_column():
     splits = load_splits(DataSpec([str(HISTO)]))
     assert {k: len(v) for k, v in splits.items()} == {"train": 12, "validation": 6, "test": 6}
-    assert splits["train"].column_names == ["image", "target", "group", "source", "subtype", "mask"]
+    assert splits["train"].column_names == ["image", "target", "group", "source", "collection", "subtype", "mask"]
     with open(HISTO / "train" / "metadata.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted(splits["train"]["target"]) == sorted(int(r["label"] == "malignant") for r in rows)

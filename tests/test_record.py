@@ -55,7 +55,7 @@ def test_a_shipped_folder_written_the_old_way_loads_and_saves_back_to_the_same_f
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "evaluations.json").unlink()
     model = load_pretrained(folder)
-    assert model.config.training.data == ["../shared/data/histopathology"]
+    assert model.config.training.data == ["../shared/data/histopathology", "../shared/data/histopathology_glas"]
     assert "robustness" in model.config.training.evaluations
     model.save_pretrained(folder)
     for name in ("config.json", "evaluations.json", "README.md"):

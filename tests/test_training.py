@@ -77,7 +77,9 @@ def test_trained_model_carries_its_facts_and_provenance(trained_cnn):
         assert provenance.git_commit.removesuffix("-dirty") == head
     assert provenance.package_version and provenance.torchvision
     gpu = torch.cuda.is_available()
-    assert provenance.hardware.startswith(f"1 x {torch.cuda.get_device_name()}" if gpu else "1 process(es) on CPU")
+    hardware = provenance.hardware
+    assert (hardware.device, hardware.processes) == (("cuda", 1) if gpu else ("cpu", 1))
+    assert str(hardware).startswith(f"1 x {torch.cuda.get_device_name()}" if gpu else "1 process(es) on CPU")
 
 
 def test_model_card_has_hub_metadata_and_no_machine_paths(trained_cnn):

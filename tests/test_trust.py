@@ -173,6 +173,12 @@ def test_tta_uses_the_views_the_config_allows(small_cnn, histo_image):
     assert predictor.predict(histo_image, tta=True).malignant_probability == pytest.approx(expected, abs=1e-5)
 
 
+# Collections whose test images the prediction sets are known not to cover at the model's level, and why; the
+# card must say so. GlaS's test split is 2 patients, its validation split 2 others: sets fitted on the latter
+# covered 98.6% of them and 82.6% of the test tiles.
+KNOWN_SHORTFALLS = {("histopathology-cancer-cnn", "GlaS (Sirinukunwattana et al. 2017, Warwick), colon, 20x")}
+
+
 def test_shipped_models_carry_rejection_and_conformal_data():
     for folder in sorted((ROOT / "models").iterdir()):
         model = load_pretrained(folder)
@@ -185,12 +191,18 @@ def test_shipped_models_carry_rejection_and_conformal_data():
         calibrated = (
             trust["validation"]["n"] if "validation" in trust else model.config.training.splits["train + validation"]
         )
-        spread = level * (1 - level) * (1 / (calibrated + 2) + 1 / test["n"])
         # Rejection accepts 99% of the train + validation groups (cross-fitted); a test split, from other source
         # images, sees up to 1.6% rejected.
-        assert test["rejected"] <= 0.05 and abs(test["coverage"] - level) <= 3 * spread**0.5, (folder.name, test)
-        assert abs(test["tta_coverage"] - level) <= 3 * spread**0.5, (folder.name, test)
+        assert test["rejected"] <= 0.05, (folder.name, test)
         assert test["uncertain_when_confident"] == 0 and test["tta_uncertain_when_confident"] == 0, folder.name
+        # Sets must hold on each collection of the test split (clinic, lab), not only on the mix.
+        for name, part in (test.get("per_collection") or {"": test}).items():
+            spread = level * (1 - level) * (1 / (calibrated + 2) + 1 / part["n"])
+            holds = all(abs(part[k] - level) <= 3 * spread**0.5 for k in ("coverage", "tta_coverage"))
+            if (folder.name, name) in KNOWN_SHORTFALLS:
+                assert not holds and f"{name} ({part['n']}): refused" in (folder / "README.md").read_text()
+            else:
+                assert holds, (folder.name, name, part)
     assert load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn").config.tta_views == "hflip"
 
 

@@ -124,6 +124,8 @@ _COLUMNS = ("auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "sp
 
 def _pooled(raws: list[dict[str, list]]) -> dict[str, list]:
     """Per-image results of several image sets as one; group names are kept apart per set."""
-    pooled = {key: [v for raw in raws for v in raw[key]] for key in raws[0]}
+    pooled = {
+        key: None if any(raw[key] is None for raw in raws) else [v for raw in raws for v in raw[key]] for key in raws[0]
+    }
     pooled["groups"] = [f"{i}/{g}" for i, raw in enumerate(raws) for g in raw["groups"]]
     return pooled
