@@ -24,7 +24,7 @@ from .errors import ConfigError
 SCHEMA_VERSION = 2
 EVALUATIONS_NAME = "evaluations.json"
 # Analyses that live in evaluations.json; a record that carries one inside (as version 1 did) has it moved out.
-EVALUATION_KEYS = ("comparison", "robustness", "recipe_selection", "cam_choice", "foreign_images")
+EVALUATION_KEYS = ("comparison", "robustness", "recipe_selection", "cam_choice", "foreign_images", "left_out")
 
 
 @dataclass

@@ -85,8 +85,8 @@ def test_each_model_refuses_the_foreign_development_sets(predictors, foreign, ta
     assert np.mean(accepted) <= 0.01
 
 
-SOURCES = {"histopathology": ("histopathology",), "dermoscopy": ("dermoscopy", "dermoscopy_multiclass"),
-           "ultrasound": ("ultrasound",)}  # fmt: skip
+SOURCES = {"histopathology": ("histopathology", "histopathology_glas"),
+           "dermoscopy": ("dermoscopy", "dermoscopy_multiclass"), "ultrasound": ("ultrasound",)}  # fmt: skip
 
 
 @pytest.mark.parametrize("task", TASKS)
