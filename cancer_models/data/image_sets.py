@@ -269,10 +269,8 @@ def standardise(ds: Dataset, spec: DataSpec, where: str, source: str, mask_dir: 
     masks = mask_paths(ds, source, mask_dir) if mask_dir else [""] * len(ds)
     # The added columns follow from the data and these settings, so they key datasets' cache without hashing
     # every value (which took a minute for 200,000 images).
-    key = Hasher.hash(
-        (ds._fingerprint, spec.label_column, spec.group_column, spec.subtype_column, spec.collection_column)
-        + (spec.label_map,)
-    )
+    columns_read = (spec.label_column, spec.group_column, spec.subtype_column, spec.collection_column)
+    key = Hasher.hash((ds._fingerprint, *columns_read, spec.label_map))
     key = Hasher.hash((key, where, source, mask_dir, masks if mask_dir else None))
     columns = {
         "target": targets,
