@@ -137,12 +137,7 @@ class TrustSettings:
         if "threshold" in data and "thresholds" not in data:  # the first layout: one limit on one layer
             data["thresholds"] = [data.pop("threshold")]
         data = {_RENAMED.get(key, key): value for key, value in data.items()}
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            _fail("ood", f"has unknown keys {unknown}")
-        if "layer_limits" not in data:
-            _fail("ood", f"must give the layer limits, got {sorted(data)}")
-        return cls(**data)
+        return cls(**_fields(cls, data, "ood", {"layer_limits"}, "the layer limits"))
 
 
 @dataclasses.dataclass
@@ -194,12 +189,20 @@ class ConformalSettings:
         """Settings from the ``conformal`` object of a config.json (a ``ConfigError`` names what is wrong)."""
         if isinstance(data, ConformalSettings):
             return data
-        if not isinstance(data, dict):
-            _fail("conformal", f"must be null or an object, got {data!r}")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown or not {"alpha", "qhat"} <= set(data):
-            _fail("conformal", f"must be an object with alpha and qhat (and qhat_tta), got {data!r}")
-        return cls(**data)
+        return cls(**_fields(cls, data, "conformal", {"alpha", "qhat"}, "alpha and qhat (and qhat_tta)"))
+
+
+def _fields(cls: type, data: Any, field: str, required: set[str], needs: str) -> dict[str, Any]:
+    """``data`` checked as the keyword arguments of the settings class ``cls`` stored under ``field``: an object
+    with the ``required`` keys (``needs`` in words) and no key ``cls`` lacks."""
+    if not isinstance(data, dict):
+        _fail(field, f"must be null or an object with {needs}, got {data!r}")
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        _fail(field, f"has unknown keys {unknown}")
+    if not required <= set(data):
+        _fail(field, f"must be an object with {needs}, got {data!r}")
+    return data
 
 
 def _is_count(value: Any) -> bool:
@@ -245,15 +248,9 @@ class TileSpec:
             return max(8, round(self.size * self.mpp / mpp))
         return self.size
 
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as config.json stores them."""
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: Any) -> TileSpec:
         """A spec from the ``tile`` object of a config.json (a ``ConfigError`` names what is wrong)."""
         if isinstance(data, TileSpec):
             return data
-        if not isinstance(data, dict) or set(data) - {"size", "mpp"} or "size" not in data:
-            _fail("tile", f"must be null or an object with size (and mpp), got {data!r}")
-        return cls(**data)
+        return cls(**_fields(cls, data, "tile", {"size"}, "size (and mpp)"))

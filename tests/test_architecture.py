@@ -153,10 +153,10 @@ def test_the_library_knows_nothing_of_the_app():
 
 def _code_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     """A function's lines without its docstring (Args and Returns sections are documentation, not code to read)."""
-    body = node.body
-    has_docstring = isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
-    start = body[1].lineno if has_docstring and len(body) > 1 else node.lineno
-    return node.end_lineno - start + 1 + (start - node.lineno if not has_docstring else 1)
+    first = node.body[0]
+    is_docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+    docstring = first.end_lineno - first.lineno + 1 if is_docstring else 0
+    return node.end_lineno - node.lineno + 1 - docstring
 
 
 def test_every_function_is_short_enough_to_read_at_once():

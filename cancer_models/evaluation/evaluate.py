@@ -104,15 +104,9 @@ def view_metrics(
 ) -> dict[str, dict]:
     """``{"views": {"CC": metrics, "MLO": metrics}}`` for the mammograms whose file names say their view, or
     nothing where none does (a screening reader judges each view apart: MLO views show more of the breast)."""
-    views = np.array([view_from_name(p) or "" for p in paths])
-    found = sorted(set(views) - {""})
-    if not found:
-        return {}
-    per_view = {}
-    for view in found:
-        members = np.flatnonzero(views == view)
-        per_view[view] = binary_metrics(targets[members], probs[members], threshold, [groups[i] for i in members])
-    return {"views": per_view}
+    views = [view_from_name(p) or "" for p in paths]
+    per_view = collection_metrics(targets, probs, threshold, groups, views, at_least=1)
+    return {"views": per_view} if per_view else {}
 
 
 @dataclass

@@ -221,26 +221,28 @@ def collection_metrics(
     threshold: float,
     groups: Sequence[str],
     collections: Sequence[str],
+    at_least: int = 2,
 ) -> dict[str, dict]:
-    """``binary_metrics`` for each collection (clinic, lab, sub-collection) of a split that holds several: a
-    pooled figure can hide a collection the model does badly on.
+    """``binary_metrics`` for each collection (clinic, lab, sub-collection; or any other name per image, such as
+    a mammogram's view) of a split: a pooled figure can hide a collection the model does badly on.
 
     Args:
         y_true: 0 or 1 per image.
         p_malignant: the malignant probability per image.
         threshold: the decision threshold.
         groups: each image's group, for the intervals.
-        collections: each image's collection.
+        collections: each image's collection ("" for none).
+        at_least: how many named collections the split must hold for the figures to be given.
 
     Returns:
-        Metrics by collection; empty where the split holds one collection or none is named.
+        Metrics by collection; empty where the split names fewer than ``at_least``.
     """
-    names = np.asarray(collections)
-    if len(set(collections) - {""}) < 2:
+    named = sorted(set(collections) - {""})
+    if len(named) < at_least:
         return {}
-    y, p = np.asarray(y_true), np.asarray(p_malignant)
+    y, p, names = np.asarray(y_true), np.asarray(p_malignant), np.asarray(collections)
     out = {}
-    for name in sorted(set(collections) - {""}):
+    for name in named:
         index = np.flatnonzero(names == name)
         out[name] = binary_metrics(y[index], p[index], threshold, [groups[i] for i in index])
     return out

@@ -26,6 +26,13 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _with_interval(value: float | None, bounds: list[float] | None) -> str:
+    """``0.912 [0.880, 0.940]``; ``n/a`` for a figure a split cannot give."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "")
+
+
 def metrics_table(metrics: dict[str, Any]) -> str:
     rows = ["| metric | value | 95% CI |", "|---|---|---|"]
     for key, name in CARD_METRICS.items():
@@ -100,18 +107,21 @@ def recipe_selection_table(rows: list[dict[str, Any]]) -> str:
         k for k in {k for r in rows for k in r["options"]} - not_recipe if len({r["options"].get(k) for r in rows}) > 1
     )
 
-    def ci(value: float, bounds: list[float]) -> str:
-        return f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
-
     head = ["run", *differ, "folds' AUC", "out-of-fold AUC", "sensitivity", "specificity", "map peak in lesion", "heat"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=lambda r: -r["auc"]):
         maps = r["maps"]
         cells = [r["run"], *(r["options"].get(k, "-") for k in differ)]
-        cells += [f"{r['folds_auc'][0]:.3f} ± {r['folds_auc'][1]:.3f}", ci(r["auc"], r["auc_ci"])]
-        cells += [ci(r["sensitivity"], r["sensitivity_ci"]), ci(r["specificity"], r["specificity_ci"])]
+        cells += [f"{r['folds_auc'][0]:.3f} ± {r['folds_auc'][1]:.3f}", _with_interval(r["auc"], r["auc_ci"])]
+        cells += [
+            _with_interval(r["sensitivity"], r["sensitivity_ci"]),
+            _with_interval(r["specificity"], r["specificity_ci"]),
+        ]
         cells += (
-            [ci(maps["peak_in_lesion"]["mean"], maps["peak_in_lesion"]["ci"]), f"{maps['heat_in_lesion']['mean']:.3f}"]
+            [
+                _with_interval(maps["peak_in_lesion"]["mean"], maps["peak_in_lesion"]["ci"]),
+                f"{maps['heat_in_lesion']['mean']:.3f}",
+            ]
             if maps
             else ["n/a", "n/a"]
         )
@@ -140,11 +150,6 @@ def out_of_fold_maps(maps: dict[str, Any]) -> str:
 def comparison_table(report: dict[str, Any]) -> str:
     """``compare``'s report as markdown: each model's metrics with intervals and its paired AUC difference."""
 
-    def with_ci(value: float | None, ci: list[float] | None) -> str:
-        if value is None:
-            return "n/a"
-        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
-
     trained_on = [row["model"] for row in report["models"] if row.get("includes_training_images")]
     warning = [f"WARNING: includes images that {', '.join(trained_on)} trained on.", ""] if trained_on else []
     lines = [
@@ -164,9 +169,9 @@ def comparison_table(report: dict[str, Any]) -> str:
             difference = f"{versus['difference']:+.3f} [{versus['ci'][0]:+.3f}, {versus['ci'][1]:+.3f}]"
             p_value = f"{versus['p_value']:.3f}"
         lines.append(
-            f"| {row['model']} | {with_ci(row['auc'], row['auc_ci'])} | "
-            f"{with_ci(row['sensitivity'], row['sensitivity_ci'])} | "
-            f"{with_ci(row['specificity'], row['specificity_ci'])} | {row['threshold']:.3f} | {difference} | {p_value} |"
+            f"| {row['model']} | {_with_interval(row['auc'], row['auc_ci'])} | "
+            f"{_with_interval(row['sensitivity'], row['sensitivity_ci'])} | "
+            f"{_with_interval(row['specificity'], row['specificity_ci'])} | {row['threshold']:.3f} | {difference} | {p_value} |"
         )
     return "\n".join(lines)
 
@@ -214,19 +219,17 @@ def left_out_table(rows: list[dict[str, Any]]) -> str:
     """Runs trained without a collection, scored on it: the figures a clinic or lab the model never saw can
     expect."""
 
-    def ci(value: float | None, bounds: list[float] | None) -> str:
-        if value is None:
-            return "n/a"
-        return f"{value:.3f}" + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "")
-
     def share(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.1%}"
 
     head = ["left out", "images", "AUC", "sensitivity", "specificity", "sens. at 90% spec.", "refused", "coverage"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [", ".join(r["collections"]), str(r["n"]), ci(r["auc"], r["auc_ci"])]
-        cells += [ci(r["sensitivity"], r["sensitivity_ci"]), ci(r["specificity"], r["specificity_ci"])]
+        cells = [", ".join(r["collections"]), str(r["n"]), _with_interval(r["auc"], r["auc_ci"])]
+        cells += [
+            _with_interval(r["sensitivity"], r["sensitivity_ci"]),
+            _with_interval(r["specificity"], r["specificity_ci"]),
+        ]
         cells += [_fmt(r["sensitivity_at_90_specificity"]), share(r["refused"]), share(r["coverage"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(
