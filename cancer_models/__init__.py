@@ -29,7 +29,7 @@ _EXPORTS = {
     "CancerModel": "cancer_models.models",
     "create_model": "cancer_models.models",
     "list_models": "cancer_models.models",
-    "load_pretrained": "cancer_models.models",
+    "load_pretrained": "cancer_models.inference.pretrained",
     "push_folder_to_hub": "cancer_models.models.hub",
 }
 
@@ -71,5 +71,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .errors import CheckpointError, ConfigError, DataError, ImageError
     from .inference.explain import CAM_METHODS
     from .inference.predict import Explanation, Prediction, Predictor
-    from .models import CancerModel, create_model, list_models, load_pretrained
+    from .inference.pretrained import load_pretrained
+    from .models import CancerModel, create_model, list_models
     from .models.hub import push_folder_to_hub

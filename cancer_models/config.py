@@ -23,7 +23,7 @@ DEFAULT_LABELS = ("benign", "malignant")
 TTA_VIEWS = ("dihedral", "hflip", "vflip")
 # What is done to an image before it is resized for the model (data/images.prepare_image).
 PREPROCESSING = ("none", "mammogram")
-# Per-image colour normalisation before mean/std (images.model_input), with how recipes and cards describe it.
+# Per-image colour normalisation before mean/std (models.preprocessing.model_input), with how recipes and cards describe it.
 COLOUR_CONSTANCY = {"none": "", "shades_of_gray": "Shades of Gray colour constancy (p = 6)"}
 # 2: trust settings under their own names (settings.py); folders of version 1 are converted when read.
 FORMAT_VERSION = 2

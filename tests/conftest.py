@@ -13,7 +13,7 @@ from PIL import Image
 
 from cancer_models import Predictor, create_model
 from cancer_models.calibration import fitting
-from cancer_models.data.images import model_input
+from cancer_models.models.preprocessing import model_input
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

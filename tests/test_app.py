@@ -18,6 +18,7 @@ from conftest import fixture_images, lay_out_as_hub_cache
 from PIL import Image
 
 from cancer_models import Predictor, load_pretrained
+from cancer_models.reporting.model_folder import save_model_folder
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file
@@ -43,7 +44,7 @@ def _free_port() -> int:
 def catalog_folder(tmp_path_factory, _briefly_trained_cnn):
     """A catalog of a local model, a Hub-cached copy of it, a missing one and two shipped models."""
     tmp = tmp_path_factory.mktemp("app")
-    _briefly_trained_cnn.save_pretrained(tmp / "model")
+    save_model_folder(_briefly_trained_cnn, tmp / "model")
     lay_out_as_hub_cache(tmp / "hf-cache", "cancer-models/test-cnn", tmp / "model")
     catalog = [
         {"name": LOCAL, "modality": "histopathology", "local_dir": "model"},

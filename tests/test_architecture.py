@@ -71,9 +71,10 @@ def test_the_import_graph_has_no_cycle():
 
 
 # The flow, lowest first: each subpackage imports only from those before it and from the core modules at the
-# top level. Reporting formats records and predictions, and trust holds the rejection detector and prediction
-# sets, so a model folder (models.hub) can carry its card and its detector.
-LAYERS = ["data", "reporting", "trust", "models", "inference", "evaluation", "calibration", "training", "cli"]
+# top level, without exceptions. The models layer saves and loads weights and configs; trust fits and scores the
+# checks on a model's features; inference answers (and loads a folder with its detector); reporting writes what a
+# model folder says about itself (its card, written with the detector by ``save_model_folder``).
+LAYERS = ["data", "models", "trust", "inference", "reporting", "evaluation", "calibration", "training", "cli"]
 # The package's __init__ loads its names on first use (importlib, so that `import cancer_models` needs no torch).
 CORE = {"errors", "config", "record", "settings", "sources", "version"}
 

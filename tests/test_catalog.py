@@ -4,6 +4,7 @@ import threading
 import pytest
 
 from cancer_models import ConfigError
+from cancer_models.reporting.model_folder import save_model_folder
 from catalog import CATALOG_ENV, DEFAULT_CATALOG, ModelStore, load_catalog
 
 
@@ -53,7 +54,7 @@ def test_missing_or_malformed_catalog_file(tmp_path):
 
 
 def test_store_loads_once_and_falls_back_to_the_local_folder(tmp_path, small_cnn):
-    small_cnn.save_pretrained(tmp_path / "m")
+    save_model_folder(small_cnn, tmp_path / "m")
     entries = load_catalog(
         write(
             tmp_path,

@@ -11,6 +11,7 @@ from cancer_models import load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.evaluation.compare import paired_auc_difference
 from cancer_models.evaluation.metrics import rank_auc
+from cancer_models.reporting.model_folder import save_model_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,7 @@ def test_paired_difference_is_zero_for_one_model_and_clear_for_a_better_one():
 
 
 def test_compare_cli_scores_every_model_on_the_same_images(tmp_path, capsys, small_cnn):
-    small_cnn.save_pretrained(tmp_path / "small")
+    save_model_folder(small_cnn, tmp_path / "small")
     shipped = str(ROOT / "models" / "histopathology-cancer-cnn")
     args = ["--data", str(FIXTURES / "histopathology"), "--models", shipped, str(tmp_path / "small"), shipped]
     assert cli_main(["compare", *args, "--out", str(tmp_path / "out")]) == 0
@@ -48,7 +49,7 @@ def test_compare_scores_several_image_sets_together(small_cnn, tmp_path):
     from cancer_models.evaluation.compare import compare
     from cancer_models.evaluation.evaluate import evaluate
 
-    small_cnn.save_pretrained(tmp_path / "small")
+    save_model_folder(small_cnn, tmp_path / "small")
     shipped = str(ROOT / "models" / "histopathology-cancer-cnn")
     sources = [str(FIXTURES / "histopathology"), str(FIXTURES / "dermoscopy")]
     report = compare([shipped, str(tmp_path / "small")], sources)
@@ -61,7 +62,7 @@ def test_compare_scores_several_image_sets_together(small_cnn, tmp_path):
 
 
 def test_a_recorded_comparison_is_in_the_first_models_card(small_cnn, tmp_path, capsys):
-    small_cnn.save_pretrained(tmp_path / "small")
+    save_model_folder(small_cnn, tmp_path / "small")
     shipped = str(ROOT / "models" / "histopathology-cancer-cnn")
     args = ["--data", str(FIXTURES / "histopathology"), "--models", str(tmp_path / "small"), shipped]
     assert cli_main(["compare", *args, "--names", "new", "shipped", "--record"]) == 0

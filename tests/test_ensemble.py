@@ -19,6 +19,7 @@ from cancer_models.data.spec import DataSpec
 from cancer_models.evaluation.localization import explanation_quality
 from cancer_models.models import Ensemble
 from cancer_models.record import TrainingRecord
+from cancer_models.reporting.model_folder import save_model_folder
 from cancer_models.reporting.tables import cross_validation_summary, recipe_selection_table
 from cancer_models.training.cross_validation import _shared_record
 
@@ -119,7 +120,7 @@ def test_ensembles_need_two_members_of_one_architecture(tmp_path):
     with pytest.raises(Exception, match="share architecture"):
         Ensemble.of([create_model("cancer_cnn", input_size=64), create_model("cancer_cnn", input_size=96)])
     ensemble = Ensemble.of([create_model("cancer_cnn", input_size=64) for _ in range(2)])
-    ensemble.save_pretrained(tmp_path)
+    save_model_folder(ensemble, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     config["model_args"]["members"] = 1
     (tmp_path / "config.json").write_text(json.dumps(config))

@@ -11,6 +11,7 @@ from cancer_models import load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.data.image_sets import load_splits
 from cancer_models.evaluation.evaluate import evaluate, write_report
+from cancer_models.reporting.model_folder import save_model_folder
 from cancer_models.training.config import TrainConfig
 
 
@@ -24,7 +25,7 @@ def trained_on_folder(tmp_path, small_cnn):
     data = train_only_folder(tmp_path / "mine")
     small_cnn.config.training.data = [str(data)]
     small_cnn.config.training.settings = {"seed": 3, "test_fraction": 0.2, "validation_fraction": 0.2}
-    small_cnn.save_pretrained(tmp_path / "model")
+    save_model_folder(small_cnn, tmp_path / "model")
     return tmp_path / "model", data
 
 

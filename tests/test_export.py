@@ -10,6 +10,7 @@ from conftest import fixture_images
 
 from cancer_models import Predictor, create_model, load_pretrained
 from cancer_models.cli import main as cli_main
+from cancer_models.reporting.model_folder import save_model_folder
 
 onnxruntime = pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def test_shipped_models_match_pytorch_under_onnxruntime(folder, tmp_path):
 def test_other_architectures_export_too(architecture, tmp_path):
     torch.manual_seed(0)
     model = create_model(architecture, input_size=64).eval()
-    model.save_pretrained(tmp_path / "model")
+    save_model_folder(model, tmp_path / "model")
     out = tmp_path / "model.onnx"
     assert cli_main(["export", "--model", str(tmp_path / "model"), "--out", str(out)]) == 0
     batch = Predictor(model).preprocess(fixture_images()[:3])

@@ -12,10 +12,11 @@ from cancer_models import create_model
 from cancer_models.data.augment import ColorJitter, RandomGeometry
 from cancer_models.data.decoding import decode_split
 from cancer_models.data.image_sets import load_splits
-from cancer_models.data.images import load_image, normalize, to_uint8_tensor
+from cancer_models.data.images import load_image, to_uint8_tensor
 from cancer_models.data.spec import DataSpec
 from cancer_models.errors import DataError
 from cancer_models.inference.explain import compute_cam
+from cancer_models.models.preprocessing import normalize
 from cancer_models.training.guidance import outside_lesion_share, tap_activations
 
 ULTRASOUND, MASKS = FIXTURES / "ultrasound", FIXTURES / "ultrasound_masks"

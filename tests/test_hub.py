@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 from cancer_models import CheckpointError, ConfigError, Predictor, create_model, load_pretrained
 from cancer_models.models import CancerCNN, TransferClassifier
 from cancer_models.record import TrainingRecord
+from cancer_models.reporting.model_folder import save_model_folder
 
 
 @pytest.fixture
@@ -15,7 +16,7 @@ def saved_cnn(tmp_path, small_cnn):
     small_cnn.config.threshold = 0.42
     small_cnn.config.temperature = 1.7
     small_cnn.config.training = TrainingRecord(task="histopathology", epochs_run=3)
-    small_cnn.save_pretrained(tmp_path / "cnn")
+    save_model_folder(small_cnn, tmp_path / "cnn")
     return small_cnn, tmp_path / "cnn"
 
 
@@ -34,8 +35,18 @@ def test_save_writes_the_hub_folder(saved_cnn):
     assert card.startswith("---\n") and "not a medical device" in card and "library_name: cancer-models" in card
 
     model.config.training.task = "renamed"  # saving again replaces the card, never keeps a stale one
-    model.save_pretrained(folder)
+    save_model_folder(model, folder)
     assert "for renamed" in (folder / "README.md").read_text()
+
+
+def test_the_model_alone_saves_weights_and_config_and_never_publishes_without_its_card(tmp_path):
+    model = create_model("cancer_cnn", input_size=64)
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    with pytest.raises(CheckpointError, match="cancer-models push"):
+        model.push_to_hub("someone/model")
+    with pytest.raises(CheckpointError, match="cancer-models push"):
+        model.save_pretrained(tmp_path, push_to_hub=True)
 
 
 def test_a_model_built_directly_has_a_config_and_saves(tmp_path):

@@ -188,7 +188,7 @@ def test_predictor_accepts_every_mode_and_sees_the_same_picture(small_cnn, tile,
 
 
 def test_normalize_leaves_its_input_alone():
-    from cancer_models.data.images import normalize
+    from cancer_models.models.preprocessing import normalize
 
     batch = torch.full((1, 3, 2, 2), 255.0)
     out = normalize(batch, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -199,7 +199,8 @@ def test_normalize_leaves_its_input_alone():
 def test_shades_of_gray_removes_a_colour_cast_and_leaves_grey_alone():
     from conftest import fixture_images
 
-    from cancer_models.data.images import shades_of_gray, to_uint8_tensor
+    from cancer_models.data.images import to_uint8_tensor
+    from cancer_models.models.preprocessing import shades_of_gray
 
     lesions = torch.stack([to_uint8_tensor(load_image(p), 96) for p in fixture_images("dermoscopy")]).float()
     cast = lesions * torch.tensor([1.0, 0.8, 0.55]).view(1, 3, 1, 1)  # a warm light, darkening only (no clipping)
@@ -220,7 +221,7 @@ def test_colour_constancy_is_part_of_the_config_and_of_every_input(small_cnn, hi
     import dataclasses
 
     from cancer_models import ConfigError, ModelConfig
-    from cancer_models.data.images import model_input, normalize, shades_of_gray
+    from cancer_models.models.preprocessing import model_input, normalize, shades_of_gray
 
     with pytest.raises(ConfigError, match="colour_constancy"):
         ModelConfig(architecture="cancer_cnn", colour_constancy="grey_world")

@@ -5,7 +5,7 @@ from conftest import fixture_images
 from PIL import Image
 
 from cancer_models import Prediction, Predictor
-from cancer_models.data.images import normalize
+from cancer_models.models.preprocessing import normalize
 
 
 def test_single_and_batch_prediction_agree(small_cnn):

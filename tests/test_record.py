@@ -8,6 +8,7 @@ import pytest
 
 from cancer_models import ConfigError, load_pretrained
 from cancer_models.record import SCHEMA_VERSION, TrainingRecord
+from cancer_models.reporting.model_folder import save_model_folder
 from cancer_models.sources import display_name, is_hub_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +58,7 @@ def test_a_shipped_folder_written_the_old_way_loads_and_saves_back_to_the_same_f
     model = load_pretrained(folder)
     assert model.config.training.data == ["../shared/data/histopathology", "../shared/data/histopathology_glas"]
     assert "robustness" in model.config.training.evaluations
-    model.save_pretrained(folder)
+    save_model_folder(model, folder)
     for name in ("config.json", "evaluations.json", "README.md"):
         assert (folder / name).read_text() == (shipped / name).read_text(), name
 

@@ -11,6 +11,7 @@ from cancer_models.cli import main as cli_main
 from cancer_models.data.augment import RGB_FROM_HED
 from cancer_models.data.images import load_image
 from cancer_models.evaluation.robustness import SHIFTS, jpeg, restain, zoom
+from cancer_models.reporting.model_folder import save_model_folder
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_every_shift_keeps_size_and_mode_and_changes_the_image(tile):
 
 
 def test_evaluate_reports_each_shift(small_cnn, tmp_path, capsys):
-    small_cnn.save_pretrained(tmp_path / "model")
+    save_model_folder(small_cnn, tmp_path / "model")
     args = ["--model", str(tmp_path / "model"), "--data", str(FIXTURES / "histopathology")]
     assert cli_main(["evaluate", *args, "--shifts", "none,zoom in 2x,stain: more eosin"]) == 0
     captured = capsys.readouterr()

@@ -12,6 +12,7 @@ from conftest import fixture_images
 from cancer_models import ConfigError, Predictor, load_pretrained
 from cancer_models.config import FORMAT_VERSION, ModelConfig
 from cancer_models.record import Hardware
+from cancer_models.reporting.model_folder import save_model_folder
 from cancer_models.settings import ConformalSettings, TileSpec, TrustSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def test_a_resaved_folder_refuses_and_answers_as_the_shipped_one(tmp_path):
     shipped = ROOT / "models" / "histopathology-cancer-cnn"
     copy = tmp_path / "model"
     shutil.copytree(shipped, copy)
-    load_pretrained(copy).save_pretrained(copy)
+    save_model_folder(load_pretrained(copy), copy)
     assert "layer_limits" in json.loads((copy / "config.json").read_text())["ood"]
     images = fixture_images("histopathology", "test") + fixture_images("dermoscopy", "test")
     before, after = (Predictor(load_pretrained(folder)).predict(images) for folder in (shipped, copy))

@@ -13,8 +13,10 @@ from PIL import Image, ImageDraw
 from cancer_models import CheckpointError, ConfigError, Prediction, Predictor, load_pretrained
 from cancer_models.calibration import fitting
 from cancer_models.cli import main as cli_main
-from cancer_models.data.images import normalize, to_uint8_tensor
+from cancer_models.data.images import to_uint8_tensor
 from cancer_models.evaluation.localization import CANDIDATE_METHODS
+from cancer_models.models.preprocessing import normalize
+from cancer_models.reporting.model_folder import save_model_folder
 from cancer_models.settings import TrustSettings
 from cancer_models.trust.conformal import ALPHAS, choose_alpha, coverage, prediction_set, set_membership
 from cancer_models.trust.features import image_statistics
@@ -105,7 +107,7 @@ def test_the_decision_never_contradicts_the_set_or_the_check(label, prediction_s
 
 def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, capsys):
     folder = tmp_path / "model"
-    small_cnn.save_pretrained(folder)
+    save_model_folder(small_cnn, folder)
     weights = (folder / "model.safetensors").read_bytes()
     args = ["--model", str(folder), "--data", str(FIXTURES / "histopathology"), "--acceptance", "1.0"]
     masks = ["--masks", str(FIXTURES / "ultrasound"), str(FIXTURES / "ultrasound_masks")]  # any images with masks
@@ -160,7 +162,7 @@ def test_the_detector_of_a_large_set_is_fitted_on_a_sample_and_every_category_is
 def test_a_config_with_rejection_needs_its_statistics(small_cnn, tmp_path):
     small_cnn.config.ood = TrustSettings(layer_limits=[1.0])
     with pytest.raises(ConfigError, match="ood_detector"):
-        small_cnn.save_pretrained(tmp_path)
+        save_model_folder(small_cnn, tmp_path)
 
 
 def test_tta_uses_the_views_the_config_allows(small_cnn, histo_image):
@@ -208,7 +210,7 @@ def test_shipped_models_carry_rejection_and_conformal_data():
 
 def test_calibrate_can_refuse_whole_image_sets(small_cnn, tmp_path):
     folder = tmp_path / "model"
-    small_cnn.save_pretrained(folder)
+    save_model_folder(small_cnn, folder)
     # a set the model would accept (tiles like its own) stands in for another modality it lets through
     other = tmp_path / "look-alikes"
     shutil.copytree(FIXTURES / "histopathology" / "test", other / "test")
@@ -264,7 +266,7 @@ def test_the_domain_check_learns_to_refuse_scenes_and_is_saved_with_the_model(sm
     tiles = Predictor(small_cnn).predict(fixture_images("histopathology", "test"))
     assert sum(p.in_distribution for p in tiles) >= 5  # of 6 unseen tiles of its kind
 
-    small_cnn.save_pretrained(tmp_path)
+    save_model_folder(small_cnn, tmp_path)
     reloaded = load_pretrained(tmp_path)
     assert torch.equal(reloaded.ood_detector.domain.weight, small_cnn.ood_detector.domain.weight)
     assert [p.ood_score for p in Predictor(reloaded).predict(fixture_images("histopathology", "test"))] == [

@@ -36,7 +36,9 @@ from ..data.image_sets import fold_indices, load_raw, load_splits, pooled_for_fo
 from ..data.spec import DataSpec, recorded_data_spec
 from ..evaluation.localization import fit_default_cam
 from ..inference.predict import Predictor
-from ..models import CancerModel, load_pretrained
+from ..inference.pretrained import load_pretrained
+from ..models import CancerModel
+from ..reporting.model_folder import save_model_folder
 from ..settings import ConformalSettings, TrustSettings
 from ..sources import display_name
 from ..trust.conformal import choose_alpha, conformal_quantile, coverage, set_membership
@@ -381,5 +383,5 @@ def calibrate_folder(
         masks = (Path(data[0]), None)  # a mammogram's region is its breast: no mask files needed
     if masks:
         model.config.training.explanations = fit_default_cam(model, *masks)
-    model.save_pretrained(folder)
+    save_model_folder(model, folder)
     return report

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.metrics import summarize
     from ..evaluation.robustness import SHIFTS, shift_report
     from ..inference.predict import Predictor
-    from ..models import load_pretrained
+    from ..inference.pretrained import load_pretrained
 
     model = load_pretrained(args.model, revision=args.revision)
     metrics, raw = evaluate(model, args.data, args.split, args.tta, parse_label_map(args.label_map))

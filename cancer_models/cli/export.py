@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference.export import export_onnx
-    from ..models import load_pretrained
+    from ..inference.pretrained import load_pretrained
 
     path = export_onnx(load_pretrained(args.model, device="cpu"), args.out)
     print(json.dumps({"onnx": str(path), "bytes": path.stat().st_size}))

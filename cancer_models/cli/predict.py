@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference.predict import Predictor
+    from ..inference.pretrained import load_pretrained
     from ..inference.routing import ROW_COLUMNS, answer
-    from ..models import load_pretrained
 
     predictors = {display_name(m): Predictor(load_pretrained(m)) for m in args.model}
     writer = csv.DictWriter(sys.stdout, ROW_COLUMNS)

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from huggingface_hub import get_token
 
-    from ..models import load_pretrained
+    from ..inference.pretrained import load_pretrained
     from ..models.hub import MODEL_CARD_NAME, PUBLISH_EXCLUDE, files_to_publish, push_folder_to_hub
 
     try:

@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference.predict import Predictor
+    from ..inference.pretrained import load_pretrained
     from ..inference.slide_outputs import write_outputs
     from ..inference.slides import MIN_TISSUE, SlidePredictor
-    from ..models import load_pretrained
 
     predictor = Predictor(load_pretrained(args.model), batch_size=args.batch_size)
     min_tissue = MIN_TISSUE if args.min_tissue is None else args.min_tissue

@@ -232,6 +232,12 @@ AUGMENTATIONS = {
         GaussianBlur(),
     ],
     "dermoscopy": lambda: [RandomGeometry(), ColorJitter(0.2, 0.2, 0.15, 0.03, p=0.8)],
+    # Crops that move the lesion by up to a fifth of the image and zoom 0.7-1.4x, so that neither its position
+    # nor its size in the frame (which differ between clinics' cameras) carries the label.
+    "dermoscopy_moving": lambda: [
+        RandomGeometry(degrees=30.0, translate=0.2, scale=(0.7, 1.4), p=0.9),
+        ColorJitter(0.2, 0.2, 0.15, 0.03, p=0.8),
+    ],
     "ultrasound": lambda: [RandomGeometry(all_orientations=False), ColorJitter(0.2, 0.2, 0.0, 0.0, p=0.8)],
     # Canonical mammograms have the chest wall on the left: flipped up-down only; grey levels, no colour.
     "mammography": lambda: [

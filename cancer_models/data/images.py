@@ -1,4 +1,5 @@
-"""Decode, validate and normalise input images; the one preprocessing path for training and inference.
+"""Decode and validate input images and resize them; the one reading path for training and inference (what a
+model then does to the pixels, its colour constancy and normalisation, is ``models.preprocessing``).
 
 Anything a user can hand us (a path, bytes, a PIL image, a numpy array; any PIL mode) becomes an
 upright 8-bit RGB PIL image here, or an ``ImageError`` that says what is wrong with it.
@@ -6,13 +7,10 @@ upright 8-bit RGB PIL image here, or an ``ImageError`` that says what is wrong w
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,9 +20,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import ImageError
 from .dicom import is_dicom, read_dicom
 from .mammography import canonical_mammogram
-
-if TYPE_CHECKING:
-    from ..config import ModelConfig
 
 # Refuse anything larger before decoding it: 8000 x 8000 is far beyond any tile or photo we classify,
 # and a small file that claims more is a decompression bomb.
@@ -202,42 +197,3 @@ def to_uint8_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """
     x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
     return F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
-
-
-def model_input(batch: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """uint8-scale (N, 3, H, W) -> what a model with ``config`` sees: its colour constancy, then its mean/std,
-    channels-last. Training, evaluation, the app and Grad-CAM all go through here."""
-    if config.colour_constancy == "shades_of_gray":
-        batch = shades_of_gray(batch)
-    return normalize(batch, config.mean, config.std).contiguous(memory_format=torch.channels_last)
-
-
-def shades_of_gray(batch: torch.Tensor, p: int = 6) -> torch.Tensor:
-    """Shades of Gray colour constancy (Finlayson & Trezzi, 2004) on a uint8-scale float batch (N, 3, H, W).
-
-    Each image's illuminant is estimated per channel as the Minkowski p-norm mean of its pixels and divided
-    out: a grey-world (p = 1) that leans towards the brightest pixels (p = 6, as in strong ISIC entries). The
-    gains are scaled so that a neutral (grey) image is unchanged; a colour cast is removed up to one overall
-    brightness factor.
-    """
-    x = batch.float()
-    illuminant = x.clamp(min=0).div(255).pow(p).mean(dim=(2, 3)).pow(1 / p).clamp(min=1e-6)  # (N, 3)
-    gain = illuminant.norm(dim=1, keepdim=True) / (illuminant * 3**0.5)
-    return x.mul(gain[:, :, None, None]).clamp_(0, 255)
-
-
-def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8-scale (N, 3, H, W) -> float32 normalised with ``mean``/``std`` given on the [0, 1] scale.
-
-    Never modifies ``batch`` (``.float()`` of a float tensor is the same tensor, so the first step is
-    out of place).
-    """
-    x = batch.float() / 255
-    mean_t, std_t = _channel_stats(tuple(mean), tuple(std), x.device)
-    return x.sub_(mean_t).div_(std_t)
-
-
-@functools.lru_cache(maxsize=16)
-def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
-    # Cached: a tensor built from Python values on a GPU is a copy that first waits for all queued GPU work.
-    return tuple(torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (mean, std))

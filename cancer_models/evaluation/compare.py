@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..models import load_pretrained
+from ..inference.pretrained import load_pretrained
 from ..sources import display_name
 from .evaluate import evaluate
 from .metrics import binary_metrics, rank_auc

@@ -22,8 +22,10 @@ from ..data.mammography import view_from_name
 from ..data.spec import DataSpec, recorded_data_spec
 from ..errors import ConfigError, DataError
 from ..inference.predict import Predictor
-from ..models import CancerModel, load_pretrained
+from ..inference.pretrained import load_pretrained
+from ..models import CancerModel
 from ..reporting.model_card import RESEARCH_WARNING
+from ..reporting.model_folder import save_model_folder
 from ..reporting.tables import metrics_table
 from ..sources import is_hub_id
 from .metrics import binary_metrics, collection_metrics, subtype_metrics
@@ -216,4 +218,4 @@ def record_evaluation(folder: str | Path, key: str, value: Any) -> None:
         raise ConfigError(f"recording needs a local model folder, got {folder}")
     model = load_pretrained(folder)
     model.config.training.evaluations[key] = value
-    model.save_pretrained(folder)
+    save_model_folder(model, folder)

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.images import model_input
 from ..models import CancerModel
+from ..models.preprocessing import model_input
 from ..trust.features import tap_features
 
 OPSET = 17

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from ..data.dicom import modality_conflict
-from ..data.images import ImageInput, load_image, model_input, prepare_image, to_uint8_tensor
+from ..data.images import ImageInput, load_image, prepare_image, to_uint8_tensor
 from ..models import CancerModel
+from ..models.preprocessing import model_input
 from ..trust.conformal import prediction_set as conformal_set
 from ..trust.features import tap_features
 from .explain import CAM_METHODS, compute_cam, overlay_heatmap

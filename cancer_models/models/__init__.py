@@ -1,7 +1,7 @@
 """Model registry. Importing this package registers every architecture."""
 
 from ._registry import build_from_config, create_model, default_config, list_models, register_model
-from .base import CancerModel, load_pretrained
+from .base import CancerModel
 from .cancer_cnn import CancerCNN
 from .ensemble import Ensemble
 from .torchvision_backbones import BACKBONES, TransferClassifier
@@ -16,6 +16,5 @@ __all__ = [
     "create_model",
     "default_config",
     "list_models",
-    "load_pretrained",
     "register_model",
 ]

@@ -1,18 +1,20 @@
-"""The Hub format: a folder (or Hub repo) with ``config.json``, ``model.safetensors`` and ``README.md``.
+"""The Hub format of a model: ``config.json``, ``model.safetensors`` and ``evaluations.json`` in a folder or Hub repo.
 
-Built on huggingface_hub's ``PyTorchModelHubMixin``, which gives every model ``save_pretrained`` and
-``push_to_hub``. Loading is stricter than the mixin's: weights come only from safetensors (never pickle),
-the config is validated, the weights must match the architecture exactly, and every failure is a
+Built on huggingface_hub's ``PyTorchModelHubMixin``. This layer saves and loads the weights and the config only;
+the rest of a model folder (the rejection detector's ``ood.safetensors``, the ``README.md`` card) is written by
+the step that fits or describes it (``reporting.model_folder.save_model_folder``) and read by
+``inference.load_pretrained``. Loading is stricter than the mixin's: weights come only from safetensors (never
+pickle), the config is validated, the weights must match the architecture exactly, and every failure is a
 ``CheckpointError`` or ``ConfigError`` that says what to do.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
-from huggingface_hub import HfApi, ModelCard, PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub import HfApi, ModelCardData, PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HFValidationError,
@@ -27,9 +29,7 @@ from typing_extensions import Self
 from ..config import ModelConfig
 from ..errors import CheckpointError, ConfigError
 from ..record import EVALUATIONS_NAME, read_evaluations, write_evaluations
-from ..reporting.model_card import build_model_card
 from ..sources import is_hub_id
-from ..trust.ood import OOD_WEIGHTS_NAME, MahalanobisDetector
 
 if TYPE_CHECKING:
     from torch import nn
@@ -51,17 +51,29 @@ class HubMixin(
     """Hub methods for a module that carries a validated ``config`` (a ``ModelConfig``)."""
 
     config: ModelConfig
-    # Out-of-distribution statistics (ood.safetensors), present when config.ood is set.
-    ood_detector: MahalanobisDetector | None = None
+    # The rejection detector (trust.ood), attached by inference.load_pretrained or by calibration where
+    # config.ood is set; this layer neither reads nor writes it.
+    ood_detector: Any = None
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> HubMixin:
         raise NotImplementedError
 
-    def save_pretrained(self, save_directory: str | Path, **kwargs) -> str | None:
-        # The mixin keeps an existing README.md; ours is always the card of the config being saved.
-        (Path(save_directory) / MODEL_CARD_NAME).unlink(missing_ok=True)
-        return super().save_pretrained(save_directory, **kwargs)
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
+        """Write the validated ``config.json``, ``model.safetensors`` and ``evaluations.json`` into a folder.
+
+        Unlike the mixin's, writes no card: a model folder's card and detector come from
+        ``reporting.model_folder.save_model_folder``, which calls this first.
+
+        Args:
+            save_directory: the folder (created if missing).
+            **kwargs: the mixin's options; pushing from here is refused (see ``push_to_hub``).
+        """
+        if kwargs.get("push_to_hub"):
+            self.push_to_hub("")
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._save_pretrained(folder)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         self.config.validate()
@@ -73,10 +85,19 @@ class HubMixin(
             save_model(self, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
         else:
             save_file(stored, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
-        if (self.config.ood is None) != (self.ood_detector is None):
-            raise ConfigError("config.ood and the model's ood_detector must be set together")
-        if self.ood_detector is not None:
-            self.ood_detector.save(save_directory / OOD_WEIGHTS_NAME)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Refused: a model alone would reach the Hub without its card (and its research-use warning) or its
+        rejection detector. Save the folder and publish it whole with ``cancer-models push FOLDER REPO``
+        (``push_folder_to_hub``)."""
+        raise CheckpointError(
+            "publish a saved model folder with `cancer-models push FOLDER REPO_ID` (push_folder_to_hub): "
+            "it carries the model card and the rejection detector, which the model object alone does not"
+        )
+
+    def card_metadata(self) -> ModelCardData:
+        """The Hub metadata every card of this class carries (library, pipeline, tags), for the card writer."""
+        return self._hub_mixin_info.model_card_data
 
     def stored_state(self) -> dict[str, torch.Tensor] | None:
         """The tensors written to model.safetensors when they differ from the state dict (e.g. compressed);
@@ -86,9 +107,6 @@ class HubMixin(
     @classmethod
     def restored_state(cls, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return stored
-
-    def generate_model_card(self, *args, **kwargs) -> ModelCard:
-        return build_model_card(self.config, self._hub_mixin_info.model_card_data)
 
     @classmethod
     def from_pretrained(
@@ -102,7 +120,8 @@ class HubMixin(
         revision: str | None = None,
         map_location: str | torch.device = "cpu",
     ) -> Self:
-        """Load from a local folder or a Hub repo id, in eval mode (see ``load_pretrained``).
+        """Load the weights and config from a local folder or a Hub repo id, in eval mode; the rejection detector
+        is attached by ``inference.load_pretrained``, which most callers want.
 
         Replaces the mixin's version, which reads the config before ``_from_pretrained`` and lets a
         missing file through as a log line or a bare ``huggingface_hub`` error.
@@ -137,12 +156,12 @@ class HubMixin(
             "local_files_only": local_files_only,
             "force_download": force_download,
         }
-        config_file = _resolve(model_id, CONFIG_NAME, **hub)
+        config_file = resolve_file(model_id, CONFIG_NAME, **hub)
         config = ModelConfig.load(config_file)
         evaluations = _resolve_optional(model_id, EVALUATIONS_NAME, **hub)
         if evaluations is not None:
             config.training.evaluations.update(read_evaluations(evaluations.parent))
-        weights_file = _resolve(model_id, WEIGHTS_NAME, **hub)
+        weights_file = resolve_file(model_id, WEIGHTS_NAME, **hub)
         # Never fetch ImageNet weights for a model whose trained weights we are about to load.
         config.model_args = {k: v for k, v in config.model_args.items() if k != "pretrained_backbone"}
         try:
@@ -158,17 +177,23 @@ class HubMixin(
         state = model.restored_state(state)
         check_state_dict(model, state, weights_file)
         model.load_state_dict(state, strict=strict)
-        if config.ood is not None:
-            ood_file = _resolve(model_id, OOD_WEIGHTS_NAME, **hub)
-            try:
-                model.ood_detector = MahalanobisDetector.load(ood_file)
-            except (SafetensorError, OSError, KeyError) as e:
-                raise CheckpointError(f"{ood_file} is not a readable out-of-distribution file: {e}") from e
         return model.to(map_location).eval()
 
 
-def _resolve(model_id: str, filename: str, **hub) -> Path:
-    """The local path of ``filename`` of a model folder or Hub repo, or a CheckpointError saying why not."""
+def resolve_file(model_id: str, filename: str, **hub: Any) -> Path:
+    """The local path of one file of a model folder or Hub repo (downloaded through the Hugging Face cache).
+
+    Args:
+        model_id: a local model folder or a Hub repo id.
+        filename: the file's name in it.
+        **hub: ``hf_hub_download``'s options (revision, cache_dir, token, local_files_only, force_download).
+
+    Returns:
+        The file's local path.
+
+    Raises:
+        CheckpointError: the folder or repo lacks the file, or the Hub cannot be reached; the message says which.
+    """
     local = Path(model_id)
     if local.is_dir():
         path = local / filename
@@ -200,10 +225,10 @@ def _resolve(model_id: str, filename: str, **hub) -> Path:
 
 
 def _resolve_optional(model_id: str, filename: str, **hub) -> Path | None:
-    """``_resolve`` for a file a model folder may lack: None where it has none, or where a Hub repo's copy is
+    """``resolve_file`` for a file a model folder may lack: None where it has none, or where a Hub repo's copy is
     neither cached nor reachable (the model works without it)."""
     try:
-        return _resolve(model_id, filename, **hub)
+        return resolve_file(model_id, filename, **hub)
     except CheckpointError:
         return None
 

@@ -18,7 +18,15 @@ STATE_FILE = "trainer_state.json"
 # The registry's architectures and the augmentation presets by name, written out so that the help needs no torch;
 # checks.py refuses a name the library lacks, and a test keeps these lists equal to the library's.
 ARCHITECTURES = ("cancer_cnn", "efficientnet_b0", "mobilenet_v2", "resnet18", "resnet34", "resnet50", "vgg16")
-AUGMENTATION_PRESETS = ("none", "default", "histopathology", "dermoscopy", "ultrasound", "mammography")
+AUGMENTATION_PRESETS = (
+    "none",
+    "default",
+    "histopathology",
+    "dermoscopy",
+    "dermoscopy_moving",
+    "ultrasound",
+    "mammography",
+)
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:

@@ -29,8 +29,10 @@ from ..evaluation.localization import ImageScores
 from ..evaluation.metrics import binary_metrics, choose_threshold, subtype_metrics, summarize
 from ..evaluation.plots import write_plots
 from ..inference.predict import Predictor
-from ..models import CancerModel, Ensemble, load_pretrained
+from ..inference.pretrained import load_pretrained
+from ..models import CancerModel, Ensemble
 from ..record import TrainingRecord
+from ..reporting.model_folder import save_model_folder
 from .config import TrainConfig
 
 OUT_OF_FOLD = "out_of_fold"
@@ -96,7 +98,7 @@ def build_ensemble(cfg: TrainConfig, log=print) -> Path:
         storage=storage,
         subtypes=pooled.subtype_counts(),
     )
-    shipped.save_pretrained(out)
+    save_model_folder(shipped, out)
     write_plots(out / "plots", test.targets.numpy(), test_probs, config.threshold, config.labels)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log(

@@ -22,6 +22,7 @@ from ..evaluation.metrics import binary_metrics, choose_threshold, collection_me
 from ..evaluation.plots import write_plots
 from ..models import BACKBONES
 from ..record import Hardware, Provenance, TrainingRecord
+from ..reporting.model_folder import save_model_folder
 from ..settings import TileSpec
 from ..sources import display_name, is_hub_id
 from ..version import __version__
@@ -173,7 +174,7 @@ def _write_folder(
 ) -> None:
     model = run.unwrapped
     model.to("cpu", memory_format=torch.contiguous_format)
-    model.save_pretrained(out)
+    save_model_folder(model, out)
     config = model.config
     write_plots(out / "plots", test_targets, test_probs, config.threshold, config.labels, state.history)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

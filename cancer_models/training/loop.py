@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 
 from ..config import ModelConfig
 from ..data.decoding import DecodedSplit
-from ..data.images import model_input
 from ..data.streaming import StreamedSplit
 from ..evaluation.metrics import binary_metrics
 from ..models import CancerModel
+from ..models.preprocessing import model_input
 from ..record import Provenance
 from .config import TrainConfig
 from .guidance import outside_lesion_share, tap_activations

@@ -29,11 +29,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..errors import CheckpointError
+from ..models.hub import resolve_file
 from ..settings import TrustSettings
 from .distance import Gaussian
 from .domain import Domain, Negatives
@@ -132,3 +136,23 @@ class MahalanobisDetector:
         image = Gaussian(t["image.means"], t["image.precision"]) if "image.means" in t else None
         domain = Domain(t["domain.weight"], t["domain.bias"]) if "domain.weight" in t else None
         return cls(parts, sizes, image, domain)
+
+
+def load_detector(model_id: str | Path, **hub: Any) -> MahalanobisDetector:
+    """The rejection detector saved beside a model (``ood.safetensors``).
+
+    Args:
+        model_id: a local model folder or a Hub repo id.
+        **hub: ``hf_hub_download``'s options (revision, cache_dir, token, local_files_only).
+
+    Returns:
+        The detector.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable.
+    """
+    path = resolve_file(str(model_id), OOD_WEIGHTS_NAME, **hub)
+    try:
+        return MahalanobisDetector.load(path)
+    except (SafetensorError, OSError, KeyError) as e:
+        raise CheckpointError(f"{path} is not a readable out-of-distribution file: {e}") from e
