@@ -24,8 +24,8 @@ from _common import DATA, command, machine, summary_ms, time_calls
 from cancer_models import create_model, load_pretrained
 from cancer_models.data.decoding import decode_split
 from cancer_models.data.image_sets import load_splits
-from cancer_models.data.images import model_input
 from cancer_models.data.spec import DataSpec
+from cancer_models.models.preprocessing import model_input
 
 
 def real_batch(size: int, n: int = 64) -> torch.Tensor:
