@@ -13,7 +13,7 @@ from cancer_models import ImageError, Predictor, load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.data.slides import tissue_mask
 from cancer_models.evaluation.metrics import binary_metrics
-from cancer_models.inference.slide_outputs import write_outputs
+from cancer_models.inference.slide_outputs import heatmap_image, probability_colours, write_outputs
 from cancer_models.inference.slides import BACKGROUND, COLOURS, MIN_TISSUE, REFUSED, SlidePredictor
 from cancer_models.settings import TileSpec
 
@@ -109,6 +109,30 @@ def test_a_slide_that_gives_its_scale_is_tiled_at_the_models(field, tmp_path):
     assert result.mpp == pytest.approx(0.625) and result.tile_size == 2 * CELL
     assert [(t.x // 2, t.y // 2, t.status) for t in result.tiles] == [(t.x, t.y, t.status) for t in at_scale.tiles]
     assert {(t.x // 2, t.y // 2) for t in result.tiles} == set(truth)
+
+
+def test_overlapping_tiles_are_averaged_in_the_heatmap(slides, field):
+    png, _, _ = field
+    result = SlidePredictor(slides.predictor, tile_size=CELL, overlap=0.5).predict(png)
+    assert result.stride == CELL // 2
+    canvas = np.asarray(heatmap_image(result))
+    scale = result.thumbnail.width / result.dimensions[0]
+    answered = [t for t in result.tiles if t.status not in (BACKGROUND, REFUSED)]
+    checked = 0
+    for y in range(0, result.dimensions[1], CELL // 4):
+        for x in range(0, result.dimensions[0], CELL // 4):
+            px, py = int(x * scale), int(y * scale)
+            covering = [
+                t
+                for t in answered
+                if t.x * scale <= px < (t.x + t.size) * scale and t.y * scale <= py < (t.y + t.size) * scale
+            ]
+            if len(covering) < 2 or any(t.status == "uncertain" for t in covering):
+                continue
+            mean = np.mean([t.p_malignant for t in covering])
+            assert np.abs(canvas[py, px, :3].astype(int) - probability_colours(mean)).max() <= 1, (x, y)
+            checked += 1
+    assert checked >= 10
 
 
 def test_outputs_and_the_geojson_qupath_reads(slides, field, tmp_path):

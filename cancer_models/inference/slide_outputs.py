@@ -25,27 +25,32 @@ CSV_COLUMNS = ["x", "y", "width", "height", "tissue", "decision", "p_malignant",
 
 
 def heatmap_image(result: SlideResult, opacity: float = 1.0, refused_opacity: float = 1.0) -> Image.Image:
-    """An RGBA image the size of the thumbnail: each tissue tile coloured by its probability (blue benign to
-    red malignant; uncertain tiles orange) at ``opacity``, refused tiles near-black at ``refused_opacity``,
-    background transparent (``legend`` says which is which)."""
-    alpha = {True: round(255 * refused_opacity), False: round(255 * opacity)}
+    """An RGBA image the size of the thumbnail: tissue coloured by P(malignant) (blue benign to red malignant) at
+    ``opacity``, averaged over the answered tiles that overlap there; orange where every answer there is
+    uncertain; near-black at ``refused_opacity`` where tiles were refused and none was answered; background
+    transparent (``legend`` says which is which)."""
     thumb = result.thumbnail
     sx, sy = thumb.width / result.dimensions[0], thumb.height / result.dimensions[1]
-    canvas = np.zeros((thumb.height, thumb.width, 4), dtype=np.uint8)
-    # Overlapping tiles: later ones paint over earlier ones; fine at the thumbnail's scale.
+    p_sum, answers, uncertain = (np.zeros((thumb.height, thumb.width)) for _ in range(3))
+    refused = np.zeros((thumb.height, thumb.width), dtype=bool)
     for t in result.tiles:
         if t.status == BACKGROUND:
             continue
-        if t.status == REFUSED:
-            colour = COLOURS[REFUSED]
-        elif t.status == UNCERTAIN:
-            colour = COLOURS[UNCERTAIN]
-        else:
-            colour = probability_colour(t.p_malignant)
-        side = min(t.size, result.stride)  # the stride: overlapping tiles do not hide their neighbours
         x0, y0 = int(t.x * sx), int(t.y * sy)
-        x1, y1 = max(int((t.x + side) * sx), x0 + 1), max(int((t.y + side) * sy), y0 + 1)
-        canvas[y0:y1, x0:x1] = (*colour, alpha[t.status == REFUSED])
+        area = np.s_[y0 : max(int((t.y + t.size) * sy), y0 + 1), x0 : max(int((t.x + t.size) * sx), x0 + 1)]
+        if t.status == REFUSED:
+            refused[area] = True
+            continue
+        p_sum[area] += t.p_malignant
+        answers[area] += 1
+        uncertain[area] += t.status == UNCERTAIN
+    canvas = np.zeros((thumb.height, thumb.width, 4), dtype=np.uint8)
+    answered = answers > 0
+    canvas[answered, :3] = probability_colours(p_sum[answered] / answers[answered])
+    canvas[answered, 3] = round(255 * opacity)
+    canvas[answered & (uncertain == answers), :3] = COLOURS[UNCERTAIN]
+    only_refused = refused & ~answered  # an answer where tiles overlap says more than a refusal beside it
+    canvas[only_refused] = (*COLOURS[REFUSED], round(255 * refused_opacity))
     return Image.fromarray(canvas, "RGBA")
 
 
@@ -53,10 +58,15 @@ OVERLAY_OPACITY = 0.5  # answered tiles over the thumbnail: the tissue stays vis
 REFUSED_OPACITY = 0.9  # refused tiles: nearly solid, never mistaken for a faint probability
 
 
+def probability_colours(p: np.ndarray) -> np.ndarray:
+    """The heatmap's colours (..., 3) of P(malignant) = ``p``: blue (0) to red (1)."""
+    blue, red = np.array(COLOURS["benign"]), np.array(COLOURS["malignant"])
+    return (blue + (red - blue) * np.asarray(p, dtype=float)[..., None]).round().astype(np.uint8)
+
+
 def probability_colour(p: float) -> tuple[int, int, int]:
     """The heatmap's colour of P(malignant) = ``p``: blue (0) to red (1)."""
-    blue, red = np.array(COLOURS["benign"]), np.array(COLOURS["malignant"])
-    return tuple(int(v) for v in (blue + (red - blue) * p).round())
+    return tuple(int(v) for v in probability_colours(p))
 
 
 def legend(width: int) -> Image.Image:
