@@ -53,9 +53,9 @@ def test_compare_scores_several_image_sets_together(small_cnn, tmp_path):
     shipped = str(ROOT / "models" / "histopathology-cancer-cnn")
     sources = [str(FIXTURES / "histopathology"), str(FIXTURES / "dermoscopy")]
     report = compare([shipped, str(tmp_path / "small")], sources)
-    parts = [evaluate(small_cnn, s, "test")[1] for s in sources]
-    y = [t for raw in parts for t in raw["targets"]]
-    p = [v for raw in parts for v in raw["p_malignant"]]
+    parts = [evaluate(small_cnn, s, "test").images for s in sources]
+    y = [t for scored in parts for t in scored.targets]
+    p = [v for scored in parts for v in scored.p_malignant]
     assert report["n"] == len(y) == 10 and report["data"] == "histopathology + dermoscopy"
     assert report["models"][1]["auc"] == pytest.approx(rank_auc(np.array(y), np.array(p)))
     assert report["models"][1]["auc_vs_first"]["resamples"] > 0

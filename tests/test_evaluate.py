@@ -41,9 +41,9 @@ def test_a_train_only_folder_is_scored_on_the_split_its_training_run_held_out(tr
     assert metrics["n"] == len(training["test"]) < 54
     from cancer_models import load_pretrained
 
-    _, raw = evaluate(load_pretrained(model), data)
-    assert sorted(raw["paths"]) == _paths(training["test"])
-    assert not set(raw["paths"]) & set(_paths(training["train"]))
+    scored = evaluate(load_pretrained(model), data).images
+    assert sorted(scored.paths) == _paths(training["test"])
+    assert not set(scored.paths) & set(_paths(training["train"]))
 
 
 def test_scoring_training_images_is_asked_for_and_said_first(trained_on_folder, tmp_path, capsys):
@@ -59,9 +59,9 @@ def test_scoring_training_images_is_asked_for_and_said_first(trained_on_folder, 
 def test_a_folder_the_model_never_saw_is_scored_whole(tmp_path, small_cnn):
     data = train_only_folder(tmp_path / "elsewhere")
     small_cnn.config.training.data = [str(tmp_path / "the-training-set")]
-    metrics, raw = evaluate(small_cnn, data)
-    assert metrics["n"] == len(raw["paths"]) == 54 and metrics["split"] == "all"
-    assert not metrics["includes_training_images"]
+    result = evaluate(small_cnn, data)
+    assert result.metrics["n"] == len(result.images.paths) == 54 and result.split == "all"
+    assert not result.includes_training_images and result.to_dict()["split"] == "all"
 
 
 def test_refused_images_are_counted_and_the_answered_ones_scored_apart(tmp_path):
@@ -73,11 +73,12 @@ def test_refused_images_are_counted_and_the_answered_ones_scored_apart(tmp_path)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
     model = load_pretrained(Path(__file__).resolve().parents[1] / "models" / "histopathology-cancer-cnn")
-    metrics, raw = evaluate(model, folder)
+    result = evaluate(model, folder)
+    metrics = result.to_dict()
     photographs = len(fixture_images("dermoscopy", "test"))
     assert metrics["refused"] == pytest.approx(photographs / metrics["n"])
     assert metrics["answered"]["n"] == metrics["n"] - photographs
-    assert sum(u > 1 for u in raw["unusualness"]) == photographs
-    write_report(tmp_path / "report", model, metrics, raw, "model", "mixed")
+    assert sum(u > 1 for u in result.images.unusualness) == photographs
+    write_report(tmp_path / "report", model, metrics, result.images, "model", "mixed")
     report = (tmp_path / "report" / "report.md").read_text()
     assert f"refused {metrics['refused']:.1%} of these images" in report and "images it answered" in report

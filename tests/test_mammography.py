@@ -152,18 +152,19 @@ def test_evaluation_reports_each_view_the_file_names_give(small_cnn, tmp_path):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
     model = _mammography_model(small_cnn)
-    metrics, raw = evaluate(model, folder)
+    result = evaluate(model, folder)
+    metrics, scored = result.to_dict(), result.images
     assert {view: m["n"] for view, m in metrics["views"].items()} == {"CC": 4, "MLO": 4}
-    cc = [p for p, path in zip(raw["p_malignant"], raw["paths"], strict=True) if path.endswith("_CC.jpg")]
+    cc = [p for p, path in zip(scored.p_malignant, scored.paths, strict=True) if path.endswith("_CC.jpg")]
     assert (
         metrics["views"]["CC"]["n_malignant"]
-        == sum(1 for path in raw["paths"] if path.endswith("_CC.jpg") and "/malignant/" in path)
+        == sum(1 for path in scored.paths if path.endswith("_CC.jpg") and "/malignant/" in path)
         and len(cc) == 4
     )
-    write_report(tmp_path / "report", model, metrics, raw, "model", "views")
+    write_report(tmp_path / "report", model, metrics, scored, "model", "views")
     assert "## CC views (4 images)" in (tmp_path / "report" / "report.md").read_text()
     # The release's own names carry no view: nothing per view is claimed.
-    assert "views" not in evaluate(model, FIXTURES / "mammography")[0]
+    assert "views" not in evaluate(model, FIXTURES / "mammography").metrics
 
 
 def test_explanations_are_measured_against_the_breast_the_preprocessing_keeps(small_cnn):

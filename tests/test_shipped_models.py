@@ -8,7 +8,7 @@ from conftest import fixture_images
 from huggingface_hub import ModelCard
 
 from cancer_models import ModelConfig, Predictor, load_pretrained
-from cancer_models.evaluation.evaluate import evaluate
+from cancer_models.evaluation.evaluate import ScoredImages, evaluate
 from cancer_models.evaluation.metrics import binary_metrics
 from cancer_models.reporting.model_card import build_model_card
 from catalog import DEFAULT_CATALOG, load_catalog
@@ -57,8 +57,8 @@ def test_recorded_test_metrics_are_reproduced(folder, shared_data):
     recorded = json.loads((folder / "metrics.json").read_text())["test"]
     # Every data source the model was trained on, by folder name; their test splits together are its test split.
     sources = [Path(d).name for d in model.config.training.data]
-    raws = [evaluate(model, shared_data / source, split="test")[1] for source in sources]
-    targets, probs = ([v for raw in raws for v in raw[key]] for key in ("targets", "p_malignant"))
+    scored = ScoredImages.pooled([evaluate(model, shared_data / source, split="test").images for source in sources])
+    targets, probs = scored.targets, scored.p_malignant
     metrics = binary_metrics(targets, probs, model.config.threshold, n_bootstrap=0)
     if metrics["n"] == recorded["n"]:
         assert metrics["confusion_matrix"] == recorded["confusion_matrix"]

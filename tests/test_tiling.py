@@ -66,8 +66,8 @@ def test_a_model_trained_on_tiles_records_its_scale(tmp_path, capsys):
     model = load_pretrained(tmp_path / "run")
     assert model.config.tile == TILE and model.config.training.splits["train"] == 16
     # Evaluation cuts the fields as training did: the test split's two fields are twelve tiles.
-    metrics, raw = evaluate(model, folder, "test")
-    assert metrics["n"] == 12 and all("#" in path for path in raw["paths"])
+    result = evaluate(model, folder, "test")
+    assert result.metrics["n"] == 12 and all("#" in path for path in result.images.paths)
 
 
 @pytest.mark.parametrize(

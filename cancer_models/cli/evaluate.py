@@ -65,11 +65,12 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.pretrained import load_pretrained
 
     model = load_pretrained(args.model, revision=args.revision)
-    metrics, raw = evaluate(model, args.data, args.split, args.tta, parse_label_map(args.label_map))
+    result = evaluate(model, args.data, args.split, args.tta, parse_label_map(args.label_map))
+    metrics, images = result.to_dict(), result.images
     if args.masks:
-        masks = None if args.masks == "breast" else [mask_path(p, args.data, args.masks) for p in raw["paths"]]
+        masks = None if args.masks == "breast" else [mask_path(p, args.data, args.masks) for p in images.paths]
         metrics["explanations"] = explanation_quality(
-            Predictor(model), [Path(p) for p in raw["paths"]], masks, args.cam_methods.split(",")
+            Predictor(model), [Path(p) for p in images.paths], masks, args.cam_methods.split(",")
         )
     if args.shifts:
         shifts = list(SHIFTS) if args.shifts == "all" else args.shifts.split(",")
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"unknown shift(s) {', '.join(unknown)}; choose from {', '.join(SHIFTS)}")
         metrics["shifts"] = shift_report(
-            Predictor(model, tta=args.tta), raw["paths"], raw["targets"], raw["groups"], shifts
+            Predictor(model, tta=args.tta), images.paths, images.targets, images.groups, shifts
         )
     print(f"scored {metrics['split_note']}", file=sys.stderr)
     print(summarize(metrics), file=sys.stderr)
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, "robustness", {"split": metrics["split"], "shifts": metrics["shifts"], "note": note}
         )
     if args.out:
-        write_report(args.out, model, metrics, raw, args.model, args.data)
+        write_report(args.out, model, metrics, images, args.model, args.data)
         print(f"wrote {args.out}", file=sys.stderr)
     print(json.dumps(metrics))
     return 0

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..inference.pretrained import load_pretrained
 from ..sources import display_name
-from .evaluate import evaluate
+from .evaluate import ScoredImages, evaluate
 from .metrics import binary_metrics, rank_auc
 
 
@@ -79,37 +79,35 @@ def compare(
     if names is not None and len(names) != len(models):
         raise ConfigError(f"{len(names)} names for {len(models)} models")
     sources = [data] if isinstance(data, (str, Path)) else list(data)
-    rows, raws = [], []
+    rows, scores = [], []
     for name, shown in zip(models, names or models, strict=True):
         model = load_pretrained(name)
         parts = [evaluate(model, source, split, tta) for source in sources]
-        raw = _pooled([part[1] for part in parts])
+        scored = parts[0].images if len(parts) == 1 else ScoredImages.pooled([part.images for part in parts])
         metrics = (
-            parts[0][0]
+            parts[0].metrics
             if len(parts) == 1
-            else binary_metrics(raw["targets"], raw["p_malignant"], model.config.threshold, raw["groups"])
+            else binary_metrics(scored.targets, scored.p_malignant, model.config.threshold, scored.groups)
         )
         rows.append(
             {
                 "model": shown,
                 **{k: metrics[k] for k in _COLUMNS},
                 "n": metrics["n"],
-                "split": parts[0][0]["split"],
-                "includes_training_images": any(part[0]["includes_training_images"] for part in parts),
-                "split_note": "; ".join(part[0]["split_note"] for part in parts),
+                "split": parts[0].split,
+                "includes_training_images": any(part.includes_training_images for part in parts),
+                "split_note": "; ".join(part.split_note for part in parts),
             }
         )
-        raws.append(raw)
-    first = raws[0]
-    for row, raw in zip(rows[1:], raws[1:], strict=True):
-        if raw["paths"] != first["paths"]:  # a split recreated from each model's own training record can differ
+        scores.append(scored)
+    first = scores[0]
+    for row, raw in zip(rows[1:], scores[1:], strict=True):
+        if raw.paths != first.paths:  # a split recreated from each model's own training record can differ
             raise DataError(
                 "the models were scored on different images: their training runs split the data differently "
                 f"({rows[0]['split_note']} vs {row['split_note']}); compare them on a folder with its own test split"
             )
-        row["auc_vs_first"] = paired_auc_difference(
-            first["targets"], first["p_malignant"], raw["p_malignant"], raw["groups"]
-        )
+        row["auc_vs_first"] = paired_auc_difference(first.targets, first.p_malignant, raw.p_malignant, raw.groups)
     return {
         "data": " + ".join(display_name(str(s)) for s in sources),
         "split": rows[0]["split"],
@@ -120,12 +118,3 @@ def compare(
 
 
 _COLUMNS = ("auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "specificity_ci", "threshold")
-
-
-def _pooled(raws: list[dict[str, list]]) -> dict[str, list]:
-    """Per-image results of several image sets as one; group names are kept apart per set."""
-    pooled = {
-        key: None if any(raw[key] is None for raw in raws) else [v for raw in raws for v in raw[key]] for key in raws[0]
-    }
-    pooled["groups"] = [f"{i}/{g}" for i, raw in enumerate(raws) for g in raw["groups"]]
-    return pooled

@@ -8,7 +8,7 @@ malignant/ folders, or a Hub dataset id.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,8 @@ def evaluate(
     tta: bool = False,
     label_map: dict[str, str] | None = None,
     batch_size: int = 64,
-) -> tuple[dict, dict]:
-    """Metrics of ``model`` on one split of ``data`` (a folder or Hub dataset id), and the raw per-image results.
+) -> Evaluation:
+    """Metrics of ``model`` on one split of ``data`` (a folder or Hub dataset id), and the per-image results.
 
     Args:
         model: the model to score.
@@ -54,8 +54,7 @@ def evaluate(
         batch_size: images per forward pass.
 
     Returns:
-        The metrics (with ``split`` and ``split_note``, one sentence on what was scored) and the per-image
-        results (targets, probabilities, groups, paths).
+        The metrics, which images were scored (``split_note``, one sentence) and what the model said of each.
     """
     chosen = choose_split(model, data, split or "test", label_map or {})
     ds = chosen.images
@@ -77,15 +76,66 @@ def evaluate(
         metrics["subtypes"] = subtype_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.subtypes)
     if model.config.preprocessing == "mammogram":
         metrics.update(view_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.groups, paths))
-    metrics.update(split=chosen.name, split_note=chosen.note, includes_training_images=chosen.trained_on, tta=tta)
-    raw = {
-        "targets": decoded.targets.tolist(),
-        "p_malignant": probs.tolist(),
-        "unusualness": None if unusualness is None else unusualness.tolist(),
-        "groups": decoded.groups,
-        "paths": paths,
-    }
-    return metrics, raw
+    images = ScoredImages(
+        targets=decoded.targets.tolist(),
+        p_malignant=probs.tolist(),
+        unusualness=None if unusualness is None else unusualness.tolist(),
+        groups=list(decoded.groups),
+        paths=paths,
+    )
+    return Evaluation(metrics, chosen.name, chosen.note, chosen.trained_on, tta, images)
+
+
+@dataclass
+class ScoredImages:
+    """What a model said about each image an evaluation scored, in one order."""
+
+    targets: list[int]  # 0 benign, 1 malignant
+    p_malignant: list[float]  # calibrated
+    unusualness: list[float] | None  # the rejection check's multiple of its limit (above 1: refused); None without one
+    groups: list[str]
+    paths: list[str]
+
+    @classmethod
+    def pooled(cls, parts: list[ScoredImages]) -> ScoredImages:
+        """Several image sets' results as one; group names are kept apart per set."""
+        unusual = None if any(p.unusualness is None for p in parts) else [u for p in parts for u in p.unusualness]
+        return cls(
+            targets=[t for p in parts for t in p.targets],
+            p_malignant=[v for p in parts for v in p.p_malignant],
+            unusualness=unusual,
+            groups=[f"{i}/{g}" for i, p in enumerate(parts) for g in p.groups],
+            paths=[path for p in parts for path in p.paths],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results as JSON-ready lists."""
+        return asdict(self)
+
+
+@dataclass
+class Evaluation:
+    """What ``evaluate`` measured on one split of one image set."""
+
+    # binary_metrics' figures; with a rejection check the share refused and the answered images' metrics
+    # ("refused", "answered"); per collection, subtype and mammography view where the data has them.
+    metrics: dict[str, Any]
+    split: str  # test, validation, train or all
+    split_note: str  # one sentence on which images these are; a warning first where the model trained on them
+    includes_training_images: bool
+    tta: bool
+    images: ScoredImages
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures and where they come from, as ``cancer-models evaluate`` prints them (per-image results
+        left out: ``images.to_dict()``)."""
+        return {
+            **self.metrics,
+            "split": self.split,
+            "split_note": self.split_note,
+            "includes_training_images": self.includes_training_images,
+            "tta": self.tta,
+        }
 
 
 def answered_metrics(
@@ -175,9 +225,21 @@ def is_training_source(source: str, training_data: list[str]) -> bool:
     return any(not is_hub_id(d) and Path(d).expanduser().resolve() == here for d in training_data)
 
 
-def write_report(out: Path, model: CancerModel, metrics: dict, raw: dict, model_name: str, data_name: str) -> None:
+def write_report(
+    out: Path, model: CancerModel, metrics: dict[str, Any], images: ScoredImages, model_name: str, data_name: str
+) -> None:
+    """Write ``metrics.json``, ``report.md`` and the plots of an evaluation into ``out``.
+
+    Args:
+        out: the report's folder (created if missing).
+        model: the model scored.
+        metrics: ``Evaluation.to_dict()``, with any further analyses (explanations, shifts) added.
+        images: the per-image results the plots are drawn from.
+        model_name: the model as the report names it.
+        data_name: the image set as the report names it.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    plots = write_plots(out, raw["targets"], raw["p_malignant"], metrics["threshold"], model.config.labels)
+    plots = write_plots(out, images.targets, images.p_malignant, metrics["threshold"], model.config.labels)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     tn, fp, fn, tp = (v for row in metrics["confusion_matrix"] for v in row)
     # A score that includes training images says so before anything else.
