@@ -14,8 +14,10 @@ from cancer_models import DataError, load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.data.image_sets import load_splits
 from cancer_models.data.spec import DataSpec
+from cancer_models.evaluation.evaluate import evaluate
 from cancer_models.training.trainer import collection_weights
 
+ROOT = FIXTURES.parents[1]
 HISTO = str(FIXTURES / "histopathology")
 FAST = ["--input-size", "64", "--batch-size", "6", "--warmup-epochs", "0.5", "--augment", "histopathology"]
 
@@ -70,6 +72,13 @@ def test_training_without_a_collection_scores_it_and_the_card_says_so(tmp_path, 
     assert "| LC25000 colon (Borkowski et al. 2019) | 10 |" in printed
     card = (shipped / "README.md").read_text()
     assert "### Collections left out of training (leave-one-source-out)" in card and printed.strip() in card
+    # Evaluation splits the data as the run did: its test split holds no left-out image; left_out scores them.
+    test = evaluate(model, HISTO, "test")
+    assert test.metrics["n"] == 3 and "without the collections training left out" in test.split_note
+    left_out = evaluate(model, HISTO, "left_out")
+    assert left_out.metrics["n"] == 10 and left_out.metrics["auc"] == pytest.approx(left["auc"], abs=1e-4)
+    with pytest.raises(DataError, match="trained on this data with --leave-out"):
+        evaluate(load_pretrained(ROOT / "models" / "histopathology-cancer-cnn"), HISTO, "left_out")
 
 
 def test_collections_are_reported_apart_and_a_table_needs_runs_that_left_one_out(tmp_path, capsys):

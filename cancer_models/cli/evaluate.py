@@ -25,10 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--split",
         default="test",
-        choices=["test", "validation", "train", "all"],
+        choices=["test", "validation", "train", "left_out", "all"],
         help="split to score; on one of the model's training sets without this split folder, the training run's "
-        "split is recreated from the model's record. 'all' scores every image, training images included, "
-        "and says so",
+        "split is recreated from the model's record. 'left_out': the collections a --leave-out run never saw. "
+        "'all' scores every image, training images included, and says so",
     )
     parser.add_argument("--tta", action="store_true", help="average the model's test-time views")
     parser.add_argument("--label-map", default="", help="map raw labels onto benign/malignant, e.g. 'lung_n=benign'")

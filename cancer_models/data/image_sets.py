@@ -60,15 +60,29 @@ def leave_out(splits: DatasetDict, names: Sequence[str]) -> DatasetDict:
     kept = DatasetDict()
     left = []
     for split, ds in splits.items():
-        out = [i for i, c in enumerate(ds["collection"]) if c in held]
-        left.append(ds.select(out))
-        kept[split] = ds.select(sorted(set(range(len(ds))) - set(out)))
+        kept[split], out = partition_collections(ds, names)
+        left.append(out)
         if len(set(kept[split]["target"])) < 2:
             raise DataError(f"leaving out {sorted(held)} leaves the {split} split without both classes")
     kept["left_out"] = concatenate_datasets(left)
     if len(set(kept["left_out"]["target"])) < 2:
         raise DataError(f"the collections left out ({sorted(held)}) do not hold both classes: nothing to score")
     return kept
+
+
+def partition_collections(ds: Dataset, names: Sequence[str]) -> tuple[Dataset, Dataset]:
+    """``ds`` split into the rows whose collection none of ``names`` names and those it does (each name a
+    case-insensitive part of a collection's name, as ``--leave-out`` takes them).
+
+    Args:
+        ds: standardised rows, with a ``collection`` column.
+        names: the collections held out.
+
+    Returns:
+        The rows kept, and the rows held out.
+    """
+    held = [i for i, c in enumerate(ds["collection"]) if any(name.lower() in c.lower() for name in names)]
+    return ds.select(sorted(set(range(len(ds))) - set(held))), ds.select(held)
 
 
 def load_raw(source: str, cache_dir: str | None = None, streaming: bool = False) -> DatasetDict | IterableDatasetDict:

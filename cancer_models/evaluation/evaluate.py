@@ -17,7 +17,7 @@ from datasets import Dataset, concatenate_datasets
 from datasets import Image as ImageFeature
 
 from ..data.decoding import decode_split
-from ..data.image_sets import at_model_scale, load_raw, load_source, standardise
+from ..data.image_sets import at_model_scale, load_raw, load_source, partition_collections, standardise
 from ..data.mammography import view_from_name
 from ..data.spec import DataSpec, recorded_data_spec
 from ..errors import ConfigError, DataError
@@ -45,10 +45,12 @@ def evaluate(
     Args:
         model: the model to score.
         data: an imagefolder directory or a Hub dataset id.
-        split: ``test`` (default), ``validation``, ``train`` or ``all``. Where ``data`` is one of the model's
-            training sets and has no such split folder, the training run's split is recreated from the model's
-            record (same seed, fractions and groups), so held-out images are scored and training images never
-            are; ``all`` scores every image and the result says so when the model trained on some of them.
+        split: ``test`` (default), ``validation``, ``train``, ``left_out`` or ``all``. Where ``data`` is one of the
+            model's training sets and has no such split folder, the training run's split is recreated from the
+            model's record (same seed, fractions and groups), so held-out images are scored and training images
+            never are; a run trained with ``--leave-out`` has those collections out of every split, and
+            ``left_out`` scores them; ``all`` scores every image and the result says so when the model trained on
+            some of them.
         tta: average the model's test-time views.
         label_map: raw label -> benign / malignant, for sets with other label names.
         batch_size: images per forward pass.
@@ -179,18 +181,23 @@ def choose_split(model: CancerModel, data: str | Path, split: str, label_map: di
     record = model.config.training
     known = is_training_source(source, record.data)
     spec = recorded_data_spec(record, [source], label_map) if known else DataSpec([source], label_map=label_map)
-    if split == "all":
+    if split in ("all", "left_out"):
         every = concatenate_datasets([_standard(ds, spec, f"{source}/{n}", source) for n, ds in raw.items()])
+        if split == "left_out":
+            return _left_out(every, spec, known)
         note = f"all {len(every)} images of every split"
         if known:
             note = f"WARNING: includes images the model was trained on: {note} of one of its training sets"
         return ChosenSplit(every, "all", note, known)
     if split not in ("train", "validation", "test"):
-        raise DataError(f"unknown split {split!r}: choose test, validation, train or all")
+        raise DataError(f"unknown split {split!r}: choose test, validation, train, left_out or all")
     if split in raw:
         ds = _standard(raw[split], spec, f"{source}/{split}", source)
         trained = known and split == "train"
         note = f"the {split} split ({len(ds)} images)"
+        if known and spec.leave_out:  # the collections training left out are not part of its splits
+            ds = partition_collections(ds, spec.leave_out)[0]
+            note = f"the {split} split without the collections training left out ({len(ds)} images)"
         if trained:
             note = f"WARNING: these are the images the model was trained on: {note} of one of its training sets"
         return ChosenSplit(ds, split, note, trained)
@@ -205,11 +212,26 @@ def choose_split(model: CancerModel, data: str | Path, split: str, label_map: di
         raise DataError(f"{source} has no split {split!r} (found {sorted(raw)})")
     # One of the model's training sets without this split folder: training split it off; split it off again.
     ds = load_source(source, spec)[split]
+    if spec.leave_out:
+        ds = partition_collections(ds, spec.leave_out)[0]
     note = (
         f"the {split} split ({len(ds)} images) of train/ recreated from the model's training record "
         f"(seed {spec.seed}, groups kept whole): none of these images trained the model"
     )
     return ChosenSplit(ds, split, note, False)
+
+
+def _left_out(every: Dataset, spec: DataSpec, known: bool) -> ChosenSplit:
+    """Every image of the collections the model's training run left out (``--leave-out``)."""
+    if not (known and spec.leave_out):
+        raise DataError("--split left_out needs a model trained on this data with --leave-out")
+    held = partition_collections(every, spec.leave_out)[1]
+    if len(held) == 0:
+        raise DataError(f"this data holds no image of the collections left out ({', '.join(spec.leave_out)})")
+    names = ", ".join(sorted(set(held["collection"])))
+    return ChosenSplit(
+        held, "left_out", f"the {len(held)} images of the collection(s) training left out: {names}", False
+    )
 
 
 def _standard(ds: Dataset, spec: DataSpec, where: str, source: str) -> Dataset:
