@@ -38,10 +38,14 @@ def test_evaluate_with_masks_reports_every_method_and_the_centre_prior(capsys):
             assert 0 <= low <= report[name][key]["mean"] <= high <= 1
 
 
-def test_a_missing_mask_is_a_clear_error(tmp_path, capsys):
+def test_images_without_a_mask_file_are_counted_and_no_mask_at_all_is_a_clear_error(tmp_path, capsys):
     shutil.copytree(MASKS, tmp_path / "masks")
     next((tmp_path / "masks").rglob("malignant_11.png")).unlink()
     args = ["--model", str(ROOT / "models" / "ultrasound-cancer-cnn"), "--data", str(ULTRASOUND)]
-    assert cli_main(["evaluate", *args, "--masks", str(tmp_path / "masks")]) == 2
-    err = capsys.readouterr().err
-    assert "no lesion mask" in err and "malignant_11.png" in err
+    assert cli_main(["evaluate", *args, "--masks", str(tmp_path / "masks"), "--cam-methods", "gradcam"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["explanations"]
+    assert report["without_mask_file"] == 1 and report["n"] == 2 and report["without_lesion"] == 1
+    empty = tmp_path / "no-masks"
+    empty.mkdir()
+    assert cli_main(["evaluate", *args, "--masks", str(empty)]) == 2
+    assert "none of the 4 scored images has a mask file" in capsys.readouterr().err

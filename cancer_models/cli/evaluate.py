@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..data.spec import parse_label_map
+from ..errors import DataError
 
 HELP = "score a model on a labelled image set, with intervals"
 
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="lesion masks (0/255 PNGs at the images' relative paths): also measure whether the "
-        "explanations point at the lesion; 'breast' (mammography models): at the breast its preprocessing keeps",
+        "explanations point at the lesion, on the images that have a mask file; 'breast' (mammography models): at the breast its preprocessing keeps",
     )
     parser.add_argument(
         "--cam-methods", default="gradcam,gradcam++,layercam,eigencam", help="CAM methods to measure with --masks"
@@ -56,9 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.image_sets import mask_path
     from ..evaluation.evaluate import evaluate, record_evaluation, write_report
-    from ..evaluation.localization import explanation_quality
     from ..evaluation.metrics import summarize
     from ..evaluation.robustness import SHIFTS, shift_report
     from ..inference.predict import Predictor
@@ -68,10 +67,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(model, args.data, args.split, args.tta, parse_label_map(args.label_map))
     metrics, images = result.to_dict(), result.images
     if args.masks:
-        masks = None if args.masks == "breast" else [mask_path(p, args.data, args.masks) for p in images.paths]
-        metrics["explanations"] = explanation_quality(
-            Predictor(model), [Path(p) for p in images.paths], masks, args.cam_methods.split(",")
-        )
+        metrics["explanations"] = _explanations(args, Predictor(model), images.paths)
     if args.shifts:
         shifts = list(SHIFTS) if args.shifts == "all" else args.shifts.split(",")
         unknown = [name for name in shifts if name not in SHIFTS]
@@ -103,3 +99,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}", file=sys.stderr)
     print(json.dumps(metrics))
     return 0
+
+
+def _explanations(args: argparse.Namespace, predictor, paths: list[str]) -> dict:
+    """How often the maps point at the lesion (or the breast), on the scored images that have a mask file."""
+    from ..data.image_sets import mask_path
+    from ..evaluation.localization import explanation_quality
+
+    methods = args.cam_methods.split(",")
+    if args.masks == "breast":
+        return explanation_quality(predictor, [Path(p) for p in paths], None, methods)
+    pairs = [(Path(p), mask_path(p, args.data, args.masks)) for p in paths]
+    with_masks = [(image, mask) for image, mask in pairs if mask.is_file()]
+    if not with_masks:
+        raise DataError(f"none of the {len(paths)} scored images has a mask file in {args.masks}")
+    images, masks = zip(*with_masks, strict=True)
+    report = explanation_quality(predictor, list(images), list(masks), methods)
+    return {**report, "without_mask_file": len(pairs) - len(with_masks)}
