@@ -275,7 +275,7 @@ def test_max_steps_stops_mid_epoch_and_still_writes_a_model(tmp_path, capsys):
     [
         (["--data", "{tmp}/missing"], "does not exist"),
         (["--data", HISTO, "--label-column", "diagnosis"], "no label column 'diagnosis'"),
-        (["--data", HISTO, "--threshold", "best"], "youden"),
+        (["--data", HISTO, "--threshold-rule", "best"], "youden"),
         (["--data", HISTO, "--model", "cancer_cnn", "--freeze-epochs", "2"], "transfer models"),
         (["--data", HISTO, "--resume"], "no checkpoint"),
         (["--data", HISTO, "--masks", "a", "b"], "give one each"),
@@ -327,7 +327,7 @@ def test_evaluate_cli_prints_json_and_writes_a_report(trained_cnn, tmp_path, cap
 
     with pytest.raises(SystemExit) as exit_code:  # argparse names the splits there are
         cli_main(["evaluate", "--model", str(trained_cnn), "--data", HISTO, "--split", "holdout"])
-    assert exit_code.value.code == 2 and "choose from 'test', 'validation', 'train', 'all'" in capsys.readouterr().err
+    assert exit_code.value.code == 2 and "choose from 'test', 'validation', 'train', 'left_out', 'all'" in capsys.readouterr().err
 
 
 def test_push_to_hub_dry_run_and_offline_failures(trained_cnn, tmp_path, capsys, monkeypatch):

@@ -27,7 +27,7 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.mask_loss and not cfg.masks:
         raise ConfigError("--mask-loss needs --masks")
     try:
-        choose_threshold([0, 1], [0.2, 0.8], cfg.threshold)
+        choose_threshold([0, 1], [0.2, 0.8], cfg.threshold_rule)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if cfg.tile_mpp and not cfg.tile_size:

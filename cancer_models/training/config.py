@@ -145,7 +145,9 @@ class TrainConfig:
     focal_gamma: float = _opt(2.0, "focal loss gamma")
     class_weights: bool = _opt(True, "weight the loss by inverse class frequency of the training split")
     label_smoothing: float = _opt(0.0, "label smoothing for the cross-entropy loss")
-    threshold: str = _opt("youden", "decision threshold chosen on validation: youden, sensitivity=0.95, or a number")
+    threshold_rule: str = _opt(
+        "youden", "how the decision threshold is chosen on validation: youden, sensitivity=0.95, or a number"
+    )
     mixed_precision: str = _opt(
         None, "default: what `accelerate launch` was configured with", choices=["no", "bf16", "fp16"]
     )

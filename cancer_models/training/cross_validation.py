@@ -62,7 +62,7 @@ def build_ensemble(cfg: TrainConfig, log=print) -> Path:
     test = decode_split(splits["test"], size, skip, "decoding test", preprocessing=prep)
     logits, per_fold = out_of_fold(members, pooled, cfg.folds, cfg.seed)
     ensemble = Ensemble.of(members)
-    oof_probs = calibrate_ensemble(ensemble, logits, pooled.targets, cfg.threshold)
+    oof_probs = calibrate_ensemble(ensemble, logits, pooled.targets, cfg.threshold_rule)
     float_probs = split_outputs(ensemble, test).probabilities[:, 1]
     ensemble.save_pretrained(out)  # first without test figures: the test split is scored by the saved ensemble
 
@@ -94,7 +94,7 @@ def build_ensemble(cfg: TrainConfig, log=print) -> Path:
             "out_of_fold_explanations": out_of_fold_explanations(members, pooled_images, cfg.folds, cfg.seed),
         },
         trust=trust,
-        threshold_rule=cfg.threshold,
+        threshold_rule=cfg.threshold_rule,
         storage=storage,
         subtypes=pooled.subtype_counts(),
     )

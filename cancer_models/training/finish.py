@@ -43,7 +43,7 @@ def finish(run: Run, state: TrainerState) -> Path:
     val_logits, val_targets = held_out["validation"]
     config.temperature = fit_temperature(val_logits, val_targets)
     val_probs = _malignant_probability(val_logits, config.temperature)
-    config.threshold = choose_threshold(val_targets.numpy(), val_probs, run.cfg.threshold)
+    config.threshold = choose_threshold(val_targets.numpy(), val_probs, run.cfg.threshold_rule)
     metrics = {name: _split_metrics(run, name, logits, targets) for name, (logits, targets) in held_out.items()}
     test_targets, test_probs = (
         held_out["test"][1].numpy(),
@@ -100,7 +100,7 @@ def training_record(run: Run, state: TrainerState, metrics: dict, collapsed: boo
         best_epoch=state.best_epoch,
         epochs_run=state.epoch,
         recipe=recipe(run),
-        threshold_rule=cfg.threshold,
+        threshold_rule=cfg.threshold_rule,
         class_collapse_on_test=collapsed,
         command=shlex.join(sys.argv),
         settings=dataclasses.asdict(cfg),
@@ -165,7 +165,7 @@ def recipe(run: Run) -> str:
         f"x {accelerator.num_processes} process(es), AdamW lr {cfg.lr} wd {cfg.weight_decay}, {cfg.warmup_epochs} warm-up "
         f"epoch(s) then {cfg.scheduler}, {cfg.loss} loss{' with class weights' if cfg.class_weights else ''}, "
         f"{'every collection drawn equally often, ' if cfg.balance_collections else ''}augmentation '{cfg.augment}', mixed precision {accelerator.mixed_precision}; temperature scaling and a "
-        f"'{cfg.threshold}' threshold fitted on validation.{guided}"
+        f"'{cfg.threshold_rule}' threshold fitted on validation.{guided}"
     )
 
 
