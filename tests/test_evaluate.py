@@ -1,8 +1,10 @@
 """Evaluation scores held-out images only: a train-only folder is split as its training run split it."""
 
+import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import fixture_images, train_only_folder
 from datasets import Image as ImageFeature
@@ -11,6 +13,7 @@ from cancer_models import load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.data.image_sets import load_splits
 from cancer_models.evaluation.evaluate import evaluate, write_report
+from cancer_models.evaluation.metrics import rank_auc, subtype_pair_metrics
 from cancer_models.reporting.model_folder import save_model_folder
 from cancer_models.training.config import TrainConfig
 
@@ -82,3 +85,27 @@ def test_refused_images_are_counted_and_the_answered_ones_scored_apart(tmp_path)
     write_report(tmp_path / "report", model, metrics, result.images, "model", "mixed")
     report = (tmp_path / "report" / "report.md").read_text()
     assert f"refused {metrics['refused']:.1%} of these images" in report and "images it answered" in report
+
+
+def test_each_malignant_category_is_scored_against_each_benign_one():
+    """LC25000 tiles: colon and lung carcinomas against normal colon and lung, each pair on its own images."""
+    folder = Path(__file__).parent / "fixtures" / "histopathology"
+    model = load_pretrained(Path(__file__).resolve().parents[1] / "models" / "histopathology-cancer-cnn")
+    result = evaluate(model, folder, "all")
+    assert not result.metrics.get("subtype_pairs")  # under 20 images a category: no pair is claimed
+    subtype_of = {}
+    for split in ("train", "validation", "test"):
+        with open(folder / split / "metadata.csv") as f:
+            subtype_of |= {str((folder / split / r["file_name"]).resolve()): r["subtype"] for r in csv.DictReader(f)}
+    scored = result.images
+    subtypes = [subtype_of[str(Path(p).resolve())] for p in scored.paths]
+    pairs = subtype_pair_metrics(scored.targets, scored.p_malignant, model.config.threshold, scored.groups, subtypes, 3)
+    malignant, benign = ["colon_aca", "lung_aca", "lung_scc"], ["colon_n", "lung_n"]
+    assert sorted(pairs) == sorted(f"{m} vs {b}" for m in malignant for b in benign)
+    for name, m in pairs.items():
+        ill, healthy = name.split(" vs ")
+        index = [i for i, s in enumerate(subtypes) if s in (ill, healthy)]
+        assert m["n_malignant"] == subtypes.count(ill) and m["n_benign"] == subtypes.count(healthy)
+        y = np.array([scored.targets[i] for i in index])
+        p = np.array([scored.p_malignant[i] for i in index])
+        assert m["auc"] == pytest.approx(rank_auc(y, p))

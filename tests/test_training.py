@@ -327,7 +327,10 @@ def test_evaluate_cli_prints_json_and_writes_a_report(trained_cnn, tmp_path, cap
 
     with pytest.raises(SystemExit) as exit_code:  # argparse names the splits there are
         cli_main(["evaluate", "--model", str(trained_cnn), "--data", HISTO, "--split", "holdout"])
-    assert exit_code.value.code == 2 and "choose from 'test', 'validation', 'train', 'left_out', 'all'" in capsys.readouterr().err
+    assert (
+        exit_code.value.code == 2
+        and "choose from 'test', 'validation', 'train', 'left_out', 'all'" in capsys.readouterr().err
+    )
 
 
 def test_push_to_hub_dry_run_and_offline_failures(trained_cnn, tmp_path, capsys, monkeypatch):

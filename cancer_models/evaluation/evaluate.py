@@ -26,9 +26,9 @@ from ..inference.pretrained import load_pretrained
 from ..models import CancerModel
 from ..reporting.model_card import RESEARCH_WARNING
 from ..reporting.model_folder import save_model_folder
-from ..reporting.tables import metrics_table
+from ..reporting.tables import metrics_table, subtype_pair_table
 from ..sources import is_hub_id
-from .metrics import binary_metrics, collection_metrics, subtype_metrics
+from .metrics import binary_metrics, collection_metrics, subtype_metrics, subtype_pair_metrics
 from .plots import write_plots
 
 
@@ -76,6 +76,11 @@ def evaluate(
         metrics["per_collection"] = per_collection
     if any(decoded.subtypes):
         metrics["subtypes"] = subtype_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.subtypes)
+        pairs = subtype_pair_metrics(
+            decoded.targets.numpy(), probs, model.config.threshold, decoded.groups, decoded.subtypes
+        )
+        if pairs:
+            metrics["subtype_pairs"] = pairs
     if model.config.preprocessing == "mammogram":
         metrics.update(view_metrics(decoded.targets.numpy(), probs, model.config.threshold, decoded.groups, paths))
     images = ScoredImages(
@@ -280,6 +285,11 @@ def write_report(
         f"Confusion matrix: TN {tn}, FP {fp}, FN {fn}, TP {tp}.",
         *_answered_section(metrics),
         *[f"## {view} views ({m['n']} images)\n\n{metrics_table(m)}" for view, m in metrics.get("views", {}).items()],
+        *(
+            [f"## Malignant against benign categories\n\n{subtype_pair_table(metrics['subtype_pairs'])}"]
+            if metrics.get("subtype_pairs")
+            else []
+        ),
         *[f"![{p.stem}]({p.name})" for p in plots],
     ]
     (out / "report.md").write_text("\n\n".join(lines) + "\n")

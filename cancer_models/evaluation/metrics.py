@@ -215,6 +215,41 @@ def subtype_metrics(
     return out
 
 
+def subtype_pair_metrics(
+    y_true: Sequence[int],
+    p_malignant: Sequence[float],
+    threshold: float,
+    groups: Sequence[str],
+    subtypes: Sequence[str],
+    at_least: int = MIN_SUBTYPE_IMAGES,
+) -> dict[str, dict[str, Any]]:
+    """``binary_metrics`` on each malignant category against each benign one (e.g. melanoma vs nevus, the
+    question a dermatologist asks of a pigmented lesion), where both hold at least ``at_least`` images.
+
+    Args:
+        y_true: 0 or 1 per image.
+        p_malignant: the malignant probability per image.
+        threshold: the decision threshold.
+        groups: each image's group, for the intervals.
+        subtypes: each image's category ("" for none).
+        at_least: the fewest images of each category for a pair to be scored.
+
+    Returns:
+        Metrics by "<malignant category> vs <benign category>"; empty where no pair has enough images.
+    """
+    y, p, names = np.asarray(y_true, dtype=int), np.asarray(p_malignant), np.asarray(subtypes)
+    counts = {name: int((names == name).sum()) for name in set(subtypes) - {""}}
+    big = [name for name, n in counts.items() if n >= at_least]
+    malignant = sorted(n for n in big if y[names == n].mean() > 0.5)
+    benign = sorted(n for n in big if y[names == n].mean() <= 0.5)
+    out = {}
+    for m in malignant:
+        for b in benign:
+            index = np.flatnonzero((names == m) | (names == b))
+            out[f"{m} vs {b}"] = binary_metrics(y[index], p[index], threshold, [groups[i] for i in index])
+    return out
+
+
 def collection_metrics(
     y_true: Sequence[int],
     p_malignant: Sequence[float],

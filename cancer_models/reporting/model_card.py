@@ -20,6 +20,7 @@ from .tables import (
     metrics_table,
     out_of_fold_maps,
     shift_table,
+    subtype_pair_table,
     subtype_table,
 )
 
@@ -418,6 +419,9 @@ def _evaluation(config: ModelConfig) -> list[tuple[str, str]]:
     test_subtypes = training.metrics.get("test", {}).get("subtypes")
     if test_subtypes:
         metrics.append(("Per category (test split)", subtype_table(test_subtypes, config.labels)))
+    test_pairs = training.metrics.get("test", {}).get("subtype_pairs")
+    if test_pairs:
+        metrics.append(("Malignant against benign categories (test split)", subtype_pair_table(test_pairs)))
     evaluations = training.evaluations
     if evaluations.get("robustness"):
         split = evaluations["robustness"].get("split", "test")

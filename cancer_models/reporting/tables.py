@@ -201,6 +201,21 @@ def subtype_table(subtypes: dict[str, dict[str, Any]], labels: Sequence[str]) ->
     return "\n".join(rows)
 
 
+def subtype_pair_table(pairs: dict[str, dict[str, Any]]) -> str:
+    """Each malignant category against each benign one (e.g. melanoma vs nevus): images, AUC, and sensitivity
+    and specificity at the model's threshold."""
+    rows = ["| categories | images | AUC | sensitivity | specificity |", "|---|---|---|---|---|"]
+    for name, m in pairs.items():
+        cells = [name, f"{m['n_malignant']} + {m['n_benign']}", _with_interval(m["auc"], m["auc_ci"])]
+        cells += [
+            _with_interval(m["sensitivity"], m["sensitivity_ci"]),
+            _with_interval(m["specificity"], m["specificity_ci"]),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    rows.append("\nCategories with at least 20 images each; 95% intervals: bootstrap over groups.")
+    return "\n".join(rows)
+
+
 def left_out_row(run: str, training: TrainingRecord) -> dict[str, Any]:
     """One run trained with ``--leave-out``: what it left out and how it did there (``cancer-models sources``)."""
     left = training.metrics["left_out"]
@@ -212,6 +227,7 @@ def left_out_row(run: str, training: TrainingRecord) -> dict[str, Any]:
         **{k: left.get(k) for k in (*keys, "sensitivity_at_90_specificity")},
         "refused": trust.get("rejected"),
         "coverage": trust.get("coverage"),
+        "pairs": {name: m["auc"] for name, m in (left.get("subtype_pairs") or {}).items()},
     }
 
 
@@ -223,6 +239,8 @@ def left_out_table(rows: list[dict[str, Any]]) -> str:
         return "n/a" if value is None else f"{value:.1%}"
 
     head = ["left out", "images", "AUC", "sensitivity", "specificity", "sens. at 90% spec.", "refused", "coverage"]
+    by_category = any(r.get("pairs") for r in rows)
+    head += ["AUC by categories"] if by_category else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [", ".join(r["collections"]), str(r["n"]), _with_interval(r["auc"], r["auc_ci"])]
@@ -231,10 +249,17 @@ def left_out_table(rows: list[dict[str, Any]]) -> str:
             _with_interval(r["specificity"], r["specificity_ci"]),
         ]
         cells += [_fmt(r["sensitivity_at_90_specificity"]), share(r["refused"]), share(r["coverage"])]
+        if by_category:
+            cells.append("; ".join(f"{name} {_fmt(auc)}" for name, auc in (r.get("pairs") or {}).items()) or "n/a")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(
         "\nEach row: a model trained with the same recipe on every other collection, scored on every image of the one "
         "it never saw, at its own threshold; 95% intervals: bootstrap over groups. Refused: the share its rejection "
         "check refused (the figures score every image); coverage: of the prediction sets, on the images it answered."
+        + (
+            " AUC by categories: each malignant category against each benign one, where both hold 20 images or more."
+            if by_category
+            else ""
+        )
     )
     return "\n".join(lines)

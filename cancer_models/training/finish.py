@@ -18,7 +18,14 @@ from ..calibration.fitting import fit_trust
 from ..calibration.temperature import fit_temperature
 from ..config import COLOUR_CONSTANCY
 from ..data.augment import tta_views_for
-from ..evaluation.metrics import binary_metrics, choose_threshold, collection_metrics, subtype_metrics, summarize
+from ..evaluation.metrics import (
+    binary_metrics,
+    choose_threshold,
+    collection_metrics,
+    subtype_metrics,
+    subtype_pair_metrics,
+    summarize,
+)
 from ..evaluation.plots import write_plots
 from ..models import BACKBONES
 from ..record import Hardware, Provenance, TrainingRecord
@@ -79,6 +86,9 @@ def _split_metrics(run: Run, name: str, logits: torch.Tensor, targets: torch.Ten
         metrics["per_collection"] = per_collection
     if name == "left_out":
         metrics["collections"] = sorted(set(split.collections))
+    pairs = subtype_pair_metrics(targets.numpy(), probs, config.threshold, split.groups, split.subtypes)
+    if pairs:
+        metrics["subtype_pairs"] = pairs
     return metrics
 
 
