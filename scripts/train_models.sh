@@ -29,7 +29,7 @@ explain() {  # NAME DATA... -- IMAGES MASKS [OPTION ...]
 }
 
 declare -A RECIPES=(
-  [histopathology-cancer-cnn]="--data $DATA/histopathology --task histopathology --model cancer_cnn --input-size 128 --augment histopathology --epochs 15 --patience 5 --lr 2e-3 --weight-decay 0.05"
+  [histopathology-cancer-cnn]="--data $DATA/histopathology $DATA/histopathology_glas --task 'histopathology (LC25000 + GlaS)' --model cancer_cnn --input-size 128 --augment histopathology --epochs 15 --patience 5 --lr 2e-3 --weight-decay 0.05 --tile-size 160 --tile-mpp 1.25 --source-mpp histopathology=1.25 histopathology_glas=0.62"
   [dermoscopy-cancer-cnn]="--data $DATA/dermoscopy $DATA/dermoscopy_multiclass --masks none $DATA/dermoscopy_multiclass_masks --mask-loss 1 --cam-layers stage3.1 --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 11 --patience 4 --lr 2e-3 --weight-decay 0.05 --folds 5 --license cc-by-nc-sa-4.0"
   [ultrasound-cancer-cnn]="--data $DATA/ultrasound --masks $DATA/ultrasound_masks --mask-loss 3 --cam-layers stage3.1 --task ultrasound --model cancer_cnn --input-size 128 --augment ultrasound --epochs 50 --patience 10 --lr 1e-3 --weight-decay 0.05 --batch-size 32 --folds 5 --license cc-by-4.0"
   [mammography-cancer-cnn]="--data $DATA/mammography --task mammography --model cancer_cnn --input-size 256 --preprocessing mammogram --augment mammography --epochs 30 --patience 8 --lr 2e-3 --weight-decay 0.05 --batch-size 32 --threshold-rule sensitivity=0.9 --license other"
@@ -43,8 +43,8 @@ names=("$@")
   histopathology-resnet34 dermoscopy-resnet34 ultrasound-resnet34)
 for name in "${names[@]}"; do
   [ -n "${RECIPES[$name]:-}" ] || { echo "unknown model $name; known: ${!RECIPES[*]}" >&2; exit 2; }
-  # shellcheck disable=SC2086
-  train "$name" ${RECIPES[$name]}
+  # eval: a recipe may quote an option with spaces (--task 'histopathology (LC25000 + GlaS)')
+  eval "train \"\$name\" ${RECIPES[$name]}"
   # Every shipped model refuses the other modalities' validation images (calibrate --refuse).
   case $name in
     ultrasound-cancer-cnn) explain "$name" "$DATA/ultrasound" -- "$DATA/ultrasound" "$DATA/ultrasound_masks" \
@@ -55,9 +55,10 @@ for name in "${names[@]}"; do
     dermoscopy-cancer-cnn) explain "$name" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" -- \
       "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" --refuse "$DATA/histopathology" "$DATA/ultrasound" \
       "$DATA/mammography" ;;
-    # LC25000 tiles are 160 pixels here, at about 1.25 um per pixel (scripts/lc25000_scale.py): the scale slides are cut at
+    # LC25000 and GlaS tiles at one scale, 160 px at 1.25 um per pixel (scripts/lc25000_scale.py), recorded at training
     histopathology-cancer-cnn) cancer-models calibrate --model "runs/$name" --data "$DATA/histopathology" \
-      --refuse "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" "$DATA/ultrasound" "$DATA/mammography" --tile-size 160 --tile-mpp 1.25 ;;
+      "$DATA/histopathology_glas" --refuse "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" "$DATA/ultrasound" \
+      "$DATA/mammography" ;;
     # trained on the ISIC set alone: its rejection and prediction sets are refitted on that alone
     dermoscopy-resnet34) explain "$name" "$DATA/dermoscopy" -- "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" ;;
   esac
