@@ -1,6 +1,6 @@
 """Leave-one-source-out: a collection (a clinic, a lab, a sub-collection) held out of every split is scored as
 images the model never saw, recorded and shown in the card next to the pooled test figures; and training that
-draws every collection equally often."""
+draws both classes equally often within each collection."""
 
 import json
 import shutil
@@ -95,16 +95,21 @@ def test_collections_are_reported_apart_and_a_table_needs_runs_that_left_one_out
     assert "not trained with --leave-out" in capsys.readouterr().err
 
 
-def test_balanced_sampling_draws_every_collection_equally_often():
-    collections = ["vidir_molemax"] * 90 + ["rosendahl"] * 10
-    weights = collection_weights(collections)
-    drawn = torch.multinomial(weights, 20_000, replacement=True, generator=torch.Generator().manual_seed(0))
-    rosendahl = np.mean([collections[i] == "rosendahl" for i in drawn.tolist()])
-    assert rosendahl == pytest.approx(0.5, abs=0.02)  # 10% of the images, half of what is drawn
+def test_balanced_sampling_draws_both_classes_equally_often_within_each_collection():
+    # A referral clinic where a third of the images are cancers, a screening practice with 2 cancers in 600.
+    collections = ["referral"] * 300 + ["screening"] * 600
+    targets = torch.tensor([1] * 100 + [0] * 200 + [1] * 2 + [0] * 598)
+    weights = collection_weights(collections, targets)
+    drawn = torch.multinomial(weights, 30_000, replacement=True, generator=torch.Generator().manual_seed(0)).tolist()
+    referral = [i for i in drawn if collections[i] == "referral"]
+    assert len(referral) / len(drawn) == pytest.approx(1 / 3, abs=0.02)  # each collection keeps its share
+    assert np.mean([targets[i] == 1 for i in referral]) == pytest.approx(0.5, abs=0.02)  # both classes alike
+    screening = [i for i in drawn if collections[i] == "screening"]
+    assert np.mean([targets[i] == 1 for i in screening]) == pytest.approx(2 / 600, abs=0.003)  # 2 cancers: as is
 
 
 def test_training_with_balanced_collections_says_so_in_its_recipe(tmp_path, capsys):
     out = tmp_path / "balanced"
     args = ["train", "--data", HISTO, "--balance-collections", "--output-dir", str(out), "--epochs", "1", *FAST]
     assert cli_main(args) == 0, capsys.readouterr().err[-2000:]
-    assert "every collection drawn equally often" in load_pretrained(out).config.training.recipe
+    assert "both classes drawn equally often within each collection" in load_pretrained(out).config.training.recipe

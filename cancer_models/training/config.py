@@ -79,8 +79,9 @@ class TrainConfig:
     )
     balance_collections: bool = _opt(
         False,
-        "draw training images so that every collection (--leave-out's names) is seen equally often, however many "
-        "images it holds",
+        "draw training images so that within every collection (--leave-out's names) both classes are seen equally "
+        "often (where it holds 20 of each): how common cancer is in a clinic's images then says nothing a model "
+        "could learn from that clinic's look",
     )
     validation_fraction: float = _opt(0.15, "share split off for validation where a source has no validation split")
     test_fraction: float = _opt(0.15, "share split off for testing where a source has no test split")

@@ -174,7 +174,7 @@ def recipe(run: Run) -> str:
         f"up to {cfg.epochs} epochs (early stopping on validation AUC, patience {cfg.patience}), batch {cfg.batch_size} "
         f"x {accelerator.num_processes} process(es), AdamW lr {cfg.lr} wd {cfg.weight_decay}, {cfg.warmup_epochs} warm-up "
         f"epoch(s) then {cfg.scheduler}, {cfg.loss} loss{' with class weights' if cfg.class_weights else ''}, "
-        f"{'every collection drawn equally often, ' if cfg.balance_collections else ''}augmentation '{cfg.augment}', mixed precision {accelerator.mixed_precision}; temperature scaling and a "
+        f"{'both classes drawn equally often within each collection, ' if cfg.balance_collections else ''}augmentation '{cfg.augment}', mixed precision {accelerator.mixed_precision}; temperature scaling and a "
         f"'{cfg.threshold_rule}' threshold fitted on validation.{guided}"
     )
 

@@ -262,7 +262,7 @@ def _loader(split: DecodedSplit, cfg: TrainConfig, accelerator: Accelerator, shu
     with_masks = shuffle and cfg.mask_loss and split.masks is not None  # masks matter only to training
     sampler = None
     if shuffle and cfg.balance_collections:
-        weights = collection_weights(split.collections)
+        weights = collection_weights(split.collections, split.targets)
         sampler = WeightedRandomSampler(
             weights, num_samples=len(split), generator=torch.Generator().manual_seed(cfg.seed)
         )
@@ -281,17 +281,36 @@ def _sampled_class_counts(cfg: TrainConfig, train: DecodedSplit | StreamedSplit)
     weighted sampler draws on average (class weights must match what is drawn, not what is stored)."""
     if not cfg.balance_collections:
         return train.class_counts()
-    weights = collection_weights(train.collections)
+    weights = collection_weights(train.collections, train.targets)
     drawn = torch.zeros(2, dtype=torch.float64).index_add_(0, train.targets, weights)
     return (drawn / drawn.sum() * len(train)).tolist()
 
 
-def collection_weights(collections: list[str]) -> torch.Tensor:
-    """Each image's sampling weight so that every collection is drawn equally often (``--balance-collections``):
-    one over its collection's size. A large collection from one clinic then no longer sets what the model
-    learns to expect of every clinic's images."""
+# A class with fewer images than this in a collection is drawn as it is, not multiplied many times over.
+MIN_BALANCED_CLASS = 20
+
+
+def collection_weights(collections: list[str], targets: torch.Tensor) -> torch.Tensor:
+    """Each image's sampling weight under ``--balance-collections``: every collection keeps its share of the draws,
+    and within it both classes are drawn equally often where it holds at least ``MIN_BALANCED_CLASS`` images of
+    each. Collections differ in how common cancer is (a referral clinic's images against a screening practice's):
+    left as they are, a model learns to tell a collection's look (its camera, light, skin types) and reads its
+    prevalence off it, which fails on every clinic it never saw.
+
+    Args:
+        collections: each training image's collection.
+        targets: each image's class (0 benign, 1 malignant).
+
+    Returns:
+        The weights, float64 (N,).
+    """
+    cells = Counter(zip(collections, targets.tolist(), strict=True))
     sizes = Counter(collections)
-    return torch.tensor([1.0 / sizes[c] for c in collections], dtype=torch.float64)
+    weights = []
+    for c, y in zip(collections, targets.tolist(), strict=True):
+        balanced = min(cells[(c, 0)], cells[(c, 1)]) >= MIN_BALANCED_CLASS
+        weights.append(sizes[c] / (2 * cells[(c, y)]) if balanced else 1.0)
+    return torch.tensor(weights, dtype=torch.float64)
 
 
 def _warn_about_idle_cores(accelerator: Accelerator) -> None:
