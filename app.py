@@ -221,22 +221,11 @@ class App:
             head = f"**{prediction.decision.capitalize()}** ({p:.0%}). {chosen}"
         if analysis.answer.model is not None or route is None:
             head = head.strip() + f" This model is for {kind} images only."
-        head += self._large_image_note(analysis, config)
+        note = analysis.answer.large_image_note(config)
+        head += f" {note}" if note else ""
         text = head.strip() + " Research use only, not a diagnosis."
         details = "\n\n".join(self._details(analysis, config, method))
         return text + "\n\n<details><summary>Details</summary>\n\n" + details + "\n\n</details>"
-
-    @staticmethod
-    def _large_image_note(analysis: Analysis, config: ModelConfig) -> str:
-        tile = config.tile.size if config.tile else None
-        if not tile or max(analysis.image.size) < 2.5 * tile or analysis.prediction.refused_because is not None:
-            return ""
-        w, h = analysis.image.size
-        return (
-            f" This image is {w}x{h} pixels; the model was trained on tiles of about {tile} pixels and looks at the "
-            f"whole image shrunk to {config.input_size}x{config.input_size} as one tile. For a large field or a "
-            "slide, use the *Large image / slide* tab, which classifies it tile by tile."
-        )
 
     def _details(self, analysis: Analysis, config: ModelConfig, method: str | None) -> list[str]:
         prediction, details = analysis.prediction, []

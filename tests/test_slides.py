@@ -173,6 +173,21 @@ def test_outputs_and_the_geojson_qupath_reads(slides, field, tmp_path):
     assert json.loads(paths["summary"].read_text())["tiles"] == len(truth)
 
 
+def test_predict_warns_that_a_large_field_was_judged_as_one_shrunk_tile(tmp_path, capsys):
+    paths = [p for split in ("train", "test") for p in fixture_images("histopathology", split)]
+    tiles = [Image.open(p).convert("RGB") for p in paths if p.parent.name == "malignant"][:9]
+    field = Image.new("RGB", (3 * CELL, 3 * CELL))
+    for i, tile in enumerate(tiles):
+        field.paste(tile.resize((CELL, CELL)), ((i % 3) * CELL, (i // 3) * CELL))
+    field.save(tmp_path / "field.png")
+    tiles[0].save(tmp_path / "tile.png")
+    model = str(ROOT / "models" / "histopathology-cancer-cnn")
+    assert cli_main(["predict", str(tmp_path / "field.png"), str(tmp_path / "tile.png"), "--model", model]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("histopathology-cancer-cnn,") == 2  # both answered
+    assert "field.png: This image is 480x480 pixels" in err and "tile by tile" in err and "tile.png" not in err
+
+
 def test_the_command_and_a_corrupt_file(field, tmp_path, capsys):
     png, _, _ = field
     corrupt = tmp_path / "broken.svs"

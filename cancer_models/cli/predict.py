@@ -39,7 +39,11 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.images:
         try:  # one unreadable file does not stop the others
-            writer.writerow(answer(predictors, path, args.tta).row(str(path)))
+            answered = answer(predictors, path, args.tta)
+            writer.writerow(answered.row(str(path)))
+            note = answered.model and answered.large_image_note(predictors[answered.model].config)
+            if note:
+                print(f"warning: {path}: {note}", file=sys.stderr)
         except ImageError as e:
             writer.writerow({"file": str(path), "error": str(e)})
             failed += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..config import ModelConfig
 from ..data.images import ImageInput, load_image
 from .predict import Prediction, Predictor
 
@@ -84,6 +85,9 @@ def _choose(predictions: dict[str, Prediction]) -> Route:
     return Route(chosen, closest, unusualness, predictions)
 
 
+# An image this many times the model's training tile (its longer side) is a field, not a tile.
+LARGE_IMAGE_TILES = 2.5
+
 # The columns of one answer as a table row: the command line's CSV and the app's batch table.
 ROW_COLUMNS = ["file", "model", "decision", "p_malignant", "threshold", "prediction_set", "unusualness", "error"]
 
@@ -96,6 +100,29 @@ class Answer:
     closest: str  # the model that answered, or the least unusual one when all refused
     prediction: Prediction  # the answering (or closest) model's prediction, with test-time views when asked for
     route: Route | None = None  # how the model was chosen; None when there was only one to ask
+    size: tuple[int, int] | None = None  # the image's width and height as read
+
+    def large_image_note(self, config: ModelConfig) -> str | None:
+        """A sentence for an answered image far larger than the tiles the model (``config``) was trained on: it
+        was judged as one tile, shrunk; None otherwise.
+
+        Args:
+            config: the answering model's config.
+
+        Returns:
+            The note, or None.
+        """
+        tile = config.tile.size if config.tile else None
+        if self.size is None or not tile or max(self.size) < LARGE_IMAGE_TILES * tile:
+            return None
+        if self.prediction.refused_because is not None or not self.prediction.in_distribution:
+            return None
+        w, h = self.size
+        return (
+            f"This image is {w}x{h} pixels; the model was trained on tiles of about {tile} pixels and looks at the "
+            f"whole image shrunk to {config.input_size}x{config.input_size} as one tile. A large field or a slide is "
+            "classified tile by tile at the model's scale (cancer-models slides, or the app's Large image / slide tab)."
+        )
 
     @property
     def model_column(self) -> str:
@@ -141,9 +168,9 @@ def answer(predictors: Mapping[str, Predictor], image: ImageInput, tta: bool = F
     if len(predictors) == 1:
         ((name, predictor),) = predictors.items()
         prediction = predictor.predict(rgb, tta=tta)
-        return Answer(name if prediction.in_distribution else None, name, prediction)
+        return Answer(name if prediction.in_distribution else None, name, prediction, size=rgb.size)
     chosen = route(predictors, rgb)
     if chosen.model is None:
-        return Answer(None, chosen.closest, chosen.predictions[chosen.closest], chosen)
+        return Answer(None, chosen.closest, chosen.predictions[chosen.closest], chosen, rgb.size)
     prediction = predictors[chosen.model].predict(rgb, tta=True) if tta else chosen.predictions[chosen.model]
-    return Answer(chosen.model, chosen.model, prediction, chosen)
+    return Answer(chosen.model, chosen.model, prediction, chosen, rgb.size)
