@@ -109,3 +109,7 @@ def test_each_malignant_category_is_scored_against_each_benign_one():
         y = np.array([scored.targets[i] for i in index])
         p = np.array([scored.p_malignant[i] for i in index])
         assert m["auc"] == pytest.approx(rank_auc(y, p))
+    # A set labelled only by class (ISIC's benign / malignant) has no category to pair with another set's.
+    coarse = ["malignant" if s == "colon_aca" else s for s in subtypes]
+    pairs = subtype_pair_metrics(scored.targets, scored.p_malignant, model.config.threshold, scored.groups, coarse, 3)
+    assert not any(name.startswith("malignant vs") for name in pairs) and "lung_scc vs colon_n" in pairs

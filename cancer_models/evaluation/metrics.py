@@ -187,6 +187,7 @@ def _bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed) -> dict:
 
 # Fewer images of a category than this and its figure is reported as too few to say much.
 MIN_SUBTYPE_IMAGES = 20
+CLASS_NAMES = {"benign", "malignant"}
 
 
 def subtype_metrics(
@@ -238,7 +239,8 @@ def subtype_pair_metrics(
         Metrics by "<malignant category> vs <benign category>"; empty where no pair has enough images.
     """
     y, p, names = np.asarray(y_true, dtype=int), np.asarray(p_malignant), np.asarray(subtypes)
-    counts = {name: int((names == name).sum()) for name in set(subtypes) - {""}}
+    # A category named like a class (a set with no finer labels) is no category to pair.
+    counts = {name: int((names == name).sum()) for name in set(subtypes) - {""} if name.lower() not in CLASS_NAMES}
     big = [name for name, n in counts.items() if n >= at_least]
     malignant = sorted(n for n in big if y[names == n].mean() > 0.5)
     benign = sorted(n for n in big if y[names == n].mean() <= 0.5)
