@@ -28,9 +28,25 @@ explain() {  # NAME DATA... -- IMAGES MASKS [OPTION ...]
   cancer-models calibrate --model "runs/$name" --data "${data[@]}" --masks "$2" "$3" "${@:4}"
 }
 
+HISTOPATHOLOGY="--data $DATA/histopathology $DATA/histopathology_glas --task 'histopathology (LC25000 + GlaS)' --model cancer_cnn --input-size 128 --augment histopathology --epochs 15 --patience 5 --lr 2e-3 --weight-decay 0.05 --tile-size 160 --tile-mpp 1.25 --source-mpp histopathology=1.25 histopathology_glas=0.62"
+DERMOSCOPY="--data $DATA/dermoscopy $DATA/dermoscopy_multiclass --masks none $DATA/dermoscopy_multiclass_masks --mask-loss 1 --cam-layers stage3.1 --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 11 --patience 4 --lr 2e-3 --weight-decay 0.05 --license cc-by-nc-sa-4.0"
+
+# The leave-one-source-out table a shipped model's card shows: recorded once every such run exists.
+record_left_out() {  # MODEL RUN...
+  local model=$1; shift
+  for run in "$@"; do [ -f "runs/$run/config.json" ] || return 0; done
+  cancer-models sources "${@/#/runs/}" --record "runs/$model"
+}
+
 declare -A RECIPES=(
-  [histopathology-cancer-cnn]="--data $DATA/histopathology $DATA/histopathology_glas --task 'histopathology (LC25000 + GlaS)' --model cancer_cnn --input-size 128 --augment histopathology --epochs 15 --patience 5 --lr 2e-3 --weight-decay 0.05 --tile-size 160 --tile-mpp 1.25 --source-mpp histopathology=1.25 histopathology_glas=0.62"
-  [dermoscopy-cancer-cnn]="--data $DATA/dermoscopy $DATA/dermoscopy_multiclass --masks none $DATA/dermoscopy_multiclass_masks --mask-loss 1 --cam-layers stage3.1 --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 11 --patience 4 --lr 2e-3 --weight-decay 0.05 --folds 5 --license cc-by-nc-sa-4.0"
+  [histopathology-cancer-cnn]="$HISTOPATHOLOGY"
+  [dermoscopy-cancer-cnn]="$DERMOSCOPY --folds 5"
+  # Leave-one-source-out: the same recipe without one collection, scored on it (one model each, not an ensemble)
+  [histopathology-without-glas]="$HISTOPATHOLOGY --leave-out GlaS"
+  [histopathology-without-lc25000]="$HISTOPATHOLOGY --leave-out LC25000"
+  [dermoscopy-without-isic]="$DERMOSCOPY --leave-out ISIC"
+  [dermoscopy-without-vidir-modern]="$DERMOSCOPY --leave-out vidir_modern"
+  [dermoscopy-without-rosendahl]="$DERMOSCOPY --leave-out rosendahl"
   [ultrasound-cancer-cnn]="--data $DATA/ultrasound --masks $DATA/ultrasound_masks --mask-loss 3 --cam-layers stage3.1 --task ultrasound --model cancer_cnn --input-size 128 --augment ultrasound --epochs 50 --patience 10 --lr 1e-3 --weight-decay 0.05 --batch-size 32 --folds 5 --license cc-by-4.0"
   [mammography-cancer-cnn]="--data $DATA/mammography --task mammography --model cancer_cnn --input-size 256 --preprocessing mammogram --augment mammography --epochs 30 --patience 8 --lr 2e-3 --weight-decay 0.05 --batch-size 32 --threshold-rule sensitivity=0.9 --license other"
   [histopathology-resnet34]="--data $DATA/histopathology --task histopathology --model resnet34 --input-size 96 --augment histopathology --epochs 12 --patience 4 --lr 1e-3 --weight-decay 0.05"
@@ -39,8 +55,9 @@ declare -A RECIPES=(
 )
 
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(histopathology-cancer-cnn dermoscopy-cancer-cnn ultrasound-cancer-cnn mammography-cancer-cnn
-  histopathology-resnet34 dermoscopy-resnet34 ultrasound-resnet34)
+[ ${#names[@]} -eq 0 ] && names=(histopathology-without-glas histopathology-without-lc25000 dermoscopy-without-isic
+  dermoscopy-without-vidir-modern dermoscopy-without-rosendahl histopathology-cancer-cnn dermoscopy-cancer-cnn
+  ultrasound-cancer-cnn mammography-cancer-cnn histopathology-resnet34 dermoscopy-resnet34 ultrasound-resnet34)
 for name in "${names[@]}"; do
   [ -n "${RECIPES[$name]:-}" ] || { echo "unknown model $name; known: ${!RECIPES[*]}" >&2; exit 2; }
   # eval: a recipe may quote an option with spaces (--task 'histopathology (LC25000 + GlaS)')
@@ -54,11 +71,13 @@ for name in "${names[@]}"; do
     ultrasound-*) explain "$name" "$DATA/ultrasound" -- "$DATA/ultrasound" "$DATA/ultrasound_masks" ;;
     dermoscopy-cancer-cnn) explain "$name" "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" -- \
       "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" --refuse "$DATA/histopathology" "$DATA/ultrasound" \
-      "$DATA/mammography" ;;
+      "$DATA/mammography"
+      record_left_out "$name" dermoscopy-without-isic dermoscopy-without-vidir-modern dermoscopy-without-rosendahl ;;
     # LC25000 and GlaS tiles at one scale, 160 px at 1.25 um per pixel (scripts/lc25000_scale.py), recorded at training
     histopathology-cancer-cnn) cancer-models calibrate --model "runs/$name" --data "$DATA/histopathology" \
       "$DATA/histopathology_glas" --refuse "$DATA/dermoscopy" "$DATA/dermoscopy_multiclass" "$DATA/ultrasound" \
-      "$DATA/mammography" ;;
+      "$DATA/mammography"
+      record_left_out "$name" histopathology-without-glas histopathology-without-lc25000 ;;
     # trained on the ISIC set alone: its rejection and prediction sets are refitted on that alone
     dermoscopy-resnet34) explain "$name" "$DATA/dermoscopy" -- "$DATA/dermoscopy_multiclass" "$DATA/dermoscopy_multiclass_masks" ;;
   esac
