@@ -176,13 +176,20 @@ def choose_cam(
 
 
 def images_with_masks(images: Path, masks: Path | None, split: str) -> tuple[list[Path], list[Path] | None]:
-    """The image files of ``split`` of the folder ``images`` and their masks' paths under ``masks`` (None: no
-    mask files, the breast of each mammogram is the region)."""
+    """The image files of ``split`` of the folder ``images`` that have a mask file under ``masks``, and those
+    masks (an image set may hold masks for some of its images only); ``masks`` None: every image, the breast of
+    each mammogram being the region."""
     raw = load_raw(str(images))
     if split not in raw:
         raise DataError(f"{images} has no {split} split (found {sorted(raw)})")
     paths = [Path(item["path"]) for item in raw[split].cast_column("image", ImageFeature(decode=False))["image"]]
-    return paths, None if masks is None else [mask_path(p, images, masks) for p in paths]
+    if masks is None:
+        return paths, None
+    pairs = [(p, mask_path(p, images, masks)) for p in paths]
+    kept = [(p, m) for p, m in pairs if m.is_file()]
+    if not kept:
+        raise DataError(f"no image of the {split} split of {images} has a mask file in {masks}")
+    return [p for p, _ in kept], [m for _, m in kept]
 
 
 def fit_default_cam(model: CancerModel, images: Path, masks: Path | None) -> dict[str, Any]:
