@@ -2,7 +2,7 @@
 
     python scripts/export_model.py runs/histopathology-cancer-cnn
 
-Copies config.json, model.safetensors, metrics, history and plots, and renders the model card afresh from
+Copies config.json, the weights and the rejection detector, evaluations, metrics, history and plots, and renders the model card afresh from
 the config; never checkpoints or logs. Refuses a folder that does not load. A model over the 15 MB budget
 per shipped model goes to model_cards/NAME instead, without its weights: the card and metrics are kept in
 the repo, the weights are published from the run folder with `cancer-models push`.
@@ -16,8 +16,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cancer_models import load_pretrained
+from cancer_models.reporting.model_card import build_model_card
 
-SHIPPED = ["config.json", "model.safetensors", "ood.safetensors", "README.md", "metrics.json", "history.csv", "plots"]
+SHIPPED = [
+    "config.json",
+    "model.safetensors",
+    "ood.safetensors",
+    "evaluations.json",
+    "README.md",
+    "metrics.json",
+    "history.csv",
+    "plots",
+]
 MAX_BYTES = 15_000_000
 
 
@@ -37,7 +47,7 @@ def main() -> None:
             shutil.copytree(src, dest / name)
         elif src.is_file():
             shutil.copy2(src, dest / name)
-    model.generate_model_card().save(dest / "README.md")  # the card as this version renders it
+    build_model_card(model.config, model.card_metadata()).save(dest / "README.md")  # as this version renders it
     print(f"exported {args.run} -> {dest} ({_size(dest) / 1e6:.1f} MB)")
 
 
