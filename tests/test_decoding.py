@@ -13,6 +13,8 @@ from cancer_models.data.decoding import ArrowImages, decode_split
 from cancer_models.data.image_sets import load_splits
 from cancer_models.data.spec import DataSpec
 from cancer_models.errors import DataError
+from cancer_models.inference.predict import Predictor
+from cancer_models.models import create_model
 
 HISTO = str(FIXTURES / "histopathology")
 
@@ -36,9 +38,24 @@ def test_images_read_from_disk_are_the_images_decoded_into_memory(tmp_path):
     assert isinstance(on_disk.images, ArrowImages) and not on_disk.in_memory and len(on_disk.images) == 12
     assert torch.equal(on_disk.images[[5, 0, 11]], in_memory.images[[5, 0, 11]])  # in the order asked
     assert torch.equal(on_disk.images[2:7], in_memory.images[2:7]) and on_disk.images[3].shape == (3, 64, 64)
-    assert torch.equal(on_disk.subset([4, 1]).images, in_memory.images[[4, 1]])
+    sample = on_disk.subset([4, 1])  # a sample of a disk-backed split stays on disk
+    assert not sample.in_memory and torch.equal(sample.images[:], in_memory.images[[4, 1]])
+    assert torch.equal(sample.images[[1]], in_memory.images[[1]]) and sample.groups == [
+        on_disk.groups[i] for i in (4, 1)
+    ]
     assert on_disk.images[[]].shape == (0, 3, 64, 64)
     assert decode_split(train_split(tmp_path), 64, in_memory=None).in_memory  # small: chosen for RAM
+
+
+def test_test_time_views_of_a_split_read_from_disk_match_those_in_memory(tmp_path):
+    """The Predictor takes a disk-backed split's images a batch at a time, views included."""
+    in_memory = decode_split(train_split(tmp_path), 64, in_memory=True)
+    on_disk = decode_split(train_split(tmp_path), 64, in_memory=False)
+    torch.manual_seed(0)
+    predictor = Predictor(create_model("cancer_cnn", input_size=64), batch_size=5)  # batches cut the split
+    from_disk = predictor.probabilities(on_disk.subset([3, 0, 9, 7, 1, 11]).images, tta=True)
+    assert torch.allclose(from_disk, predictor.probabilities(in_memory.images[[3, 0, 9, 7, 1, 11]], tta=True))
+    assert not torch.allclose(from_disk, predictor.probabilities(in_memory.images[[3, 0, 9, 7, 1, 11]], tta=False))
 
 
 def test_parallel_decoding_gives_the_same_pixels(tmp_path, monkeypatch):

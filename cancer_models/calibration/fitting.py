@@ -103,13 +103,14 @@ def split_outputs(model: CancerModel, split: DecodedSplit, batch_size: int = 64,
     features its forward passes went through and the images' statistics."""
     predictor = Predictor(model, batch_size=batch_size)
     probs, features, sizes = _forward(predictor, split.images)
-    chunks = [split.images[i : i + 256] for i in range(0, len(split), 256)]  # tensors, also from a disk cache
+    # 256 images at a time: a split read from the disk cache is never loaded whole
+    statistics = torch.cat([image_statistics(split.images[i : i + 256]) for i in range(0, len(split), 256)])
     return SplitOutputs(
         probs.numpy(),
         features,
-        torch.cat([image_statistics(chunk) for chunk in chunks]),
+        statistics,
         split.targets.numpy(),
-        torch.cat([predictor.probabilities(chunk, tta=True) for chunk in chunks]).numpy() if tta else None,
+        predictor.probabilities(split.images, tta=True).numpy() if tta else None,
         sizes,
         list(split.collections),
     )

@@ -41,6 +41,10 @@ class ArrowImages:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def select(self, indices: Sequence[int]) -> ArrowImages:
+        """The rows at ``indices``, in that order, still read from the cache on demand."""
+        return ArrowImages(self._ds.select(indices), self.column)
+
     def __getitem__(self, index: int | slice | Sequence[int] | torch.Tensor) -> torch.Tensor:
         if isinstance(index, int):
             return self[[index]][0]
@@ -80,15 +84,21 @@ class DecodedSplit:
         return isinstance(self.images, torch.Tensor)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> DecodedSplit:
-        """The images at ``indices``, in that order, in RAM."""
+        """The images at ``indices``, in that order, kept where this split keeps them (in RAM, or read from the
+        memory-mapped cache: a sample of a large set is not loaded whole)."""
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        rows = index.tolist()
+
+        def take(column: torch.Tensor | ArrowImages | None) -> torch.Tensor | ArrowImages | None:
+            return column.select(rows) if isinstance(column, ArrowImages) else None if column is None else column[index]
+
         return DecodedSplit(
-            self.images[index],
+            take(self.images),
             self.targets[index],
-            [self.groups[i] for i in index.tolist()],
-            [self.subtypes[i] for i in index.tolist()] if self.subtypes else [],
-            None if self.masks is None else self.masks[index],
-            collections=[self.collections[i] for i in index.tolist()] if self.collections else [],
+            [self.groups[i] for i in rows],
+            [self.subtypes[i] for i in rows] if self.subtypes else [],
+            take(self.masks),
+            collections=[self.collections[i] for i in rows] if self.collections else [],
         )
 
     def class_counts(self) -> list[int]:

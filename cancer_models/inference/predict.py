@@ -159,12 +159,14 @@ class Predictor:
             unusualness (N,; the largest of its scores as a multiple of its limit: above 1 is refused), else None.
         """
         tta = self.tta if tta is None else tta
-        views = tta_views(batch, self.config.tta_views) if tta else [batch]
         detector = self.model.ood_detector
         probs, scores = [], []
         with self._lock, tap_features(self.model.ood_layers() if detector else []) as features:
             for start in range(0, len(batch), self.batch_size):
-                chunk = torch.cat([v[start : start + self.batch_size] for v in views]).to(self.device)
+                # A batch at a time, views included: a split read from the disk cache is never in memory whole.
+                part = batch[start : start + self.batch_size]
+                views = tta_views(part, self.config.tta_views) if tta else [part]
+                chunk = torch.cat(views).to(self.device)
                 x = model_input(chunk, self.config)
                 logits = self.model(x) / self.config.temperature
                 probs.append(logits.float().softmax(dim=1).view(len(views), -1, logits.shape[1]).mean(dim=0).cpu())
