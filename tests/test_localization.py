@@ -48,4 +48,4 @@ def test_images_without_a_mask_file_are_counted_and_no_mask_at_all_is_a_clear_er
     empty = tmp_path / "no-masks"
     empty.mkdir()
     assert cli_main(["evaluate", *args, "--masks", str(empty)]) == 2
-    assert "none of the 4 scored images has a mask file" in capsys.readouterr().err
+    assert "none of the 4 images of the scored split has a mask file" in capsys.readouterr().err

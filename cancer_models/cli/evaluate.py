@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 from ..data.spec import parse_label_map
-from ..errors import DataError
 
 HELP = "score a model on a labelled image set, with intervals"
 
@@ -103,16 +102,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _explanations(args: argparse.Namespace, predictor, paths: list[str]) -> dict:
     """How often the maps point at the lesion (or the breast), on the scored images that have a mask file."""
-    from ..data.image_sets import mask_path
+    from ..data.image_sets import with_mask_files
     from ..evaluation.localization import explanation_quality
 
     methods = args.cam_methods.split(",")
     if args.masks == "breast":
         return explanation_quality(predictor, [Path(p) for p in paths], None, methods)
-    pairs = [(Path(p), mask_path(p, args.data, args.masks)) for p in paths]
-    with_masks = [(image, mask) for image, mask in pairs if mask.is_file()]
-    if not with_masks:
-        raise DataError(f"none of the {len(paths)} scored images has a mask file in {args.masks}")
-    images, masks = zip(*with_masks, strict=True)
-    report = explanation_quality(predictor, list(images), list(masks), methods)
-    return {**report, "without_mask_file": len(pairs) - len(with_masks)}
+    images, masks = with_mask_files(paths, args.data, args.masks, "the scored split")
+    report = explanation_quality(predictor, images, masks, methods)
+    return {**report, "without_mask_file": len(paths) - len(images)}

@@ -231,6 +231,31 @@ def mask_path(image: str | Path, source: str | Path, mask_dir: str | Path) -> Pa
     return Path(mask_dir).expanduser() / relative.with_suffix(".png")
 
 
+def with_mask_files(
+    images: Sequence[str | Path], source: str | Path, mask_dir: str | Path, where: str
+) -> tuple[list[Path], list[Path]]:
+    """The images that have a lesion mask file (``mask_path``), and those masks: an image set may hold masks for
+    some of its images only (HAM10000's added images have none).
+
+    Args:
+        images: image files under ``source``.
+        source: the image folder the masks mirror.
+        mask_dir: the mask folder.
+        where: what ``images`` are, for the error.
+
+    Returns:
+        The images with a mask file, in order, and their masks.
+
+    Raises:
+        DataError: no image has a mask file.
+    """
+    pairs = [(Path(image), mask_path(image, source, mask_dir)) for image in images]
+    kept = [(image, mask) for image, mask in pairs if mask.is_file()]
+    if not kept:
+        raise DataError(f"none of the {len(pairs)} images of {where} has a mask file in {mask_dir}")
+    return [image for image, _ in kept], [mask for _, mask in kept]
+
+
 def mask_paths(ds: Dataset, source: str, mask_dir: str) -> list[str]:
     """Each image's lesion mask (``mask_path``), or "" where there is none."""
     if not Path(mask_dir).expanduser().is_dir():

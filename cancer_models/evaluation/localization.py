@@ -17,7 +17,7 @@ import numpy as np
 from datasets import Image as ImageFeature
 from PIL import Image
 
-from ..data.image_sets import load_raw, mask_path
+from ..data.image_sets import load_raw, with_mask_files
 from ..data.mammography import breast_mask
 from ..errors import DataError
 from ..inference.predict import Predictor
@@ -185,11 +185,7 @@ def images_with_masks(images: Path, masks: Path | None, split: str) -> tuple[lis
     paths = [Path(item["path"]) for item in raw[split].cast_column("image", ImageFeature(decode=False))["image"]]
     if masks is None:
         return paths, None
-    pairs = [(p, mask_path(p, images, masks)) for p in paths]
-    kept = [(p, m) for p, m in pairs if m.is_file()]
-    if not kept:
-        raise DataError(f"no image of the {split} split of {images} has a mask file in {masks}")
-    return [p for p, _ in kept], [m for _, m in kept]
+    return with_mask_files(paths, images, masks, f"the {split} split of {images}")
 
 
 def fit_default_cam(model: CancerModel, images: Path, masks: Path | None) -> dict[str, Any]:
