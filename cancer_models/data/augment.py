@@ -231,6 +231,14 @@ AUGMENTATIONS = {
         HEDJitter(sigma=0.1, bias=0.05, p=0.8),
         GaussianBlur(),
     ],
+    # Another lab's stain: each stain's density scaled by up to 25% and shifted, and hue and saturation turned
+    # further (Tellez et al., 2019: strong HED and HSV augmentation generalise best across centres).
+    "histopathology_strong_stain": lambda: [
+        RandomGeometry(scale=(0.5, 2.5), p=0.8),
+        ColorJitter(0.2, 0.2, 0.3, 0.08, p=0.8),
+        HEDJitter(sigma=0.25, bias=0.15, p=0.9),
+        GaussianBlur(),
+    ],
     "dermoscopy": lambda: [RandomGeometry(), ColorJitter(0.2, 0.2, 0.15, 0.03, p=0.8)],
     # Crops that move the lesion by up to a fifth of the image and zoom 0.7-1.4x, so that neither its position
     # nor its size in the frame (which differ between clinics' cameras) carries the label.

@@ -22,6 +22,7 @@ AUGMENTATION_PRESETS = (
     "none",
     "default",
     "histopathology",
+    "histopathology_strong_stain",
     "dermoscopy",
     "dermoscopy_moving",
     "ultrasound",
