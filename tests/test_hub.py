@@ -47,6 +47,8 @@ def test_the_model_alone_saves_weights_and_config_and_never_publishes_without_it
         model.push_to_hub("someone/model")
     with pytest.raises(CheckpointError, match="cancer-models push"):
         model.save_pretrained(tmp_path, push_to_hub=True)
+    with pytest.raises(CheckpointError, match="build_model_card"):  # the mixin's generic card has no figures
+        model.generate_model_card()
 
 
 def test_a_model_built_directly_has_a_config_and_saves(tmp_path):

@@ -95,6 +95,15 @@ class HubMixin(
             "it carries the model card and the rejection detector, which the model object alone does not"
         )
 
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """Refused: the mixin's generic card would carry none of the model's figures, limits or research-use
+        warning. A folder's card is ``reporting.model_card.build_model_card``'s, which ``save_model_folder``
+        writes."""
+        raise CheckpointError(
+            "a model's card comes from cancer_models.reporting.model_card.build_model_card (written with the "
+            "folder by cancer_models.reporting.model_folder.save_model_folder), not from the Hub mixin"
+        )
+
     def card_metadata(self) -> ModelCardData:
         """The Hub metadata every card of this class carries (library, pipeline, tags), for the card writer."""
         return self._hub_mixin_info.model_card_data
