@@ -49,3 +49,17 @@ def test_images_without_a_mask_file_are_counted_and_no_mask_at_all_is_a_clear_er
     empty.mkdir()
     assert cli_main(["evaluate", *args, "--masks", str(empty)]) == 2
     assert "none of the 4 images of the scored split has a mask file" in capsys.readouterr().err
+
+
+def test_a_model_trained_with_a_mask_loss_keeps_its_layers_and_only_the_method_is_chosen(small_cnn):
+    from cancer_models.evaluation.localization import CANDIDATE_METHODS, choose_cam, images_with_masks
+
+    small_cnn.config.training.settings.update(mask_loss=1.0, cam_layers=["stage3.1"])  # as train.py records them
+    small_cnn.config.cam_layers = ["stage3.1"]
+    images, masks = images_with_masks(ULTRASOUND, MASKS, "validation")
+    rows = choose_cam(small_cnn, images, masks)
+    assert [r["layers"] for r in rows] == [["stage3.1"]] * len(CANDIDATE_METHODS)
+    assert {r["method"] for r in rows} == set(CANDIDATE_METHODS) and small_cnn.config.cam_layers == ["stage3.1"]
+    small_cnn.config.training.settings["mask_loss"] = 0.0  # without one, every candidate layer is measured
+    rows = choose_cam(small_cnn, images, masks, methods=("gradcam",))
+    assert len(rows) == len(small_cnn.cam_layer_candidates()) > 1

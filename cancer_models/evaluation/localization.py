@@ -150,14 +150,18 @@ def choose_cam(
     methods: Sequence[str] = CANDIDATE_METHODS,
 ) -> list[dict[str, Any]]:
     """Set ``model.config``'s ``cam_layers`` and ``cam_method`` to the candidate pair whose map peaks inside the
-    lesion most often on these images (ties: more heat inside it); returns every pair's scores, best first.
+    lesion most often on these images (ties: more heat inside it); returns every pair's scores, best first. A
+    model trained with a mask loss keeps its layers, and only the method is chosen.
     Against the breast (``masks`` None) the share of heat comes first: nearly every map peaks somewhere in a
     breast that fills most of the image, and what matters is how little heat falls outside it.
 
     Choose on validation images and report on test images: the choice is fitted to the images it is made on.
     """
     rows = []
-    for layers in model.cam_layer_candidates():
+    # A mask loss trained the maps of the config's layers to point at the lesion (and calibration never moves a
+    # mask-trained model off them): the choice is among methods only, a sixth of the work.
+    trained = model.config.training.settings.get("mask_loss") and model.config.cam_layers
+    for layers in [model.config.cam_layers] if trained else model.cam_layer_candidates():
         model.config.cam_layers = layers
         report = explanation_quality(Predictor(model), images, masks, methods)
         for method in methods:
