@@ -155,7 +155,9 @@ class MemorySampler(threading.Thread):
                 totals["pss_gb"] += rollup["Pss"] / 2**20
             for key, value in totals.items():
                 self.peak[key] = max(self.peak[key], round(value, 3))
-            self.peak["largest_process_anonymous_gb"] = max(self.peak["largest_process_anonymous_gb"], round(largest, 3))
+            self.peak["largest_process_anonymous_gb"] = max(
+                self.peak["largest_process_anonymous_gb"], round(largest, 3)
+            )
             self.peak["processes"] = max(self.peak["processes"], python)
             self.done.wait(0.5)
 
