@@ -90,7 +90,9 @@ class DecodedSplit:
         rows = index.tolist()
 
         def take(column: torch.Tensor | ArrowImages | None) -> torch.Tensor | ArrowImages | None:
-            return column.select(rows) if isinstance(column, ArrowImages) else None if column is None else column[index]
+            if column is None:
+                return None
+            return column.select(rows) if isinstance(column, ArrowImages) else column[index]
 
         return DecodedSplit(
             take(self.images),

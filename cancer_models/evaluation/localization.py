@@ -160,8 +160,9 @@ def choose_cam(
     rows = []
     # A mask loss trained the maps of the config's layers to point at the lesion (and calibration never moves a
     # mask-trained model off them): the choice is among methods only, a sixth of the work.
-    trained = model.config.training.settings.get("mask_loss") and model.config.cam_layers
-    for layers in [model.config.cam_layers] if trained else model.cam_layer_candidates():
+    mask_trained = bool(model.config.training.settings.get("mask_loss") and model.config.cam_layers)
+    candidates = [model.config.cam_layers] if mask_trained else model.cam_layer_candidates()
+    for layers in candidates:
         model.config.cam_layers = layers
         report = explanation_quality(Predictor(model), images, masks, methods)
         for method in methods:
