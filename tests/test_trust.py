@@ -18,7 +18,14 @@ from cancer_models.evaluation.localization import CANDIDATE_METHODS
 from cancer_models.models.preprocessing import normalize
 from cancer_models.reporting.model_folder import save_model_folder
 from cancer_models.settings import TrustSettings
-from cancer_models.trust.conformal import ALPHAS, choose_alpha, coverage, prediction_set, set_membership
+from cancer_models.trust.conformal import (
+    ALPHAS,
+    choose_alpha,
+    conformal_quantile,
+    coverage,
+    prediction_set,
+    set_membership,
+)
 from cancer_models.trust.features import image_statistics
 from cancer_models.trust.floors import colour_ratio, fit_colour_floor, texture_ratio
 
@@ -74,6 +81,28 @@ def test_sets_cover_one_minus_alpha_and_never_contradict_the_probability():
     assert prediction_set([0.5, 0.5], ("benign", "malignant"), 0.5, 0.6) == ("benign", "malignant")
     # The threshold decides malignant although benign is more probable: both stay plausible.
     assert prediction_set([0.7, 0.3], ("benign", "malignant"), 0.1, 0.01) == ("benign", "malignant")
+
+
+def test_sets_hold_on_each_collection_not_only_on_the_mix():
+    """A large easy collection and a smaller hard one: one quantile over the mix falls short on the hard one."""
+    rng = np.random.default_rng(2)
+    names = np.array(["easy"] * 3000 + ["hard"] * 600)
+    spread = np.where(names == "easy", 4.0, 1.0)  # the hard collection's probabilities sit nearer 0.5
+    p_malignant = 1 / (1 + np.exp(-rng.normal(0, 1, 3600) * spread))
+    targets = (rng.random(3600) < p_malignant).astype(int)
+    probs = np.stack([1 - p_malignant, p_malignant], axis=1)
+    calibration, test = np.arange(0, 3600, 2), np.arange(1, 3600, 2)
+    p_true = probs[calibration, targets[calibration]]
+    pooled = conformal_quantile(p_true, 0.1)
+    per_collection = conformal_quantile(p_true, 0.1, names[calibration].tolist())
+    hard = test[names[test] == "hard"]
+    assert coverage(probs[hard], targets[hard], 0.5, pooled)["coverage"] < 0.85
+    assert per_collection > pooled
+    for name in ("easy", "hard"):
+        part = test[names[test] == name]
+        assert coverage(probs[part], targets[part], 0.5, per_collection)["coverage"] >= 0.88, name
+    # a collection too small for the level counts in the mix alone (no quantile of 1: both classes everywhere)
+    assert conformal_quantile(p_true, 0.02, ["x"] * (len(p_true) - 10) + ["tiny"] * 10) < 1
 
 
 def test_an_accurate_model_gets_a_higher_level_not_empty_sets():

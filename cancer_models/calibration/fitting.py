@@ -124,16 +124,18 @@ def unusualness(model: CancerModel, outputs: SplitOutputs) -> np.ndarray:
 
 def fit_sets(model: CancerModel, outputs: SplitOutputs, accepted: np.ndarray, alpha: float | None) -> None:
     """Prediction sets (``conformal.py``) on the accepted calibration images, at ``alpha`` or at the level
-    chosen for the model, with and without test-time views."""
+    chosen for the model, with and without test-time views, calibrated to hold on each collection (clinic, lab)
+    of those images large enough for the level."""
     probs, targets, threshold = outputs.probabilities[accepted], outputs.targets[accepted], model.config.threshold
+    collections = np.asarray(outputs.collections)[accepted].tolist() if outputs.collections else []
     if alpha is None:
-        alpha, qhat = choose_alpha(probs, targets, threshold)
+        alpha, qhat = choose_alpha(probs, targets, threshold, collections)
     else:
-        qhat = conformal_quantile(probs[np.arange(len(targets)), targets], alpha)
+        qhat = conformal_quantile(probs[np.arange(len(targets)), targets], alpha, collections)
     qhat_tta = None
     if outputs.tta_probabilities is not None:
         tta = outputs.tta_probabilities[accepted]
-        qhat_tta = conformal_quantile(tta[np.arange(len(targets)), targets], alpha)
+        qhat_tta = conformal_quantile(tta[np.arange(len(targets)), targets], alpha, collections)
     model.config.conformal = ConformalSettings(alpha, qhat, qhat_tta)
 
 
