@@ -215,3 +215,16 @@ def test_calibrate_refuses_image_sets_for_an_ensemble_and_takes_its_test_figures
     test = model.config.training.trust["test"]
     assert (test["n"], test["rejected"]) == (6, 1.0) and "coverage" not in test
     assert all(part["rejected"] == 1.0 for part in test["per_collection"].values())
+
+
+def test_calibrate_refuses_an_ensemble_whose_data_has_grown_since_training(cross_validated, tmp_path, capsys):
+    # Images added to train + validation since would fall in folds whose members trained on them.
+    data = tmp_path / "grown"
+    shutil.copytree(FIXTURES / "histopathology", data)
+    shutil.copy(data / "train" / "benign" / "colonn270.jpg", data / "train" / "benign" / "added.jpg")
+    with open(data / "train" / "metadata.csv", "a") as metadata:
+        metadata.write("benign/added.jpg,benign,added:1,colon_n,LC25000 colon (Borkowski et al. 2019)\n")
+    config_before = (cross_validated / "config.json").read_text()
+    assert cli_main(["calibrate", "--model", str(cross_validated), "--data", str(data)]) == 2
+    assert "cannot be calibrated out of fold on this data" in capsys.readouterr().err
+    assert (cross_validated / "config.json").read_text() == config_before

@@ -34,6 +34,7 @@ from datasets import concatenate_datasets
 from ..data.decoding import DecodedSplit, decode_split
 from ..data.image_sets import fold_indices, load_raw, load_splits, pooled_for_folds, standardise
 from ..data.spec import DataSpec, recorded_data_spec
+from ..errors import DataError
 from ..evaluation.localization import fit_default_cam
 from ..inference.predict import Predictor
 from ..inference.pretrained import load_pretrained
@@ -340,6 +341,19 @@ def training_seed(model: CancerModel) -> int:
     return int(model.config.training.settings.get("seed", 0))
 
 
+def check_same_images(model: CancerModel, counts: list[int]) -> None:
+    """Raise a DataError unless train + validation hold as many images of each class as the ensemble's members
+    were trained on: images added to the data since would fall in folds their members trained on, and the
+    "out-of-fold" predictions the trust is fitted on would not be."""
+    recorded = (model.config.training.class_counts or {}).get("train + validation")
+    if recorded is not None and list(recorded) != counts:
+        raise DataError(
+            f"the data's train and validation splits hold {counts[0]} benign and {counts[1]} malignant images, "
+            f"the ensemble was trained on {recorded[0]} and {recorded[1]}: its folds cannot be rebuilt, so it "
+            "cannot be calibrated out of fold on this data; calibrate it on the data it was trained on, or retrain"
+        )
+
+
 def calibrate_folder(
     folder: Path,
     data: list[str],
@@ -374,7 +388,9 @@ def calibrate_folder(
     splits = load_splits(recorded_data_spec(model.config.training, data, {}))
     if model.config.training.cross_validation:
         # A cross-validated ensemble trained on these validation images: its trust is fitted out of fold.
-        pooled = decode_split(pooled_for_folds(splits), size, preprocessing=prep)
+        pooled = pooled_for_folds(splits)
+        check_same_images(model, np.bincount(pooled["target"], minlength=2).tolist())
+        pooled = decode_split(pooled, size, preprocessing=prep)
         report = fit_ensemble_trust(model, pooled, training_seed(model), acceptance, alpha, to_refuse)
         test = decode_split(splits["test"], size, preprocessing=prep)
         report["test"] = trust_report(model, split_outputs(model, test, tta=True))
