@@ -10,6 +10,7 @@ from conftest import FIXTURES
 from cancer_models import load_pretrained
 from cancer_models.cli import main as cli_main
 from cancer_models.evaluation.compare import paired_auc_difference
+from cancer_models.evaluation.evaluate import evaluate
 from cancer_models.evaluation.metrics import rank_auc
 from cancer_models.reporting.model_folder import save_model_folder
 
@@ -40,6 +41,15 @@ def test_compare_cli_scores_every_model_on_the_same_images(tmp_path, capsys, sma
     first, _, again = report["models"]
     assert again["auc_vs_first"]["difference"] == 0 and again["auc"] == first["auc"]
     assert "| model | AUC | sensitivity |" in captured.err
+    # the same within each lab or clinic of the images: LC25000's colon and lung tiles, 3 each
+    per_collection = report["per_collection"]
+    assert sorted(per_collection) == ["LC25000 colon (Borkowski et al. 2019)", "LC25000 lung (Borkowski et al. 2019)"]
+    evaluated = evaluate(small_cnn, str(FIXTURES / "histopathology"), "test").metrics["per_collection"]
+    for name, part in per_collection.items():
+        first, small, again = part["models"]
+        assert part["n"] == 3 and small["auc"] == pytest.approx(evaluated[name]["auc"])
+        assert again["auc_vs_first"]["difference"] == 0 and "auc_vs_first" not in first
+    assert "| LC25000 lung (Borkowski et al. 2019) | 3 |" in captured.err
     assert (tmp_path / "out" / "comparison.md").read_text().startswith("Data: ")
     assert cli_main(["compare", "--data", str(FIXTURES / "histopathology"), "--models", shipped]) == 2
     assert "at least two models" in capsys.readouterr().err
@@ -47,7 +57,6 @@ def test_compare_cli_scores_every_model_on_the_same_images(tmp_path, capsys, sma
 
 def test_compare_scores_several_image_sets_together(small_cnn, tmp_path):
     from cancer_models.evaluation.compare import compare
-    from cancer_models.evaluation.evaluate import evaluate
 
     save_model_folder(small_cnn, tmp_path / "small")
     shipped = str(ROOT / "models" / "histopathology-cancer-cnn")

@@ -68,7 +68,8 @@ def compare(
 
     Returns:
         The data, split and image count, and per model its AUC, sensitivity and specificity with intervals and
-        its paired (group bootstrap) AUC difference to the first.
+        its paired (group bootstrap) AUC difference to the first; the same per collection where the images
+        hold several (``collection_comparison``).
 
     Raises:
         ConfigError: fewer than two models, or names that do not match them.
@@ -108,13 +109,52 @@ def compare(
                 f"({rows[0]['split_note']} vs {row['split_note']}); compare them on a folder with its own test split"
             )
         row["auc_vs_first"] = paired_auc_difference(first.targets, first.p_malignant, raw.p_malignant, raw.groups)
-    return {
+    report = {
         "data": " + ".join(display_name(str(s)) for s in sources),
         "split": rows[0]["split"],
         "n": rows[0]["n"],
         "tta": tta,
         "models": rows,
     }
+    per_collection = collection_comparison(rows, scores)
+    if per_collection:
+        report["per_collection"] = per_collection
+    return report
+
+
+def collection_comparison(rows: list[dict[str, Any]], scores: list[ScoredImages]) -> dict[str, Any]:
+    """The comparison again within each collection (clinic, lab) of the images, where they hold two or more:
+    a model can win on the mix and lose on one lab. Each model's AUC, sensitivity and specificity at its own
+    threshold, with group-bootstrap intervals, and each after the first its paired AUC difference to the first.
+
+    Args:
+        rows: ``compare``'s rows, one per model (their names and thresholds).
+        scores: what each model said about the same images, in one order.
+
+    Returns:
+        ``{collection: {"n": images, "models": [row, ...]}}``; empty for fewer than two named collections, and
+        without the collections holding one class only (no AUC).
+    """
+    names = np.asarray(scores[0].collections)
+    targets, groups = np.asarray(scores[0].targets), np.asarray(scores[0].groups)
+    if len(set(scores[0].collections) - {""}) < 2:
+        return {}
+    report = {}
+    for collection in sorted(set(scores[0].collections) - {""}):
+        index = np.flatnonzero(names == collection)
+        if len(set(targets[index])) < 2:
+            continue
+        parts = []
+        for row, scored in zip(rows, scores, strict=True):
+            p = np.asarray(scored.p_malignant)[index]
+            metrics = binary_metrics(targets[index], p, row["threshold"], groups[index].tolist())
+            part = {"model": row["model"], **{k: metrics[k] for k in _COLUMNS}}
+            if parts:
+                first = np.asarray(scores[0].p_malignant)[index]
+                part["auc_vs_first"] = paired_auc_difference(targets[index], first, p, groups[index])
+            parts.append(part)
+        report[collection] = {"n": len(index), "models": parts}
+    return report
 
 
 _COLUMNS = ("auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "specificity_ci", "threshold")

@@ -8,7 +8,7 @@ malignant/ folders, or a Hub dataset id.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,7 @@ def evaluate(
         unusualness=None if unusualness is None else unusualness.tolist(),
         groups=list(decoded.groups),
         paths=paths,
+        collections=list(decoded.collections),
     )
     return Evaluation(metrics, chosen.name, chosen.note, chosen.trained_on, tta, images)
 
@@ -102,6 +103,7 @@ class ScoredImages:
     unusualness: list[float] | None  # the rejection check's multiple of its limit (above 1: refused); None without one
     groups: list[str]
     paths: list[str]
+    collections: list[str] = field(default_factory=list)  # each image's collection (clinic, lab), "" for none
 
     @classmethod
     def pooled(cls, parts: list[ScoredImages]) -> ScoredImages:
@@ -113,6 +115,7 @@ class ScoredImages:
             unusualness=unusual,
             groups=[f"{i}/{g}" for i, p in enumerate(parts) for g in p.groups],
             paths=[path for p in parts for path in p.paths],
+            collections=[c for p in parts for c in (p.collections or [""] * len(p.targets))],
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -148,7 +148,8 @@ def out_of_fold_maps(maps: dict[str, Any]) -> str:
 
 
 def comparison_table(report: dict[str, Any]) -> str:
-    """``compare``'s report as markdown: each model's metrics with intervals and its paired AUC difference."""
+    """``compare``'s report as markdown: each model's metrics with intervals and its paired AUC difference, then
+    the same per collection where the images hold several."""
 
     trained_on = [row["model"] for row in report["models"] if row.get("includes_training_images")]
     warning = [f"WARNING: includes images that {', '.join(trained_on)} trained on.", ""] if trained_on else []
@@ -163,17 +164,29 @@ def comparison_table(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row in report["models"]:
-        versus = row.get("auc_vs_first")
-        difference, p_value = "", ""
-        if versus:
-            difference = f"{versus['difference']:+.3f} [{versus['ci'][0]:+.3f}, {versus['ci'][1]:+.3f}]"
-            p_value = f"{versus['p_value']:.3f}"
-        lines.append(
-            f"| {row['model']} | {_with_interval(row['auc'], row['auc_ci'])} | "
-            f"{_with_interval(row['sensitivity'], row['sensitivity_ci'])} | "
-            f"{_with_interval(row['specificity'], row['specificity_ci'])} | {row['threshold']:.3f} | {difference} | {p_value} |"
-        )
+        lines.append(f"| {row['model']} | {_scores(row)} | {row['threshold']:.3f} | {_versus_first(row)} |")
+    if report.get("per_collection"):
+        lines += ["", "Per collection:", ""]
+        lines += ["| collection | images | model | AUC | sensitivity | specificity | AUC - first model | p |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
+        for name, part in report["per_collection"].items():
+            for row in part["models"]:
+                lines.append(f"| {name} | {part['n']} | {row['model']} | {_scores(row)} | {_versus_first(row)} |")
     return "\n".join(lines)
+
+
+def _scores(row: dict[str, Any]) -> str:
+    """AUC, sensitivity and specificity with their intervals, as three table cells."""
+    return " | ".join(_with_interval(row[k], row[f"{k}_ci"]) for k in ("auc", "sensitivity", "specificity"))
+
+
+def _versus_first(row: dict[str, Any]) -> str:
+    """The paired AUC difference to the first model and its p-value, as two table cells (empty for the first)."""
+    versus = row.get("auc_vs_first")
+    if not versus:
+        return " | "
+    low, high = versus["ci"]
+    return f"{versus['difference']:+.3f} [{low:+.3f}, {high:+.3f}] | {versus['p_value']:.3f}"
 
 
 def shift_table(robustness: dict[str, Any]) -> str:
