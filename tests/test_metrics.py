@@ -4,6 +4,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from cancer_models.calibration.temperature import fit_temperature
+from cancer_models.evaluation.compare import paired_auc_difference
 from cancer_models.evaluation.metrics import (
     binary_metrics,
     choose_threshold,
@@ -118,6 +119,23 @@ def test_perfect_results_get_an_exact_interval_not_a_zero_width_one():
     assert m["accuracy_ci"][0] == pytest.approx(0.025 ** (1 / 40), abs=1e-6) and m["accuracy_ci"][1] == 1.0
     assert m["sensitivity_ci"][0] == pytest.approx(0.025 ** (1 / 20), abs=1e-6)
     assert set(m["bootstrap"]["exact_binomial_for"]) == {"accuracy", "sensitivity", "specificity"}
+
+
+def test_no_auc_interval_when_one_patient_holds_a_class():
+    """A test split of two patients, one benign and one malignant (GlaS's): every resample that can rank holds
+    both, so a bootstrap interval would have zero width and claim certainty."""
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 80 + [1] * 90)
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    two_patients = ["benign patient"] * 80 + ["malignant patient"] * 90
+    m = binary_metrics(y, p, 0.5, two_patients)
+    assert m["auc"] > 0.8 and m["auc_ci"] is None and "auc" in m["bootstrap"]["no_interval_for"]
+    assert m["sensitivity_ci"] == pytest.approx([0.0, 0.975], abs=1e-3)  # one unit: the exact binomial interval
+    five_each = [f"benign {i % 5}" for i in range(80)] + [f"malignant {i % 5}" for i in range(90)]
+    wide = binary_metrics(y, p, 0.5, five_each)["auc_ci"]
+    assert wide[0] < m["auc"] < wide[1]
+    difference = paired_auc_difference(y, p, p**2, two_patients)
+    assert difference["ci"] is None and difference["p_value"] is None and difference["difference"] == 0
 
 
 def test_rank_auc_is_sklearns_auc_with_ties():

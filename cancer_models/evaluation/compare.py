@@ -18,7 +18,7 @@ from ..errors import ConfigError, DataError
 from ..inference.pretrained import load_pretrained
 from ..sources import display_name
 from .evaluate import ScoredImages, evaluate
-from .metrics import binary_metrics, rank_auc
+from .metrics import binary_metrics, rank_auc, units_per_class
 
 
 def paired_auc_difference(
@@ -29,9 +29,12 @@ def paired_auc_difference(
     n_bootstrap: int = 2000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """AUC(other) - AUC(first) with a 95% paired group-bootstrap interval and a two-sided bootstrap p-value."""
+    """AUC(other) - AUC(first) with a 95% paired group-bootstrap interval and a two-sided bootstrap p-value;
+    neither (None) where a single group holds one of the classes."""
     y, a, b = np.asarray(y), np.asarray(p_first, dtype=float), np.asarray(p_other, dtype=float)
     _, codes = np.unique(np.asarray(groups), return_inverse=True)
+    if min(units_per_class(y, codes)) == 1:  # one patient holds a class: no resample tells anything new
+        return {"difference": rank_auc(y, b) - rank_auc(y, a), "ci": None, "p_value": None, "resamples": 0}
     members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
     rng = np.random.default_rng(seed)
     diffs = []

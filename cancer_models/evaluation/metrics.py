@@ -168,6 +168,12 @@ def _bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed) -> dict:
         for k, v in samples.items()
     }
     out["bootstrap"] = {"resamples": n_bootstrap, "unit": "group" if groups is not None else "image"}
+    if min(units_per_class(y, unit_of)) == 1:
+        # One group (patient) holds a class: every resample that can rank holds that one group, and an interval
+        # over them is as narrow as if the class's single patient stood for all. There is none to give.
+        for key in ("auc", "sensitivity_at_90_specificity", "specificity_at_90_sensitivity"):
+            out[f"{key}_ci"] = None
+        out["bootstrap"]["no_interval_for"] = ["auc", "sensitivity_at_90_specificity", "specificity_at_90_sensitivity"]
     predicted = p >= threshold
     exact = []
     for key, subset in (("accuracy", np.ones(len(y), bool)), ("sensitivity", y == 1), ("specificity", y == 0)):
@@ -183,6 +189,11 @@ def _bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed) -> dict:
     if exact:
         out["bootstrap"]["exact_binomial_for"] = exact
     return out
+
+
+def units_per_class(y: np.ndarray, unit_of: np.ndarray) -> list[int]:
+    """How many independent units (groups) hold benign images and how many hold malignant ones."""
+    return [len(np.unique(unit_of[y == c])) for c in (0, 1)]
 
 
 # Fewer images of a category than this and its figure is reported as too few to say much.

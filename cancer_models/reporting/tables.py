@@ -185,6 +185,8 @@ def _versus_first(row: dict[str, Any]) -> str:
     versus = row.get("auc_vs_first")
     if not versus:
         return " | "
+    if versus["ci"] is None:
+        return f"{versus['difference']:+.3f} (one patient or source image holds a class: no interval) | n/a"
     low, high = versus["ci"]
     return f"{versus['difference']:+.3f} [{low:+.3f}, {high:+.3f}] | {versus['p_value']:.3f}"
 
