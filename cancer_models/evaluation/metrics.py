@@ -182,6 +182,10 @@ def _bootstrap_intervals(y, p, threshold, groups, n_bootstrap, seed) -> dict:
             # Every resample agrees (no error at all, say): a zero-width interval claims certainty.
             # Use the exact binomial interval over the independent units instead.
             units = np.unique(unit_of[subset])
+            if len(units) == 1:  # one patient: an interval over units has nothing to say
+                out[f"{key}_ci"] = None
+                out["bootstrap"].setdefault("no_interval_for", []).append(key)
+                continue
             wrong = np.unique(unit_of[subset & (predicted != (y == 1))])
             low, high = binomtest(len(units) - len(wrong), len(units)).proportion_ci(0.95, method="exact")
             out[f"{key}_ci"] = [float(low), float(high)]
