@@ -12,6 +12,7 @@ from cancer_models.evaluation.metrics import (
     rank_auc,
     subtype_metrics,
 )
+from cancer_models.reporting.tables import metrics_table
 
 Y = [0, 0, 1, 1, 1]
 P = [0.1, 0.6, 0.4, 0.8, 0.9]
@@ -132,6 +133,7 @@ def test_no_auc_interval_when_one_patient_holds_a_class():
     assert m["auc"] > 0.8 and m["auc_ci"] is None and "auc" in m["bootstrap"]["no_interval_for"]
     # nor for sensitivity and specificity: one patient each, the exact binomial over units would say [0, 0.975]
     assert m["sensitivity_ci"] is None and m["specificity_ci"] is None and m["accuracy_ci"] is not None
+    assert "| ROC AUC | 0." in metrics_table(m) and "none for auc, " in metrics_table(m)  # the card says why
     five_each = [f"benign {i % 5}" for i in range(80)] + [f"malignant {i % 5}" for i in range(90)]
     wide = binary_metrics(y, p, 0.5, five_each)["auc_ci"]
     assert wide[0] < m["auc"] < wide[1]

@@ -48,6 +48,11 @@ def metrics_table(metrics: dict[str, Any]) -> str:
                 f"; for {', '.join(boot['exact_binomial_for'])} every resample agreed, so the interval is the exact "
                 f"(Clopper-Pearson) binomial one over {boot['unit']}s"
             )
+        if boot.get("no_interval_for"):
+            note += (
+                f"; none for {', '.join(boot['no_interval_for'])}: a single {boot['unit']} holds a class, and "
+                "resampling one patient or source image says nothing about others"
+            )
         rows.append(f"\n{note}.")
     return "\n".join(rows)
 
