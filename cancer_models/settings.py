@@ -150,15 +150,20 @@ class ConformalSettings:
         alpha: the miscoverage level the sets were calibrated for.
         qhat: the calibrated quantile of the non-conformity scores, without test-time views.
         qhat_tta: the same with the model's test-time views averaged; None: calibrated without them.
+        collections: the collections (clinics, labs) of the calibration images that the sets were calibrated to
+            hold on, each (``trust.conformal.conformal_quantile``); empty: on their mix only.
     """
 
     alpha: float
     qhat: float
     qhat_tta: float | None = None
+    collections: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not (_is_number(self.alpha) and 0 < self.alpha < 1):
             _fail("conformal.alpha", f"must be a number in (0, 1), got {self.alpha!r}")
+        if not (isinstance(self.collections, list) and all(isinstance(c, str) for c in self.collections)):
+            _fail("conformal.collections", f"must be a list of names, got {self.collections!r}")
         for name in ("qhat", "qhat_tta"):
             value = getattr(self, name)
             if not (_is_number(value) or (value is None and name == "qhat_tta")):

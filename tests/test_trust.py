@@ -20,6 +20,7 @@ from cancer_models.reporting.model_folder import save_model_folder
 from cancer_models.settings import TrustSettings
 from cancer_models.trust.conformal import (
     ALPHAS,
+    calibrated_collections,
     choose_alpha,
     conformal_quantile,
     coverage,
@@ -102,7 +103,12 @@ def test_sets_hold_on_each_collection_not_only_on_the_mix():
         part = test[names[test] == name]
         assert coverage(probs[part], targets[part], 0.5, per_collection)["coverage"] >= 0.88, name
     # a collection too small for the level counts in the mix alone (no quantile of 1: both classes everywhere)
-    assert conformal_quantile(p_true, 0.02, ["x"] * (len(p_true) - 10) + ["tiny"] * 10) < 1
+    names_with_tiny = ["x"] * (len(p_true) - 10) + ["tiny"] * 10
+    assert conformal_quantile(p_true, 0.02, names_with_tiny) < 1
+    assert calibrated_collections(names_with_tiny, 0.02) == ["x"] and calibrated_collections(names_with_tiny, 0.1) == [
+        "tiny",
+        "x",
+    ]
 
 
 def test_an_accurate_model_gets_a_higher_level_not_empty_sets():
@@ -239,6 +245,10 @@ def test_shipped_models_carry_rejection_and_conformal_data():
             else:
                 assert holds, (folder.name, name, part)
     assert load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn").config.tta_views == "hflip"
+    # The histopathology model's sets were calibrated to hold on each lab's validation tiles; its card says so.
+    histopathology = ROOT / "models" / "histopathology-cancer-cnn"
+    assert len(load_pretrained(histopathology).config.conformal.collections) == 3
+    assert "to hold on each of GlaS" in (histopathology / "README.md").read_text()
 
 
 def test_calibrate_can_refuse_whole_image_sets(small_cnn, tmp_path):

@@ -42,7 +42,13 @@ from ..models import CancerModel
 from ..reporting.model_folder import save_model_folder
 from ..settings import ConformalSettings, TrustSettings
 from ..sources import display_name
-from ..trust.conformal import choose_alpha, conformal_quantile, coverage, set_membership
+from ..trust.conformal import (
+    calibrated_collections,
+    choose_alpha,
+    conformal_quantile,
+    coverage,
+    set_membership,
+)
 from ..trust.domain import Negatives
 from ..trust.features import image_statistics, tap_features
 from ..trust.floors import fit_colour_floor, fit_texture_floor
@@ -137,7 +143,8 @@ def fit_sets(model: CancerModel, outputs: SplitOutputs, accepted: np.ndarray, al
     if outputs.tta_probabilities is not None:
         tta = outputs.tta_probabilities[accepted]
         qhat_tta = conformal_quantile(tta[np.arange(len(targets)), targets], alpha, collections)
-    model.config.conformal = ConformalSettings(alpha, qhat, qhat_tta)
+    held = calibrated_collections(collections, alpha) if len(set(collections)) > 1 else []
+    model.config.conformal = ConformalSettings(alpha, qhat, qhat_tta, held)
 
 
 def fit_trust(

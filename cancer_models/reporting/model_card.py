@@ -335,6 +335,8 @@ def _sets_sentence(config: ModelConfig, test: dict[str, Any], calibrated_on: str
             f"class of {test['coverage']:.1%} of the accepted test images; one class {test['singleton']:.1%}, both "
             f"classes (*uncertain*) {test['both']:.1%}, none {test['empty']:.1%}."
         )
+    if config.conformal.collections:
+        calibrated_on += f", to hold on each of {', '.join(config.conformal.collections)}, not only on their mix"
     text = (
         f"Prediction sets at {level:.0%} (split-conformal, calibrated on {calibrated_on}; each set holds the "
         "decided class and the other one while it stays plausible, and *uncertain* means both): they held the true "

@@ -50,11 +50,16 @@ def conformal_quantile(p_true: Sequence[float], alpha: float, collections: Seque
         raise ValueError(f"need calibration images and alpha in (0, 1), got {len(scores)} images and alpha {alpha}")
     qhat = _split_quantile(scores, alpha)
     names = np.asarray(collections)
-    for name in sorted(set(collections)) if len(collections) == len(scores) else ():
-        part = scores[names == name]
-        if np.ceil((len(part) + 1) * (1 - alpha)) <= len(part):
-            qhat = max(qhat, _split_quantile(part, alpha))
+    for name in calibrated_collections(collections, alpha) if len(collections) == len(scores) else ():
+        qhat = max(qhat, _split_quantile(scores[names == name], alpha))
     return qhat
+
+
+def calibrated_collections(collections: Sequence[str], alpha: float) -> list[str]:
+    """The collections with enough calibration images for a quantile of their own at ``alpha``: with fewer
+    than ``(1 - alpha) / alpha``, theirs would be 1, both classes in every set."""
+    counts = {name: list(collections).count(name) for name in set(collections)}
+    return sorted(name for name, n in counts.items() if np.ceil((n + 1) * (1 - alpha)) <= n)
 
 
 def _split_quantile(scores: np.ndarray, alpha: float) -> float:
