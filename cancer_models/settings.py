@@ -150,8 +150,8 @@ class ConformalSettings:
         alpha: the miscoverage level the sets were calibrated for.
         qhat: the calibrated quantile of the non-conformity scores, without test-time views.
         qhat_tta: the same with the model's test-time views averaged; None: calibrated without them.
-        collections: the collections (clinics, labs) of the calibration images that the sets were calibrated to
-            hold on, each (``trust.conformal.conformal_quantile``); empty: on their mix only.
+        collections: the collections (clinics, labs) of the calibration images on each of which the sets were
+            calibrated to hold (``trust.conformal.conformal_quantile``); empty: calibrated on their mix only.
     """
 
     alpha: float

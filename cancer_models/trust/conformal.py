@@ -16,7 +16,8 @@ calibration images more than ``SLACK`` above nominal is kept, so the stated leve
 
 Where the calibration images come from several collections (LC25000 and GlaS, ISIC and HAM10000's clinics), the
 quantile is the largest of each collection's: a single quantile over the mix covers the easy majority and falls
-short on the harder lab (GlaS: 83% at a 98% level), and an image's collection is not known when it is answered.
+short on the harder one (a dermoscopy ensemble calibrated over its mix at 90% covered 95% of ISIC test images and
+84% of HAM10000's), and an image's collection is not known when it is answered.
 """
 
 from __future__ import annotations
