@@ -102,6 +102,10 @@ def test_sets_hold_on_each_collection_not_only_on_the_mix():
     for name in ("easy", "hard"):
         part = test[names[test] == name]
         assert coverage(probs[part], targets[part], 0.5, per_collection)["coverage"] >= 0.88, name
+    # The level is judged where the sets are tightest: the easy collection's extra coverage does not push the
+    # model to a higher level, where the hard collection's quantile would put both classes in nearly every set.
+    alpha, qhat = choose_alpha(probs[calibration], targets[calibration], 0.5, names[calibration].tolist())
+    assert (alpha, qhat) == (0.1, per_collection)
     # a collection too small for the level counts in the mix alone (no quantile of 1: both classes everywhere)
     names_with_tiny = ["x"] * (len(p_true) - 10) + ["tiny"] * 10
     assert conformal_quantile(p_true, 0.02, names_with_tiny) < 1

@@ -116,11 +116,19 @@ def choose_alpha(
     probabilities: np.ndarray, targets: np.ndarray, threshold: float, collections: Sequence[str] = ()
 ) -> tuple[float, float]:
     """The model's level and its quantile: the first of ``ALPHAS`` whose sets cover the calibration images at
-    most ``SLACK`` above nominal (the last one if none does), the quantile per collection where ``collections``
-    are given (``conformal_quantile``)."""
-    p_true = np.asarray(probabilities)[np.arange(len(targets)), targets]
+    most ``SLACK`` above nominal (the last one if none does). Where ``collections`` are given, the quantile holds
+    on each (``conformal_quantile``) and the sets necessarily cover the easier ones more: the level is judged on
+    the collection they cover least, the one that sets the quantile."""
+    probabilities, targets = np.asarray(probabilities), np.asarray(targets)
+    p_true = probabilities[np.arange(len(targets)), targets]
+    names = np.asarray(collections)
     for alpha in ALPHAS:
         qhat = conformal_quantile(p_true, alpha, collections)
-        if coverage(probabilities, targets, threshold, qhat)["coverage"] <= 1 - alpha + SLACK:
+        parts = [names == c for c in calibrated_collections(collections, alpha)] if len(names) == len(targets) else []
+        least = min(
+            coverage(probabilities[part], targets[part], threshold, qhat)["coverage"]
+            for part in [np.ones(len(targets), bool), *parts]
+        )
+        if least <= 1 - alpha + SLACK:
             break
     return alpha, qhat
