@@ -22,6 +22,7 @@ short on the harder one (a dermoscopy ensemble calibrated over its mix at 90% co
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,9 +50,11 @@ def conformal_quantile(p_true: Sequence[float], alpha: float, collections: Seque
     scores = 1 - np.asarray(p_true, dtype=np.float64)
     if len(scores) == 0 or not 0 < alpha < 1:
         raise ValueError(f"need calibration images and alpha in (0, 1), got {len(scores)} images and alpha {alpha}")
+    if len(collections) not in (0, len(scores)):
+        raise ValueError(f"{len(collections)} collection names for {len(scores)} calibration images")
     qhat = _split_quantile(scores, alpha)
     names = np.asarray(collections)
-    for name in calibrated_collections(collections, alpha) if len(collections) == len(scores) else ():
+    for name in calibrated_collections(collections, alpha):
         qhat = max(qhat, _split_quantile(scores[names == name], alpha))
     return qhat
 
@@ -59,8 +62,7 @@ def conformal_quantile(p_true: Sequence[float], alpha: float, collections: Seque
 def calibrated_collections(collections: Sequence[str], alpha: float) -> list[str]:
     """The collections with enough calibration images for a quantile of their own at ``alpha``: with fewer
     than ``(1 - alpha) / alpha``, theirs would be 1, both classes in every set."""
-    counts = {name: list(collections).count(name) for name in set(collections)}
-    return sorted(name for name, n in counts.items() if np.ceil((n + 1) * (1 - alpha)) <= n)
+    return sorted(name for name, n in Counter(collections).items() if np.ceil((n + 1) * (1 - alpha)) <= n)
 
 
 def _split_quantile(scores: np.ndarray, alpha: float) -> float:
@@ -124,7 +126,7 @@ def choose_alpha(
     names = np.asarray(collections)
     for alpha in ALPHAS:
         qhat = conformal_quantile(p_true, alpha, collections)
-        parts = [names == c for c in calibrated_collections(collections, alpha)] if len(names) == len(targets) else []
+        parts = [names == c for c in calibrated_collections(collections, alpha)]
         least = min(
             coverage(probabilities[part], targets[part], threshold, qhat)["coverage"]
             for part in [np.ones(len(targets), bool), *parts]
