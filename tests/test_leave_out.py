@@ -113,3 +113,28 @@ def test_training_with_balanced_collections_says_so_in_its_recipe(tmp_path, caps
     args = ["train", "--data", HISTO, "--balance-collections", "--output-dir", str(out), "--epochs", "1", *FAST]
     assert cli_main(args) == 0, capsys.readouterr().err[-2000:]
     assert "both classes drawn equally often within each collection" in load_pretrained(out).config.training.recipe
+
+
+def _by_collection(tmp_path, word: str):
+    """The fixture's images of the collections named with ``word`` alone, as a folder of their own."""
+    out = tmp_path / word
+    for split in ("train", "validation", "test"):
+        rows = (FIXTURES / "histopathology" / split / "metadata.csv").read_text().splitlines()
+        kept = [rows[0], *(r for r in rows[1:] if word in r.split(",")[-1])]
+        for row in kept[1:]:
+            name = row.split(",")[0]
+            (out / split / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(FIXTURES / "histopathology" / split / name, out / split / name)
+        (out / split / "metadata.csv").write_text("\n".join(kept) + "\n")
+    return str(out)
+
+
+def test_a_source_that_training_left_out_whole_has_no_test_split_to_score(tmp_path, capsys):
+    lung, colon = _by_collection(tmp_path, "lung"), _by_collection(tmp_path, "colon")
+    out = tmp_path / "run"
+    args = ["train", "--data", lung, colon, "--leave-out", "colon", "--output-dir", str(out), "--epochs", "1", *FAST]
+    assert cli_main(args) == 0, capsys.readouterr().err[-2000:]
+    model = load_pretrained(out)
+    with pytest.raises(DataError, match="holds only collections training left out .*--split left_out"):
+        evaluate(model, colon, "test")
+    assert evaluate(model, colon, "left_out").metrics["n"] == 10

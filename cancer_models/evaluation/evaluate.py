@@ -206,6 +206,11 @@ def choose_split(model: CancerModel, data: str | Path, split: str, label_map: di
         if known and spec.leave_out:  # the collections training left out are not part of its splits
             ds = partition_collections(ds, spec.leave_out)[0]
             note = f"the {split} split without the collections training left out ({len(ds)} images)"
+            if len(ds) == 0:
+                raise DataError(
+                    f"{source}'s {split} split holds only collections training left out "
+                    f"({', '.join(spec.leave_out)}): score them with --split left_out"
+                )
         if trained:
             note = f"WARNING: these are the images the model was trained on: {note} of one of its training sets"
         return ChosenSplit(ds, split, note, trained)
