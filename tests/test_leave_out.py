@@ -115,22 +115,26 @@ def test_training_with_balanced_collections_says_so_in_its_recipe(tmp_path, caps
     assert "both classes drawn equally often within each collection" in load_pretrained(out).config.training.recipe
 
 
-def _by_collection(tmp_path, word: str):
-    """The fixture's images of the collections named with ``word`` alone, as a folder of their own."""
-    out = tmp_path / word
+def _by_collection(tmp_path, word: str, labs: tuple[str, ...] = ()):
+    """The fixture's images of the collections named with ``word`` alone, as a folder of their own; with ``labs``,
+    their images dealt out to collections of those names in turn within each class."""
+    out, dealt = tmp_path / word, {}
     for split in ("train", "validation", "test"):
         rows = (FIXTURES / "histopathology" / split / "metadata.csv").read_text().splitlines()
         kept = [rows[0], *(r for r in rows[1:] if word in r.split(",")[-1])]
-        for row in kept[1:]:
-            name = row.split(",")[0]
+        for i, row in enumerate(kept[1:], start=1):
+            name, label, *_ = row.split(",")
             (out / split / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(FIXTURES / "histopathology" / split / name, out / split / name)
+            if labs:
+                dealt[label] = dealt.get(label, -1) + 1
+                kept[i] = ",".join([*row.split(",")[:-1], labs[dealt[label] % len(labs)]])
         (out / split / "metadata.csv").write_text("\n".join(kept) + "\n")
     return str(out)
 
 
-def test_a_source_that_training_left_out_whole_has_no_test_split_to_score(tmp_path, capsys):
-    lung, colon = _by_collection(tmp_path, "lung"), _by_collection(tmp_path, "colon")
+def test_a_source_that_training_left_out_whole_is_scored_per_collection_not_as_a_test_split(tmp_path, capsys):
+    lung, colon = _by_collection(tmp_path, "lung"), _by_collection(tmp_path, "colon", ("colon lab A", "colon lab B"))
     out = tmp_path / "run"
     args = ["train", "--data", lung, colon, "--leave-out", "colon", "--output-dir", str(out), "--epochs", "1", *FAST]
     assert cli_main(args) == 0, capsys.readouterr().err[-2000:]
@@ -138,3 +142,11 @@ def test_a_source_that_training_left_out_whole_has_no_test_split_to_score(tmp_pa
     with pytest.raises(DataError, match="holds only collections training left out .*--split left_out"):
         evaluate(model, colon, "test")
     assert evaluate(model, colon, "left_out").metrics["n"] == 10
+    # Two collections left out: the table gives each apart under the run's row (6 and 4 tiles).
+    left = model.config.training.metrics["left_out"]
+    assert set(left["per_collection"]) == {"colon lab A", "colon lab B"}
+    capsys.readouterr()
+    assert cli_main(["sources", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| colon lab A, colon lab B | 10 |" in printed
+    assert "| of which colon lab A | 6 |" in printed and "| of which colon lab B | 4 |" in printed

@@ -240,14 +240,23 @@ def left_out_row(run: str, training: TrainingRecord) -> dict[str, Any]:
     """One run trained with ``--leave-out``: what it left out and how it did there (``cancer-models sources``)."""
     left = training.metrics["left_out"]
     trust = (training.trust or {}).get("left_out", {})
+    row = {"run": run, "collections": left.get("collections", []), **_left_out_cells(left, trust)}
+    row["pairs"] = {name: m["auc"] for name, m in (left.get("subtype_pairs") or {}).items()}
+    # A run that left out several collections (a lab's colon and lung tiles): each apart, where recorded, since
+    # one may be an organ the model never saw and the other the same tissue from another lab.
+    trusted = trust.get("per_collection", {})
+    row["per_collection"] = {
+        name: _left_out_cells(m, trusted.get(name, {})) for name, m in (left.get("per_collection") or {}).items()
+    }
+    return row
+
+
+def _left_out_cells(metrics: dict[str, Any], trust: dict[str, Any]) -> dict[str, Any]:
     keys = ("n", "auc", "auc_ci", "sensitivity", "sensitivity_ci", "specificity", "specificity_ci")
     return {
-        "run": run,
-        "collections": left.get("collections", []),
-        **{k: left.get(k) for k in (*keys, "sensitivity_at_90_specificity")},
+        **{k: metrics.get(k) for k in (*keys, "sensitivity_at_90_specificity")},
         "refused": trust.get("rejected"),
         "coverage": trust.get("coverage"),
-        "pairs": {name: m["auc"] for name, m in (left.get("subtype_pairs") or {}).items()},
     }
 
 
@@ -262,16 +271,26 @@ def left_out_table(rows: list[dict[str, Any]]) -> str:
     by_category = any(r.get("pairs") for r in rows)
     head += ["AUC by categories"] if by_category else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [", ".join(r["collections"]), str(r["n"]), _with_interval(r["auc"], r["auc_ci"])]
-        cells += [
+
+    def cells(name: str, r: dict[str, Any]) -> list[str]:
+        return [
+            name,
+            str(r["n"]),
+            _with_interval(r["auc"], r["auc_ci"]),
             _with_interval(r["sensitivity"], r["sensitivity_ci"]),
             _with_interval(r["specificity"], r["specificity_ci"]),
+            _fmt(r["sensitivity_at_90_specificity"]),
+            share(r["refused"]),
+            share(r["coverage"]),
         ]
-        cells += [_fmt(r["sensitivity_at_90_specificity"]), share(r["refused"]), share(r["coverage"])]
+
+    for r in rows:
+        row = cells(", ".join(r["collections"]), r)
         if by_category:
-            cells.append("; ".join(f"{name} {_fmt(auc)}" for name, auc in (r.get("pairs") or {}).items()) or "n/a")
-        lines.append("| " + " | ".join(cells) + " |")
+            row.append("; ".join(f"{name} {_fmt(auc)}" for name, auc in (r.get("pairs") or {}).items()) or "n/a")
+        lines.append("| " + " | ".join(row) + " |")
+        for name, part in (r.get("per_collection") or {}).items():
+            lines.append("| " + " | ".join([*cells(f"of which {name}", part), *([""] if by_category else [])]) + " |")
     lines.append(
         "\nEach row: a model trained with the same recipe on every other collection, scored on every image of the one "
         "it never saw, at its own threshold; 95% intervals: bootstrap over groups. Refused: the share its rejection "

@@ -82,7 +82,7 @@ def _split_metrics(run: Run, name: str, logits: torch.Tensor, targets: torch.Ten
     if name == "test" and any(split.subtypes):
         metrics["subtypes"] = subtype_metrics(targets.numpy(), probs, config.threshold, split.subtypes)
     per_collection = collection_metrics(targets.numpy(), probs, config.threshold, split.groups, split.collections)
-    if name == "test" and per_collection:
+    if name in ("test", "left_out") and per_collection:
         metrics["per_collection"] = per_collection
     if name == "left_out":
         metrics["collections"] = sorted(set(split.collections))
