@@ -55,6 +55,8 @@ class TrustSettings:
         acceptance: the share of held-out groups (or images) whose every score the limits accept.
         quantile: the quantile of held-out scores that ``acceptance`` came to per check, where recorded.
         over: "groups" (held-out groups, near-copies counting once) or "images".
+        layers_over_collections: the collections (labs, clinics) whose images set the layer limits, each scored
+            by a detector fitted without it; empty: the layer limits were set like the others.
         features: "model" (the model's own features) or "member mean" (an ensemble's members averaged).
         domain_negatives: how many negatives of each kind taught the domain score.
         refused: image sets the limits were tightened until they were refused (names for the card).
@@ -70,6 +72,7 @@ class TrustSettings:
     acceptance: float = 0.99
     quantile: float | None = None
     over: str = "images"
+    layers_over_collections: list[str] = dataclasses.field(default_factory=list)
     features: str = "model"
     domain_negatives: dict[str, int] = dataclasses.field(default_factory=dict)
     refused: list[str] = dataclasses.field(default_factory=list)
@@ -109,8 +112,10 @@ class TrustSettings:
             _fail("ood.features", f"must be one of {list(FEATURE_SOURCES)}, got {self.features!r}")
         if not (isinstance(self.domain_negatives, dict) and all(_is_count(v) for v in self.domain_negatives.values())):
             _fail("ood.domain_negatives", f"must map kinds to counts, got {self.domain_negatives!r}")
-        if not (isinstance(self.refused, list) and all(isinstance(v, str) for v in self.refused)):
-            _fail("ood.refused", f"must be a list of names, got {self.refused!r}")
+        for name in ("refused", "layers_over_collections"):
+            names = getattr(self, name)
+            if not (isinstance(names, list) and all(isinstance(v, str) for v in names)):
+                _fail(f"ood.{name}", f"must be a list of names, got {names!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as config.json stores them."""

@@ -153,7 +153,7 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     shutil.copytree(FIXTURES / "ultrasound_masks", tmp_path / "masks")
     next((tmp_path / "masks" / "test").rglob("malignant_11.png")).unlink()
     masks = ["--masks", str(FIXTURES / "ultrasound"), str(tmp_path / "masks")]
-    assert cli_main(["calibrate", *args, "--tta-views", "hflip", *masks]) == 0
+    assert cli_main(["calibrate", *args, "--tta-views", "hflip", *masks, "--layers-over", "collections"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["validation"]["rejected"] == 0.0 and "coverage" in report["test"]
     assert (folder / "model.safetensors").read_bytes() == weights and (folder / "ood.safetensors").is_file()
@@ -168,6 +168,7 @@ def test_calibrate_fits_a_model_folder_without_retraining(small_cnn, tmp_path, c
     card = (folder / "README.md").read_text()
     assert (
         "## Rejection, prediction sets and explanations" in card
+        and "The feature-layer limits accept each of LC25000 colon (Borkowski et al. 2019) and LC25000 lung" in card
         and "lung_aca (malignant, " in card
         and "colon_n (benign, " in card
     )
@@ -200,6 +201,38 @@ def test_the_detector_of_a_large_set_is_fitted_on_a_sample_and_every_category_is
     report = fitting.fit_trust(small_cnn, splits)
     assert report["train"]["n"] == 8 and report["validation"]["n"] == 6
     assert sum(map(sum, small_cnn.config.training.subtypes.values())) == 12
+
+
+def test_layer_limits_accept_each_collection_as_a_detector_fitted_without_it_scores_it(small_cnn):
+    """Another lab's stain moves the feature distances as far as another modality: with two or more collections
+    the layer limits are set on each collection scored by a detector fitted on the others."""
+    from cancer_models.data.decoding import decode_split
+    from cancer_models.data.image_sets import fold_indices, load_splits
+    from cancer_models.data.spec import DataSpec
+    from cancer_models.trust.distance import Gaussian
+
+    splits = load_splits(DataSpec([str(FIXTURES / "histopathology")]))
+    outputs = [fitting.split_outputs(small_cnn, decode_split(splits[n], 96)) for n in ("train", "validation")]
+    features, statistics = torch.cat([o.features for o in outputs]), torch.cat([o.statistics for o in outputs])
+    targets, sizes = np.concatenate([o.targets for o in outputs]), outputs[0].sizes
+    groups = [*splits["train"]["group"], *splits["validation"]["group"]]
+    collections = [*outputs[0].collections, *outputs[1].collections]
+    folds = fold_indices(targets.tolist(), groups, 3, seed=0)
+    _, by_groups = fitting.fit_rejection(features, statistics, targets, groups, sizes, folds, 1.0)
+    _, by_collections = fitting.fit_rejection(
+        features, statistics, targets, groups, sizes, folds, 1.0, None, collections
+    )
+    assert by_groups.layers_over_collections == []
+    assert by_collections.layers_over_collections == sorted(set(collections)) and len(set(collections)) == 2
+    # Each colon tile as a detector fitted on the lung tiles alone scores it (and the reverse).
+    across = fitting.layer_scores_over_collections(features, targets, sizes, collections)
+    colon = torch.tensor(["colon" in c for c in collections])
+    lung_only = Gaussian.fit(features[~colon, : sizes[0]].double().numpy(), targets[~colon.numpy()])
+    assert torch.allclose(across[colon, 0], lung_only.score(features[colon, : sizes[0]]), rtol=1e-4)
+    # At acceptance 1.0 the layer limits take every such score; the other limits stay set over groups.
+    assert (across <= torch.tensor(by_collections.layer_limits) * (1 + 1e-6)).all()
+    assert all(c > g for c, g in zip(by_collections.layer_limits, by_groups.layer_limits, strict=True))
+    assert by_collections.image_limit == pytest.approx(by_groups.image_limit)
 
 
 def test_a_config_with_rejection_needs_its_statistics(small_cnn, tmp_path):

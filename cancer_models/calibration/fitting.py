@@ -49,6 +49,7 @@ from ..trust.conformal import (
     coverage,
     set_membership,
 )
+from ..trust.distance import Gaussian
 from ..trust.domain import Negatives
 from ..trust.features import image_statistics, tap_features
 from ..trust.floors import fit_colour_floor, fit_texture_floor
@@ -153,12 +154,14 @@ def fit_trust(
     acceptance: float = DEFAULT_ACCEPTANCE,
     alpha: float | None = None,
     refuse: dict[str, DecodedSplit] | None = None,
+    layers_over_collections: bool = False,
 ) -> dict[str, Any]:
     """Fit rejection and prediction sets into ``model`` (detector and config); returns what they do on each
     split. The detector is fitted on the validation split and at most ``DETECTOR_SAMPLE`` training images (a
-    seeded sample of larger sets), its limits cross-fitted over ``FOLDS`` folds of them (``fit_rejection``);
-    with ``refuse``, the limit also stays below every image of those sets (``refuse_sets``). The sets are
-    calibrated on the accepted validation images."""
+    seeded sample of larger sets), its limits cross-fitted over ``FOLDS`` folds of them (``fit_rejection``; with
+    ``layers_over_collections``, the layer limits over the images' collections); with ``refuse``, the limit also
+    stays below every image of those sets (``refuse_sets``). The sets are calibrated on the accepted validation
+    images."""
     splits, categories = dict(splits), splits["train"].subtype_counts()
     if len(splits["train"]) > DETECTOR_SAMPLE:
         sample = sorted(np.random.default_rng(0).choice(len(splits["train"]), DETECTOR_SAMPLE, replace=False))
@@ -178,6 +181,7 @@ def fit_trust(
         folds,
         acceptance,
         domain_negatives(model, refused),
+        [*train.collections, *val.collections] if layers_over_collections else None,
     )
     model.config.ood.features = "member mean" if model.config.architecture == "ensemble" else "model"
     if refused:
@@ -200,10 +204,20 @@ def fit_rejection(
     folds: list[tuple[np.ndarray, np.ndarray]],
     acceptance: float,
     negatives: Negatives | None = None,
+    collections: list[str] | None = None,
 ) -> tuple[MahalanobisDetector, TrustSettings]:
     """The detector fitted on all the images given, and its limits (``config.ood``) from scores cross-fitted
     over ``folds`` (each held-out fold scored by a detector fitted on the others), so that no limit is set on
     the images its detector was fitted on, and it rests on every group given rather than on one split's few.
+
+    Given ``collections`` (labs, clinics; two or more), the feature layers' scores are cross-fitted over
+    collections instead (``layer_scores_over_collections``): in those features another lab's stain lies as far
+    from the training images as another modality does (65% of a left-out lab's H&E tiles were refused on the
+    layers alone), so their limits accept each collection as a detector fitted without it scores it. Other kinds
+    of image are then left to the image statistics, the domain score and the floors, which keep limits over
+    groups, and ``refuse_sets`` lowers the layer limits again wherever those let one of the other modalities'
+    validation images through. That held for histopathology (no foreign development image accepted); a
+    dermoscopy model, whose layers are what refuse fundus photographs, accepted twice as many foreign images.
 
     Args:
         features: (N, D) the rejection check's features (``model.ood_features``).
@@ -214,6 +228,7 @@ def fit_rejection(
         acceptance: the share of groups the limits accept.
         negatives: images the model must refuse, for the domain classifier (every fold's classifier learns
             from all of them: the limit is set on the model's own images alone).
+        collections: each image's collection (lab, clinic), to set the layer limits over; None: over groups.
     """
     scores = None
     for keep, held_out in folds:
@@ -221,13 +236,32 @@ def fit_rejection(
         held = fold_detector.scores(features[held_out], statistics[held_out])
         scores = torch.zeros(len(targets), held.shape[1]) if scores is None else scores
         scores[held_out] = held
+    over_collections = sorted(set(collections or []))
+    if len(over_collections) > 1:
+        scores[:, : len(sizes)] = layer_scores_over_collections(features, targets, sizes, collections)
     ood = TrustSettings(
         **fit_limits(scores, groups, acceptance, len(sizes)),
+        layers_over_collections=over_collections if len(over_collections) > 1 else [],
         colour_floor=fit_colour_floor(statistics, groups, acceptance),
         texture_floor=fit_texture_floor(statistics, groups, acceptance),
         domain_negatives=negatives.counts if negatives is not None else {},
     )
     return MahalanobisDetector.fit(features, targets, statistics, sizes, negatives), ood
+
+
+def layer_scores_over_collections(
+    features: torch.Tensor, targets: np.ndarray, sizes: list[int], collections: list[str]
+) -> torch.Tensor:
+    """(N, layers) each image's feature-layer distances under Gaussians fitted on the other collections' images
+    alone: how far a lab or clinic lies from the others, the spread a new one can be expected to have."""
+    names = np.asarray(collections)
+    scores = torch.zeros(len(targets), len(sizes))
+    for name in sorted(set(collections)):
+        own = names == name
+        parts = [Gaussian.fit(x.double().numpy(), targets[~own]) for x in features[~own].split(sizes, dim=1)]
+        held = features[torch.from_numpy(own)].split(sizes, dim=1)
+        scores[torch.from_numpy(own)] = torch.stack([p.score(x) for p, x in zip(parts, held, strict=True)], dim=1)
+    return scores
 
 
 def domain_negatives(model: CancerModel, refused: dict[str, SplitOutputs]) -> Negatives:
@@ -262,9 +296,11 @@ def fit_ensemble_trust(
     acceptance: float = DEFAULT_ACCEPTANCE,
     alpha: float | None = None,
     refuse: dict[str, DecodedSplit] | None = None,
+    layers_over_collections: bool = False,
 ) -> dict[str, Any]:
     """Rejection and prediction sets for the ensemble of a cross-validation run over ``pooled`` (train +
-    validation, cut into folds with ``seed``), whose member k did not train on fold k.
+    validation, cut into folds with ``seed``), whose member k did not train on fold k; ``layers_over_collections``
+    as for ``fit_trust``.
 
     The detector uses the members' features averaged; its limits come from scores cross-fitted over the folds (each
     fold scored by a detector fitted on the others), so that they are not set on the images it was fitted on.
@@ -291,6 +327,7 @@ def fit_ensemble_trust(
         folds,
         acceptance,
         domain_negatives(ensemble, refused),
+        outputs.collections if layers_over_collections else None,
     )
     config.ood.features = "member mean"
     if refused:
@@ -369,6 +406,7 @@ def calibrate_folder(
     refuse: list[str] = (),
     masks: tuple[Path, Path | None] | None = None,
     settings: dict[str, Any] | None = None,
+    layers_over_collections: bool = False,
 ) -> dict[str, Any]:
     """Fit a trained model folder's trust again, without retraining, and rewrite the folder.
 
@@ -381,6 +419,9 @@ def calibrate_folder(
         masks: an image set and its lesion masks (None: no mask files, the breast of a mammogram), to choose the
             default CAM on validation and measure it on test; a mammography model is always measured so.
         settings: config fields to replace first (e.g. ``tta_views``, ``tile``).
+        layers_over_collections: set the feature-layer limits on each collection of the training images as a
+            detector fitted without it scores it (``fit_rejection``): for labs whose stains differ, where the
+            other checks refuse other kinds of image on their own.
 
     Returns:
         The trust report per split: the share refused, and the prediction sets' coverage and sizes.
@@ -398,13 +439,15 @@ def calibrate_folder(
         pooled = pooled_for_folds(splits)
         check_same_images(model, np.bincount(pooled["target"], minlength=2).tolist())
         pooled = decode_split(pooled, size, preprocessing=prep)
-        report = fit_ensemble_trust(model, pooled, training_seed(model), acceptance, alpha, to_refuse)
+        report = fit_ensemble_trust(
+            model, pooled, training_seed(model), acceptance, alpha, to_refuse, layers_over_collections
+        )
         test = decode_split(splits["test"], size, preprocessing=prep)
         report["test"] = trust_report(model, split_outputs(model, test, tta=True))
         model.config.training.trust = report
     else:
         decoded = {name: decode_split(ds, size, preprocessing=prep) for name, ds in splits.items()}
-        report = fit_trust(model, decoded, acceptance, alpha, to_refuse)
+        report = fit_trust(model, decoded, acceptance, alpha, to_refuse, layers_over_collections)
     if masks is None and prep == "mammogram":
         masks = (Path(data[0]), None)  # a mammogram's region is its breast: no mask files needed
     if masks:

@@ -2,7 +2,7 @@
 
 - rejection of images unlike the training data (Mahalanobis distances of mid-level features and of image
   statistics, limits that accept ``--acceptance`` of the validation groups; ``--refuse`` image sets lower them
-  until those sets are refused);
+  until those sets are refused; ``--layers-over collections`` sets the feature limits on each lab left out);
 - prediction sets at the level chosen for the model (or 1 - ``--alpha``), with and without test-time views;
 - with ``--masks``, the CAM layers and method whose map peaks inside the lesion most often (chosen on the
   validation split, measured on the test split).
@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an image set and its lesion masks (0/255 PNGs at the images' relative paths)",
     )
     parser.add_argument("--refuse", nargs="+", default=[], help="image sets the model must refuse")
+    parser.add_argument(
+        "--layers-over",
+        choices=("groups", "collections"),
+        default="groups",
+        help="set the feature-layer limits on held-out groups, or on each collection (lab) as a detector fitted "
+        "without it scores it, so that another lab's stain is not refused (default: groups)",
+    )
     parser.add_argument("--tta-views", choices=TTA_VIEWS, default=None, help="test-time views (default: keep)")
     parser.add_argument(
         "--tile-size",
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         args.refuse,
         args.masks,
         {k: v for k, v in settings.items() if v is not None},
+        args.layers_over == "collections",
     )
     print(json.dumps(report))
     return 0

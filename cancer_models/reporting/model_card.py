@@ -245,6 +245,12 @@ def _other_refusals(ood: TrustSettings) -> str:
             " An image with less than half the fine texture of the least textured held-out images is refused"
             " too: a blank or flat image (one colour, a smooth gradient)."
         )
+    if ood.layers_over_collections:
+        text += (
+            f" The feature-layer limits accept each of {_names(ood.layers_over_collections)} as a detector fitted"
+            " without it scores it, so that a lab or clinic it never saw is not refused for its stain or camera"
+            " alone; other kinds of image are left to the other checks."
+        )
     if ood.domain_limit is not None:
         negatives = [f"{n} {NEGATIVE_KINDS.get(kind, kind + ' images')}" for kind, n in ood.domain_negatives.items()]
         taught = f"{', '.join(negatives[:-1])} and {negatives[-1]}" if len(negatives) > 1 else "".join(negatives)
@@ -254,10 +260,16 @@ def _other_refusals(ood: TrustSettings) -> str:
             + " refuses images it finds less like its own than its out-of-fold groups at the same level."
         )
     if ood.refused:
-        *others, last = sorted(ood.refused)
-        sets = f"{', '.join(others)} and {last}" if others else last
-        text += f" Its limit was also set below every validation image of {sets}, which it must not accept."
+        text += (
+            f" Its limit was also set below every validation image of {_names(ood.refused)}, which it must not accept."
+        )
     return text
+
+
+def _names(names: list[str]) -> str:
+    """'a, b and c'."""
+    *others, last = sorted(names)
+    return f"{', '.join(others)} and {last}" if others else last
 
 
 def _scope(config: ModelConfig) -> str:
