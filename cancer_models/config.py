@@ -24,7 +24,11 @@ TTA_VIEWS = ("dihedral", "hflip", "vflip")
 # What is done to an image before it is resized for the model (data/images.prepare_image).
 PREPROCESSING = ("none", "mammogram")
 # Per-image colour normalisation before mean/std (models.preprocessing.model_input), with how recipes and cards describe it.
-COLOUR_CONSTANCY = {"none": "", "shades_of_gray": "Shades of Gray colour constancy (p = 6)"}
+COLOUR_CONSTANCY = {
+    "none": "",
+    "shades_of_gray": "Shades of Gray colour constancy (p = 6)",
+    "optical_density": "stain density normalisation (each channel's mean optical density over tissue scaled to a reference)",
+}
 # 2: trust settings under their own names (settings.py); folders of version 1 are converted when read.
 FORMAT_VERSION = 2
 # CAM method name -> pytorch-grad-cam class name.

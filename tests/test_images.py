@@ -216,6 +216,28 @@ def test_shades_of_gray_removes_a_colour_cast_and_leaves_grey_alone():
     assert shades_of_gray(torch.zeros(1, 3, 8, 8)).abs().max() == 0  # a black image: no division by zero
 
 
+def test_optical_density_balance_takes_out_a_labs_stain_strength_and_leaves_glass_alone():
+    from conftest import fixture_images
+
+    from cancer_models.data.images import to_uint8_tensor
+    from cancer_models.models.preprocessing import REFERENCE_OD, optical_density_balance
+
+    tiles = torch.stack([to_uint8_tensor(load_image(p), 96) for p in fixture_images("histopathology")]).float()
+    od = -torch.log((tiles + 1) / 256)
+    # Another lab: eosin and haematoxylin 1.4 and 1.2 times as dense in the channels they absorb most.
+    stronger = (256 * torch.exp(-od * torch.tensor([1.2, 1.4, 1.2]).view(1, 3, 1, 1)) - 1).clamp(0, 255).round()
+    before = (stronger - tiles).abs().mean()
+    after = (optical_density_balance(stronger) - optical_density_balance(tiles)).abs().mean()
+    assert before > 10 and after < 0.15 * before
+    # Each channel's mean optical density over tissue comes to the reference.
+    balanced = -torch.log((optical_density_balance(tiles) + 1) / 256)
+    tissue = (od.sum(dim=1, keepdim=True) > 0.3).float()
+    means = (balanced * tissue).sum(dim=(2, 3)) / tissue.sum(dim=(2, 3))
+    assert torch.allclose(means, torch.tensor(REFERENCE_OD).expand_as(means), atol=0.03)
+    white = torch.full((1, 3, 8, 8), 255.0)  # glass: no tissue, nothing to scale
+    assert torch.equal(optical_density_balance(white), white)
+
+
 def test_colour_constancy_is_part_of_the_config_and_of_every_input(small_cnn, histo_image):
     import copy
     import dataclasses
