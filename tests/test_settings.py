@@ -61,6 +61,7 @@ def test_the_first_layout_of_all_one_limit_on_one_layer_is_read():
         ({"thresholds": [1.0], "image_threshold": "high"}, None, "ood.image_limit"),
         ({"thresholds": [1.0], "colour_floor": -0.1}, None, "ood.colour_floor"),
         ({"thresholds": [1.0], "over": "patients"}, None, "ood.over"),
+        ({"thresholds": [1.0], "layers_over_collections": "GlaS"}, None, "ood.layers_over_collections"),
         ({"thresholds": [1.0], "limit": 3}, None, "unknown keys"),
         ({"acceptance": 0.99}, None, "layer limits"),
         (None, {"alpha": 1.5, "qhat": 0.5}, "conformal.alpha"),
