@@ -220,7 +220,7 @@ def test_optical_density_balance_takes_out_a_labs_stain_strength_and_leaves_glas
     from conftest import fixture_images
 
     from cancer_models.data.images import to_uint8_tensor
-    from cancer_models.models.preprocessing import REFERENCE_OD, optical_density_balance
+    from cancer_models.models.preprocessing import REFERENCE_OD, TISSUE_OD, optical_density_balance
 
     tiles = torch.stack([to_uint8_tensor(load_image(p), 96) for p in fixture_images("histopathology")]).float()
     od = -torch.log((tiles + 1) / 256)
@@ -231,7 +231,7 @@ def test_optical_density_balance_takes_out_a_labs_stain_strength_and_leaves_glas
     assert before > 10 and after < 0.15 * before
     # Each channel's mean optical density over tissue comes to the reference.
     balanced = -torch.log((optical_density_balance(tiles) + 1) / 256)
-    tissue = (od.sum(dim=1, keepdim=True) > 0.3).float()
+    tissue = (od.sum(dim=1, keepdim=True) > TISSUE_OD).float()
     means = (balanced * tissue).sum(dim=(2, 3)) / tissue.sum(dim=(2, 3))
     assert torch.allclose(means, torch.tensor(REFERENCE_OD).expand_as(means), atol=0.03)
     white = torch.full((1, 3, 8, 8), 255.0)  # glass: no tissue, nothing to scale

@@ -49,7 +49,6 @@ from ..trust.conformal import (
     coverage,
     set_membership,
 )
-from ..trust.distance import Gaussian
 from ..trust.domain import Negatives
 from ..trust.features import image_statistics, tap_features
 from ..trust.floors import fit_colour_floor, fit_texture_floor
@@ -257,10 +256,9 @@ def layer_scores_over_collections(
     names = np.asarray(collections)
     scores = torch.zeros(len(targets), len(sizes))
     for name in sorted(set(collections)):
-        own = names == name
-        parts = [Gaussian.fit(x.double().numpy(), targets[~own]) for x in features[~own].split(sizes, dim=1)]
-        held = features[torch.from_numpy(own)].split(sizes, dim=1)
-        scores[torch.from_numpy(own)] = torch.stack([p.score(x) for p, x in zip(parts, held, strict=True)], dim=1)
+        own = torch.from_numpy(names == name)
+        others = MahalanobisDetector.fit_layers(features[~own], targets[~own.numpy()], sizes)
+        scores[own] = others.scores(features[own])
     return scores
 
 

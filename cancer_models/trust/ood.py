@@ -74,9 +74,14 @@ class MahalanobisDetector:
     ) -> MahalanobisDetector:
         """One class-conditional distance per feature layer (``sizes``: each layer's columns of ``features``), one
         class-free distance on the image ``statistics``, and with ``negatives`` the domain score."""
-        parts = [Gaussian.fit(x.double().numpy(), targets) for x in features.split(sizes, dim=1)]
         domain = Domain.fit(features, statistics, negatives) if negatives is not None else None
-        return cls(parts, list(sizes), Gaussian.fit(statistics.double().numpy()), domain)
+        layers = cls.fit_layers(features, targets, sizes)
+        return cls(layers.parts, layers.sizes, Gaussian.fit(statistics.double().numpy()), domain)
+
+    @classmethod
+    def fit_layers(cls, features: torch.Tensor, targets: np.ndarray, sizes: list[int]) -> MahalanobisDetector:
+        """The feature layers' distances alone (``scores`` without statistics gives one column per layer)."""
+        return cls([Gaussian.fit(x.double().numpy(), targets) for x in features.split(sizes, dim=1)], list(sizes))
 
     def scores(self, features: torch.Tensor, statistics: torch.Tensor | None = None) -> torch.Tensor:
         """Every check's score of each image.
