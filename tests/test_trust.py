@@ -20,6 +20,7 @@ from cancer_models.reporting.model_folder import save_model_folder
 from cancer_models.settings import TrustSettings
 from cancer_models.trust.conformal import (
     ALPHAS,
+    CONFIDENT,
     calibrated_collections,
     choose_alpha,
     conformal_quantile,
@@ -127,6 +128,24 @@ def test_an_accurate_model_gets_a_higher_level_not_empty_sets():
     result = coverage(probs[3000:], targets[3000:], 0.5, qhat)
     assert abs(result["coverage"] - (1 - alpha)) <= 0.03
     assert result["both"] < 0.02
+
+
+def test_a_few_confident_mistakes_do_not_make_confident_answers_uncertain():
+    """Another lab's tiles: right 98% of the time, wrong the rest with high confidence. Its 98% quantile would put
+    the other class beside every answer up to 97% probable; the level stops at 95%, which its sets meet."""
+    rng = np.random.default_rng(3)
+    names = np.array(["lab a"] * 3000 + ["lab b"] * 300)
+    right = np.ones(3300, bool)
+    right[3000:3006] = False  # 6 confident mistakes in lab b
+    p_true = np.where(right, rng.uniform(0.97, 1.0, 3300), rng.uniform(0.0, 0.03, 3300))
+    targets = rng.integers(0, 2, 3300)
+    p_malignant = np.where(targets == 1, p_true, 1 - p_true)
+    probs = np.stack([1 - p_malignant, p_malignant], axis=1)
+    assert conformal_quantile(p_true, 0.02, names.tolist()) >= CONFIDENT  # the level the coverage alone picks
+    alpha, qhat = choose_alpha(probs, targets, 0.5, names.tolist())
+    assert alpha == 0.05 and qhat < CONFIDENT
+    assert not set_membership(probs, 0.5, qhat)[probs.max(axis=1) >= CONFIDENT].all(axis=1).any()
+    assert coverage(probs[3000:], targets[3000:], 0.5, qhat)["coverage"] >= 0.95
 
 
 @pytest.mark.parametrize(

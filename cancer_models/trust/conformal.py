@@ -12,7 +12,10 @@ it holds both classes (*uncertain*) only when the other class is itself plausibl
 The level is chosen per model (``choose_alpha``): a model right far more often than ``1 - alpha`` meets the
 level with single answers alone; plain split-conformal would then spend its error budget on empty sets,
 "neither class" beside a confident probability. The first level of ``ALPHAS`` whose sets do not cover the
-calibration images more than ``SLACK`` above nominal is kept, so the stated level is the one the sets deliver.
+calibration images more than ``SLACK`` above nominal is kept, so the stated level is the one the sets deliver,
+short of a level whose quantile reaches ``CONFIDENT``: its sets would call answers given with that probability
+*uncertain*, because of a few confident mistakes among the calibration images (another lab's tiles), and a 95%
+probability that reads "uncertain" says two contradictory things.
 
 Where the calibration images come from several collections (LC25000 and GlaS, ISIC and HAM10000's clinics), the
 quantile is the largest of each collection's: a single quantile over the mix covers the easy majority and falls
@@ -30,6 +33,8 @@ import numpy as np
 # Candidate miscoverage levels, most permissive first: 90% sets unless the model is too accurate for them.
 ALPHAS = (0.1, 0.05, 0.02, 0.01)
 SLACK = 0.02
+# No level is chosen past the first whose quantile puts the other class beside an answer this probable.
+CONFIDENT = 0.95
 
 
 def conformal_quantile(p_true: Sequence[float], alpha: float, collections: Sequence[str] = ()) -> float:
@@ -118,14 +123,19 @@ def choose_alpha(
     probabilities: np.ndarray, targets: np.ndarray, threshold: float, collections: Sequence[str] = ()
 ) -> tuple[float, float]:
     """The model's level and its quantile: the first of ``ALPHAS`` whose sets cover the calibration images at
-    most ``SLACK`` above nominal (the last one if none does). Where ``collections`` are given, the quantile holds
-    on each (``conformal_quantile``) and the sets necessarily cover the easier ones more: the level is judged on
-    the collection they cover least, the one that sets the quantile."""
+    most ``SLACK`` above nominal (the last one if none does), but never one past the first whose quantile reaches
+    ``CONFIDENT``. Where ``collections`` are given, the quantile holds on each (``conformal_quantile``) and the
+    sets necessarily cover the easier ones more: the level is judged on the collection they cover least, the
+    one that sets the quantile."""
     probabilities, targets = np.asarray(probabilities), np.asarray(targets)
     p_true = probabilities[np.arange(len(targets)), targets]
     names = np.asarray(collections)
+    chosen: tuple[float, float] | None = None
     for alpha in ALPHAS:
         qhat = conformal_quantile(p_true, alpha, collections)
+        if chosen is not None and qhat >= CONFIDENT:
+            break
+        chosen = alpha, qhat
         parts = [names == c for c in calibrated_collections(collections, alpha)]
         least = min(
             coverage(probabilities[part], targets[part], threshold, qhat)["coverage"]
@@ -133,4 +143,5 @@ def choose_alpha(
         )
         if least <= 1 - alpha + SLACK:
             break
-    return alpha, qhat
+    assert chosen is not None  # ALPHAS is not empty
+    return chosen
