@@ -28,7 +28,7 @@ explain() {  # NAME DATA... -- IMAGES MASKS [OPTION ...]
   cancer-models calibrate --model "runs/$name" --data "${data[@]}" --masks "$2" "$3" "${@:4}"
 }
 
-HISTOPATHOLOGY="--data $DATA/histopathology $DATA/histopathology_glas --task 'histopathology (LC25000 + GlaS)' --model cancer_cnn --input-size 128 --augment histopathology_strong_stain --epochs 15 --patience 5 --lr 2e-3 --weight-decay 0.05 --tile-size 160 --tile-mpp 1.25 --source-mpp histopathology=1.25 histopathology_glas=0.62"
+HISTOPATHOLOGY="--data $DATA/histopathology $DATA/histopathology_glas --task 'histopathology (LC25000 + GlaS)' --model cancer_cnn --input-size 128 --augment histopathology_strong_stain --epochs 15 --patience 5 --lr 2e-3 --weight-decay 0.05 --tile-size 160 --tile-mpp 1.25 --source-mpp histopathology=1.25 histopathology_glas=0.62 --colour-constancy optical_density"
 DERMOSCOPY="--data $DATA/dermoscopy $DATA/dermoscopy_multiclass --masks none $DATA/dermoscopy_multiclass_masks --mask-loss 1 --cam-layers stage3.1 --task dermoscopy --model cancer_cnn --input-size 128 --augment dermoscopy --epochs 11 --patience 4 --lr 2e-3 --weight-decay 0.05 --license cc-by-nc-sa-4.0"
 
 # The leave-one-source-out table a shipped model's card shows: recorded once every such run exists.

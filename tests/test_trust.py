@@ -270,36 +270,31 @@ def test_tta_uses_the_views_the_config_allows(small_cnn, histo_image):
     assert predictor.predict(histo_image, tta=True).malignant_probability == pytest.approx(expected, abs=1e-5)
 
 
-# Collections whose test images the prediction sets are known not to cover at the model's level, and why; the
-# card must say so. GlaS's test split is 2 patients, its validation split 2 others: sets fitted on the latter
-# covered 98.6% of them and 82.6% of the test tiles.
-KNOWN_SHORTFALLS = {("histopathology-cancer-cnn", "GlaS (Sirinukunwattana et al. 2017, Warwick), colon, 20x")}
-
-
 def test_shipped_models_carry_rejection_and_conformal_data():
     for folder in sorted((ROOT / "models").iterdir()):
         model = load_pretrained(folder)
         assert model.config.ood and model.config.conformal and model.ood_detector is not None, folder.name
         trust = model.config.training.trust
         test, level = trust["test"], 1 - model.config.conformal.alpha
-        # Coverage varies with the calibration draw (a Beta around the level, Vovk 2012) and the test draw:
-        # three standard deviations of both together, which is 0.14 for ultrasound's 75 and 77 images.
         # A cross-validated ensemble is calibrated on its out-of-fold predictions (train + validation).
-        calibrated = (
-            trust["validation"]["n"] if "validation" in trust else model.config.training.splits["train + validation"]
-        )
+        calibration = trust.get("validation") or {"n": model.config.training.splits["train + validation"]}
         # Rejection accepts 99% of the train + validation groups (cross-fitted); a test split, from other source
         # images, sees up to 1.6% rejected.
         assert test["rejected"] <= 0.05, (folder.name, test)
         assert test["uncertain_when_confident"] == 0 and test["tta_uncertain_when_confident"] == 0, folder.name
-        # Sets must hold on each collection of the test split (clinic, lab), not only on the mix.
-        for name, part in (test.get("per_collection") or {"": test}).items():
-            spread = level * (1 - level) * (1 / (calibrated + 2) + 1 / part["n"])
-            holds = all(abs(part[k] - level) <= 3 * spread**0.5 for k in ("coverage", "tta_coverage"))
-            if (folder.name, name) in KNOWN_SHORTFALLS:
-                assert not holds and f"{name} ({part['n']}): refused" in (folder / "README.md").read_text()
-            else:
-                assert holds, (folder.name, name, part)
+        # Sets must hold on each collection of the test split (clinic, lab), not only on the mix. Coverage varies
+        # with the calibration draw (a Beta around the level, Vovk 2012) and the test draw: three standard
+        # deviations of both together, which is 0.14 for ultrasound's 75 and 77 images. The quantile is the
+        # hardest collection's, so the others are covered more than the level by design: only the least covered
+        # one must also stay near it from above.
+        parts = test.get("per_collection") or {"": test}
+        least = min(parts, key=lambda name: parts[name]["coverage"])
+        for name, part in parts.items():
+            n_calibration = (calibration.get("per_collection") or {}).get(name, calibration)["n"]
+            sd = (level * (1 - level) * (1 / (n_calibration + 2) + 1 / part["n"])) ** 0.5
+            for key in ("coverage", "tta_coverage"):
+                assert part[key] >= level - 3 * sd, (folder.name, name, key, part)
+                assert name != least or part[key] <= level + 3 * sd, (folder.name, name, key, part)
     assert load_pretrained(ROOT / "models" / "ultrasound-cancer-cnn").config.tta_views == "hflip"
     # The histopathology model's sets were calibrated to hold on each lab's validation tiles; its card says so.
     histopathology = ROOT / "models" / "histopathology-cancer-cnn"
