@@ -33,6 +33,7 @@ from cancer_models import Predictor, load_image, load_pretrained
 from cancer_models.calibration import negatives
 from cancer_models.evaluation.evaluate import record_evaluation
 from cancer_models.inference.routing import route_many
+from cancer_models.trust.conformal import CONFIDENT
 
 TASKS = ("histopathology", "dermoscopy", "ultrasound")
 # The test images of each model: the test splits of every data set it was trained on.
@@ -57,7 +58,7 @@ def sets_on_test(predictor: Predictor, images: list, truth: list[str]) -> dict:
     out = {}
     for tta in (False, True):
         kept = [(p, t) for p, t in zip(predictor.predict(images, tta=tta), truth, strict=True) if p.in_distribution]
-        confident = [p for p, _ in kept if max(p.probabilities.values()) >= 0.95]
+        confident = [p for p, _ in kept if max(p.probabilities.values()) >= CONFIDENT]
         key = "tta" if tta else "plain"
         out[key] = {
             "coverage": round(float(np.mean([t in p.prediction_set for p, t in kept])), 4),

@@ -43,6 +43,7 @@ from ..reporting.model_folder import save_model_folder
 from ..settings import ConformalSettings, TrustSettings
 from ..sources import display_name
 from ..trust.conformal import (
+    CONFIDENT,
     calibrated_collections,
     choose_alpha,
     conformal_quantile,
@@ -350,7 +351,7 @@ def trust_report(
 ) -> dict[str, Any]:
     """What rejection and prediction sets do on one split (``split_outputs``): the share rejected, and on the
     images accepted the sets' coverage and sizes (with test-time views too, where computed), and the share
-    *uncertain* among answers whose top class has probability 0.95 or more; where the split holds several
+    *uncertain* among answers whose top class has probability ``CONFIDENT`` (0.95) or more; where the split holds several
     collections (clinics, labs), the same for each (``per_collection``): coverage on the mix can hide a
     collection whose sets fall short."""
     if accepted is None:
@@ -371,7 +372,7 @@ def trust_report(
     for prefix, (probs, qhat) in views.items():
         probs = probs[accepted]
         sets = coverage(probs, targets, threshold, qhat)
-        confident = probs.max(axis=1) >= 0.95
+        confident = probs.max(axis=1) >= CONFIDENT
         both = set_membership(probs, threshold, qhat).all(axis=1)
         sets["uncertain_when_confident"] = float(both[confident].mean()) if confident.any() else 0.0
         report.update({prefix + k: v for k, v in sets.items()})
