@@ -91,8 +91,9 @@ SOURCES = {"histopathology": ("histopathology", "histopathology_glas"),
 
 @pytest.mark.parametrize("task", TASKS)
 def test_the_automatic_choice_sends_each_test_split_to_its_model(predictors, shared_data, task):
-    """At least 97% of each modality's test images go to its own model; none goes to another one."""
-    files = sorted(f for source in SOURCES[task] for f in (shared_data / source / "test").glob("*/*.jpg"))
+    """At least 97% of each modality's test images go to its own model; none goes to another one. Every other
+    image, to keep the suite short: benchmarks/rejection.py routes them all."""
+    files = sorted(f for source in SOURCES[task] for f in (shared_data / source / "test").glob("*/*.jpg"))[::2]
     chosen = [r.model for r in route_many(predictors, files)]
     assert np.mean([m == task for m in chosen]) >= 0.97
     assert not any(m not in (task, None) for m in chosen)
