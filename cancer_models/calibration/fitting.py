@@ -351,9 +351,9 @@ def trust_report(
 ) -> dict[str, Any]:
     """What rejection and prediction sets do on one split (``split_outputs``): the share rejected, and on the
     images accepted the sets' coverage and sizes (with test-time views too, where computed), and the share
-    *uncertain* among answers whose top class has probability ``CONFIDENT`` (0.95) or more; where the split holds several
-    collections (clinics, labs), the same for each (``per_collection``): coverage on the mix can hide a
-    collection whose sets fall short."""
+    *uncertain* among answers whose top class has probability ``CONFIDENT`` (0.95) or more; where the split
+    holds several collections (clinics, labs), the same for each (``per_collection``): coverage on the mix can
+    hide a collection whose sets fall short."""
     if accepted is None:
         accepted = unusualness(model, outputs) <= 1
     report: dict[str, Any] = {"n": len(accepted), "rejected": float(1 - accepted.mean())}

@@ -354,7 +354,8 @@ def _sets_sentence(config: ModelConfig, test: dict[str, Any], calibrated_on: str
         f"Prediction sets at {level:.0%} (split-conformal, calibrated on {calibrated_on}; each set holds the "
         "decided class and the other one while it stays plausible, and *uncertain* means both): they held the true "
         f"class of {test['coverage']:.1%} of the accepted test images, *uncertain* {test['both']:.1%}, and "
-        f"*uncertain* for {test['uncertain_when_confident']:.1%} of the answers whose top probability was {CONFIDENT} or more"
+        f"*uncertain* for {test['uncertain_when_confident']:.1%} of the answers whose top probability was "
+        f"{CONFIDENT} or more"
     )
     if "tta_coverage" in test:
         text += (
