@@ -42,6 +42,10 @@ _SPLIT_TITLES = {
 # a test calibration error above POOR_CALIBRATION.
 WEAK_CATEGORY = 0.85
 POOR_CALIBRATION = 0.05
+# A collection left out of training is a failure mode where its AUC is below this, its sensitivity or specificity
+# below WEAK_CATEGORY, or more than LEFT_OUT_REFUSED of it refused (the share another clinic's images may lose).
+WEAK_LEFT_OUT_AUC = 0.9
+LEFT_OUT_REFUSED = 0.1
 
 TEMPLATE = """---
 {{ card_data }}
@@ -486,6 +490,7 @@ def _failures(config: ModelConfig) -> str:
         low = [f"{k} {m[k]:.2f}" for k in ("sensitivity", "specificity") if m.get(k) is not None and m[k] < 0.9]
         if low:
             lines.append(f"- Under {name}: {', '.join(low)}.")
+    lines += [line for row in training.evaluations.get("left_out") or [] for line in _left_out_failures(row)]
     ece = training.metrics.get("test", {}).get("ece")
     if ece is not None and ece > POOR_CALIBRATION:
         lines.append(f"- Expected calibration error {ece:.3f} on the test split: read its probabilities as rough.")
@@ -499,6 +504,23 @@ def _failures(config: ModelConfig) -> str:
         "- A Grad-CAM map shows what moved the score, not where a lesion is.",
     ]
     return "\n".join(lines)
+
+
+def _left_out_failures(row: dict[str, Any]) -> list[str]:
+    """Collections the recipe never saw where it ranks poorly, misses cancers, calls benign lesions malignant or
+    refuses more than it should: what a clinic or lab not in the training data can expect, said plainly. A run
+    that left out several collections is read per collection where recorded (a lab's two organs differ)."""
+    lines = []
+    for name, cells in (row.get("per_collection") or {", ".join(row["collections"]): row}).items():
+        weak = [f"AUC {cells['auc']:.2f}"] if (cells["auc"] or 1) < WEAK_LEFT_OUT_AUC else []
+        weak += [f"{k} {cells[k]:.2f}" for k in ("sensitivity", "specificity") if (cells[k] or 1) < WEAK_CATEGORY]
+        weak += [f"{cells['refused']:.0%} refused"] if (cells["refused"] or 0) > LEFT_OUT_REFUSED else []
+        if weak:
+            lines.append(
+                f"- On {name}, left out of training (same recipe): {', '.join(weak)}. Expect this on images "
+                "from a clinic or lab it never saw."
+            )
+    return lines
 
 
 def _citations(config: ModelConfig) -> str:
