@@ -51,6 +51,18 @@ def test_histopathology_model_gets_the_fixture_tiles_right():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_a_model_trained_on_several_sources_shows_each_left_out_in_its_card(folder):
+    """What a clinic or lab never seen can expect, beside the pooled test figures: one run per source with
+    malignant images to score (HAM10000's vidir_molemax and vienna_dias have 2 and 4)."""
+    training = load_pretrained(folder).config.training
+    if len(training.data) < 2:
+        pytest.skip("trained on one source")
+    rows = training.evaluations["left_out"]
+    assert len(rows) >= 2 and all(row["n"] >= 500 and row["auc"] is not None for row in rows)
+    assert "### Collections left out of training (leave-one-source-out)" in (folder / "README.md").read_text()
+
+
 def test_a_card_lists_the_collections_left_out_of_training_where_the_recipe_fell_short():
     folder = Path(DEFAULT_CATALOG).parent / "models" / "histopathology-cancer-cnn"
     failures = (folder / "README.md").read_text().split("## Known failure modes")[1].split("## Training")[0]
