@@ -506,14 +506,19 @@ def _failures(config: ModelConfig) -> str:
     return "\n".join(lines)
 
 
+def _below(value: float | None, limit: float) -> bool:
+    return value is not None and value < limit
+
+
 def _left_out_failures(row: dict[str, Any]) -> list[str]:
     """Collections the recipe never saw where it ranks poorly, misses cancers, calls benign lesions malignant or
     refuses more than it should: what a clinic or lab not in the training data can expect, said plainly. A run
     that left out several collections is read per collection where recorded (a lab's two organs differ)."""
     lines = []
     for name, cells in (row.get("per_collection") or {", ".join(row["collections"]): row}).items():
-        weak = [f"AUC {cells['auc']:.2f}"] if (cells["auc"] or 1) < WEAK_LEFT_OUT_AUC else []
-        weak += [f"{k} {cells[k]:.2f}" for k in ("sensitivity", "specificity") if (cells[k] or 1) < WEAK_CATEGORY]
+        # a figure of 0 is the worst, not a missing one
+        weak = [f"AUC {cells['auc']:.2f}"] if _below(cells["auc"], WEAK_LEFT_OUT_AUC) else []
+        weak += [f"{k} {cells[k]:.2f}" for k in ("sensitivity", "specificity") if _below(cells[k], WEAK_CATEGORY)]
         weak += [f"{cells['refused']:.0%} refused"] if (cells["refused"] or 0) > LEFT_OUT_REFUSED else []
         if weak:
             lines.append(
