@@ -54,7 +54,7 @@ def test_histopathology_model_gets_the_fixture_tiles_right():
 def test_a_model_trained_on_several_sources_shows_each_left_out_in_its_card(folder):
     """What a clinic or lab never seen can expect, beside the pooled test figures: one run per source with
     malignant images to score (HAM10000's vidir_molemax and vienna_dias have 2 and 4)."""
-    training = ModelConfig.load(folder / "config.json").training
+    training = load_pretrained(folder).config.training  # the evaluations.json beside the config, merged in
     if len(training.data) < 2:
         pytest.skip("trained on one source")
     rows = training.evaluations["left_out"]
